@@ -1,0 +1,84 @@
+// BlockingPool: the threads that run blocking work (`ToThread`) so that event
+// loops never do.
+//
+// Elastic: it starts `min_threads` threads, adds a thread whenever a job
+// arrives and no thread is idle (up to `max_threads`; beyond that jobs
+// queue), and a thread that stays idle for `keep_alive` retires unless that
+// would take the pool below `min_threads`.
+//
+// Jobs are intrusive (the ToThread awaiter, living in the awaiting
+// coroutine's frame, is the job), so submitting allocates nothing.
+//
+// Shutdown: Shutdown() stops admission, completes every queued job with
+// `cancelled = true` without running it, waits for running jobs to return
+// (blocking work cannot be interrupted; it may poll its stop token), and
+// waits for every thread to exit.
+//
+// Thread safety: all methods are safe for concurrent use. Job callbacks run on
+// pool threads (or on the thread calling Shutdown, for cancelled jobs).
+#ifndef AWAITD_RUNTIME_BLOCKING_POOL_H_
+#define AWAITD_RUNTIME_BLOCKING_POOL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "runtime/internal/mutex.h"
+#include "runtime/metrics.h"
+
+namespace awaitd::runtime {
+
+class BlockingPool {
+ public:
+  struct Options {
+    std::uint32_t min_threads = 0;
+    std::uint32_t max_threads = 512;
+    std::chrono::nanoseconds keep_alive = std::chrono::seconds(10);
+    std::string thread_name = "awaitd-blocking";
+  };
+
+  // A unit of blocking work. `run(job, cancelled)` is called exactly once:
+  // on a pool thread with cancelled=false, or during Shutdown with
+  // cancelled=true. The job must stay alive until then.
+  struct Job {
+    void (*run)(Job* job, bool cancelled) = nullptr;
+    Job* next = nullptr;
+  };
+
+  explicit BlockingPool(Options options);
+  ~BlockingPool();  // calls Shutdown()
+  BlockingPool(const BlockingPool&) = delete;
+  BlockingPool& operator=(const BlockingPool&) = delete;
+
+  // Queues `job`. Returns false (not taking it) after Shutdown began.
+  bool Submit(Job* job);
+
+  void Shutdown();
+
+  BlockingPoolMetrics Metrics() const;
+
+ private:
+  void SpawnThreadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ThreadMain();
+
+  const Options options_;
+  mutable internal::Mutex mu_;
+  internal::CondVar work_cv_;  // jobs queued, or shutdown
+  internal::CondVar exit_cv_;  // a thread exited
+  Job* head_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Job* tail_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint32_t threads_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint32_t idle_ ABSL_GUARDED_BY(mu_) = 0;
+  // Wake-ups handed to idle threads but not yet consumed, so that two
+  // submits do not both count on the same idle thread.
+  std::uint32_t pending_wakeups_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t retired_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace awaitd::runtime
+
+#endif  // AWAITD_RUNTIME_BLOCKING_POOL_H_

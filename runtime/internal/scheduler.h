@@ -1,0 +1,134 @@
+// Scheduler: the state the workers share (global queue, idle set, owned
+// tasks, blocking pool, stall detector) and the operations that route a task
+// to the right queue.
+//
+// The Runtime class is the public face; it owns one Scheduler. Start-up,
+// scheduling and shutdown protocols are written at the top of worker.h.
+//
+// Thread safety: Spawn, Schedule, Metrics and the accessors are safe from any
+// thread. Start and Shutdown are called once each, by the owner, from a
+// thread that is not a worker.
+#ifndef AWAITD_RUNTIME_INTERNAL_SCHEDULER_H_
+#define AWAITD_RUNTIME_INTERNAL_SCHEDULER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "runtime/blocking_pool.h"
+#include "runtime/internal/idle.h"
+#include "runtime/internal/mutex.h"
+#include "runtime/internal/task_header.h"
+#include "runtime/internal/task_list.h"
+#include "runtime/internal/worker.h"
+#include "runtime/log.h"
+#include "runtime/metrics.h"
+#include "runtime/runtime_options.h"
+
+namespace awaitd::runtime::internal {
+
+class PromiseBase;
+
+class Scheduler {
+ public:
+  explicit Scheduler(RuntimeOptions options);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  void Start();
+  // Returns false if it had already run.
+  bool Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace);
+
+  // Creates the header for `root` and queues its first run. With
+  // `join_interest` the caller receives a reference for its JoinHandle.
+  // After shutdown began (for outside threads) the task is completed as
+  // cancelled without running.
+  TaskHeader* Spawn(std::coroutine_handle<> root, PromiseBase* promise, bool join_interest);
+
+  // Queues a woken task (TransitionToNotified returned true).
+  void Schedule(TaskHeader* task);
+
+  // Wakes a parked worker if stealable work may be waiting for one.
+  void NotifyParked();
+  // Tokio's notify_if_work_pending: called by the last searcher to park.
+  void NotifyIfWorkPending();
+
+  // The task finished its run with its root done.
+  void Complete(TaskHeader* task);
+
+  Idle& idle() { return idle_; }
+  TaskList& inject() { return inject_; }
+  std::uint32_t num_workers() const { return static_cast<std::uint32_t>(workers_.size()); }
+  Worker& worker(std::uint32_t i) { return *workers_[i]; }
+  const RuntimeOptions& options() const { return options_; }
+  BlockingPool& blocking_pool() { return blocking_; }
+  bool shutting_down() const { return shutdown_.load(std::memory_order_acquire); }
+
+  // Monotonic time of the runtime, in wheel ticks (microseconds since start).
+  std::uint64_t NowTick() const;
+  // Ticks for an absolute time point, rounded up.
+  std::uint64_t TickFor(std::chrono::steady_clock::time_point t) const;
+  std::chrono::steady_clock::time_point TimeOfTick(std::uint64_t tick) const;
+
+  void Log(LogLevel level, std::string_view message) const;
+
+  RuntimeMetrics Metrics() const;
+  std::uint64_t TasksAlive() const;
+
+ private:
+  // Every task not yet finished, so that shutdown can find the suspended
+  // ones. Sharded by task id to spread lock traffic.
+  class OwnedTasks {
+   public:
+    // False if closed.
+    bool Insert(TaskHeader* t);
+    void Remove(TaskHeader* t);
+    // Closes the list and returns all tasks in it.
+    std::vector<TaskHeader*> CloseAndTakeAll();
+    std::uint64_t Count() const { return count_.load(std::memory_order_relaxed); }
+
+   private:
+    static constexpr int kShards = 64;
+    struct alignas(64) Shard {
+      Mutex mu;
+      TaskHeader* head ABSL_GUARDED_BY(mu) = nullptr;
+      bool closed ABSL_GUARDED_BY(mu) = false;
+    };
+    Shard shards_[kShards];
+    std::atomic<std::uint64_t> count_{0};
+  };
+
+  bool IsOwnWorker(const Worker* w) const {
+    return w != nullptr && w->index() < workers_.size() && workers_[w->index()].get() == w;
+  }
+  void StallDetectorMain();
+  void CompleteCancelledUnstarted(TaskHeader* task);
+
+  const RuntimeOptions options_;
+  const std::chrono::steady_clock::time_point origin_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  TaskList inject_;
+  Idle idle_;
+  OwnedTasks owned_;
+  BlockingPool blocking_;
+  std::atomic<std::uint64_t> next_task_id_{1};
+  std::atomic<std::uint64_t> tasks_spawned_{0};
+  std::atomic<bool> accepting_{true};
+  std::atomic<bool> shutdown_{false};
+  std::atomic<bool> shutdown_started_{false};
+
+  Mutex stall_mu_;
+  CondVar stall_cv_;
+  bool stall_stop_ ABSL_GUARDED_BY(stall_mu_) = false;
+  std::thread stall_thread_;
+};
+
+}  // namespace awaitd::runtime::internal
+
+#endif  // AWAITD_RUNTIME_INTERNAL_SCHEDULER_H_

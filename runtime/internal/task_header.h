@@ -1,0 +1,156 @@
+// TaskHeader: the scheduler's record of one spawned task, and its state machine.
+//
+// A spawned Task<T> is driven through a TaskHeader: the header owns the root
+// coroutine, remembers where the task is suspended (`resume_point`), and holds
+// one atomic word with the task's lifecycle bits and reference count. Every
+// queue holds TaskHeader pointers.
+//
+// State word (bits):
+//   kRunning      a worker is resuming the task right now (exclusive).
+//   kNotified     the task is in a run queue, or must be re-queued when the
+//                 current run ends. A task is queued at most once.
+//   kComplete     the root coroutine finished; its result is published.
+//   kCancelled    the task ended without finishing its body (runtime shutdown).
+//   kJoinInterest a JoinHandle for the task exists.
+//   kJoinWaker    a task awaiting the JoinHandle registered itself in
+//                 `join_waiter_`; the completer wakes it.
+//   bits 8..63    reference count.
+//
+// References are held by: the scheduler, from spawn until completion; each
+// queued notification (at most one at a time); the JoinHandle; and a joiner's
+// registration on another task (`join_waiter_` holds one on the joiner). The
+// last Unref destroys the root frame and frees the header.
+//
+// Invariants:
+//   - kRunning is set by exactly one worker at a time, only after it popped
+//     the task from a queue (so it holds the notification reference).
+//   - kComplete is set once, by the worker that ran the body to its end, and
+//     never cleared; after it, resume_point is never used again.
+//   - The result in the root promise is written before kComplete (release)
+//     and read only after observing kComplete (acquire).
+//
+// Thread safety: the state word is atomic and may be touched from any thread;
+// `resume_point_` is accessed only by the thread that has the task running
+// (or, before the first run, by the spawner); `join_waiter_` is written by the
+// joiner before it sets kJoinWaker and read by the completer after it sees it.
+#ifndef AWAITD_RUNTIME_INTERNAL_TASK_HEADER_H_
+#define AWAITD_RUNTIME_INTERNAL_TASK_HEADER_H_
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+
+namespace awaitd::runtime::internal {
+
+class PromiseBase;
+class Scheduler;
+
+class TaskHeader {
+ public:
+  static constexpr std::uint64_t kRunning = 1u << 0;
+  static constexpr std::uint64_t kNotified = 1u << 1;
+  static constexpr std::uint64_t kComplete = 1u << 2;
+  static constexpr std::uint64_t kCancelled = 1u << 3;
+  static constexpr std::uint64_t kJoinInterest = 1u << 4;
+  static constexpr std::uint64_t kJoinWaker = 1u << 5;
+  static constexpr std::uint64_t kRefOne = 1u << 8;
+
+  // Creates a header holding `initial_refs` references, in state
+  // kNotified | (join_interest ? kJoinInterest : 0): a new task is about to be
+  // queued for its first run.
+  static TaskHeader* Create(Scheduler* scheduler, std::coroutine_handle<> root,
+                            PromiseBase* promise, std::uint64_t id, bool join_interest);
+
+  TaskHeader(const TaskHeader&) = delete;
+  TaskHeader& operator=(const TaskHeader&) = delete;
+
+  std::uint64_t id() const noexcept { return id_; }
+  Scheduler* scheduler() const noexcept { return scheduler_; }
+  std::coroutine_handle<> root() const noexcept { return root_; }
+  PromiseBase* promise() const noexcept { return promise_; }
+
+  // Runtime shutdown only, with every worker stopped: destroys the suspended
+  // root frame now (running its destructors) and marks the task complete and
+  // cancelled. Returns the prior state.
+  std::uint64_t DestroyUnfinished() noexcept;
+
+  // Where the next run resumes. Set by an awaiter while the task is running,
+  // just before it publishes a way to wake the task.
+  void set_resume_point(std::coroutine_handle<> h) noexcept { resume_point_ = h; }
+  std::coroutine_handle<> resume_point() const noexcept { return resume_point_; }
+
+  std::uint32_t home_worker() const noexcept { return home_worker_.load(std::memory_order_relaxed); }
+  void set_home_worker(std::uint32_t w) noexcept { home_worker_.store(w, std::memory_order_relaxed); }
+
+  std::uint64_t LoadState(std::memory_order order = std::memory_order_acquire) const noexcept {
+    return state_.load(order);
+  }
+  bool IsComplete() const noexcept { return (LoadState() & kComplete) != 0; }
+
+  // --- Transitions (see the class comment for who may call each) ---
+
+  // Wake-up: marks the task notified. Returns true if the caller must queue
+  // it (a notification reference was added); false if it is already queued,
+  // running (the runner re-queues it), or complete.
+  bool TransitionToNotified() noexcept;
+
+  // Called by a worker holding a notification it popped: NOTIFIED -> RUNNING.
+  void TransitionToRunning() noexcept;
+
+  // After a run that suspended. Returns true if the task was notified while
+  // running: the caller keeps the notification reference and must re-queue
+  // it. Otherwise the notification reference is dropped here.
+  bool TransitionToIdle() noexcept;
+
+  // After a run in which the root finished. Returns the prior state (with
+  // kRunning). `cancelled` marks an end without a result (shutdown).
+  std::uint64_t TransitionToComplete(bool cancelled) noexcept;
+
+  // Joiner registration: stores `waiter` (taking a reference on it) and sets
+  // kJoinWaker. Returns false if the task completed first; then nothing was
+  // registered and the joiner must not suspend.
+  bool SetJoinWaker(TaskHeader* waiter) noexcept;
+  TaskHeader* join_waiter() const noexcept { return join_waiter_; }
+
+  // JoinHandle destruction: clears kJoinInterest (and an unused join waker).
+  void DropJoinInterest() noexcept;
+
+  void Ref() noexcept { state_.fetch_add(kRefOne, std::memory_order_relaxed); }
+  void Unref() noexcept;
+  // Drops `n` references at once.
+  void UnrefMany(std::uint64_t n) noexcept;
+
+  // Wakes the task: TransitionToNotified and, if needed, schedules it.
+  void Wake() noexcept;
+
+  // Intrusive links. queue_next_ is guarded by whichever mutex-protected list
+  // holds the task; owned_* by the owned-task shard lock.
+  TaskHeader* queue_next_ = nullptr;
+  TaskHeader* owned_prev_ = nullptr;
+  TaskHeader* owned_next_ = nullptr;
+
+ private:
+  TaskHeader(Scheduler* scheduler, std::coroutine_handle<> root, PromiseBase* promise,
+             std::uint64_t id, std::uint64_t state) noexcept
+      : state_(state),
+        scheduler_(scheduler),
+        root_(root),
+        resume_point_(root),
+        promise_(promise),
+        id_(id) {}
+  ~TaskHeader() = default;
+  void Destroy() noexcept;
+
+  std::atomic<std::uint64_t> state_;
+  Scheduler* const scheduler_;
+  std::coroutine_handle<> root_;  // null once destroyed early (shutdown)
+  std::coroutine_handle<> resume_point_;
+  PromiseBase* const promise_;
+  TaskHeader* join_waiter_ = nullptr;
+  const std::uint64_t id_;
+  std::atomic<std::uint32_t> home_worker_{0};
+};
+
+}  // namespace awaitd::runtime::internal
+
+#endif  // AWAITD_RUNTIME_INTERNAL_TASK_HEADER_H_

@@ -1,0 +1,54 @@
+// Configuration of a Runtime.
+#ifndef AWAITD_RUNTIME_RUNTIME_OPTIONS_H_
+#define AWAITD_RUNTIME_RUNTIME_OPTIONS_H_
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "runtime/log.h"
+
+namespace awaitd::runtime {
+
+// What Shutdown does with tasks that have not finished.
+enum class ShutdownPolicy {
+  // Destroy them at their current suspension point (their destructors run;
+  // JoinHandles report cancellation).
+  kCancel,
+  // Wait for them to finish, up to the grace period, then cancel the rest.
+  kDrain,
+};
+
+struct RuntimeOptions {
+  // Event-loop threads. 0 means one per core (std::thread::hardware_concurrency).
+  std::uint32_t workers = 0;
+
+  // Blocking pool bounds (ToThread). Threads idle for `blocking_keep_alive`
+  // retire, down to `blocking_min_threads`.
+  std::uint32_t blocking_min_threads = 0;
+  std::uint32_t blocking_max_threads = 512;
+  std::chrono::nanoseconds blocking_keep_alive = std::chrono::seconds(10);
+
+  // A task that runs longer than this without suspending is counted as a
+  // stall and logged with its id. Zero disables the detector.
+  std::chrono::nanoseconds stall_threshold = std::chrono::milliseconds(100);
+
+  // Scheduler tuning (tokio's defaults): how often a worker looks at the
+  // global queue before its local one, and how often it polls I/O and timers
+  // while it has tasks to run. Both count tasks run.
+  std::uint32_t global_queue_interval = 61;
+  std::uint32_t event_interval = 61;
+
+  ShutdownPolicy shutdown_policy = ShutdownPolicy::kCancel;
+  std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(5);
+
+  // Prefix of thread names ("<prefix>-<n>"); at most 10 characters are kept.
+  std::string thread_name = "awaitd-w";
+
+  // Receives the runtime's log lines; null means StderrLogSink.
+  LogSink log_sink;
+};
+
+}  // namespace awaitd::runtime
+
+#endif  // AWAITD_RUNTIME_RUNTIME_OPTIONS_H_

@@ -1,0 +1,85 @@
+// Sleeping and yielding inside a task.
+//
+//   co_await Sleep(std::chrono::milliseconds(10));
+//   co_await SleepUntil(deadline);
+//   co_await Yield();   // let other ready tasks run first
+//
+// A sleep registers a timer on the worker the task is running on (its
+// TimerWheel, no allocation); when it fires, that worker queues the task at
+// the back of its local queue, from where an idle worker may steal it. A
+// deadline that has already passed (including Sleep(0)) behaves as Yield(),
+// like asyncio.sleep(0). Timers never fire early; they are rounded up to the
+// next microsecond.
+//
+// Thread safety: the awaiters must be awaited inside a task running on a
+// Runtime; each is used once.
+#ifndef AWAITD_RUNTIME_TIME_H_
+#define AWAITD_RUNTIME_TIME_H_
+
+#include <chrono>
+#include <coroutine>
+
+#include "runtime/internal/task_header.h"
+#include "runtime/internal/timer_wheel.h"
+
+namespace awaitd::runtime {
+
+namespace internal {
+class Worker;
+
+// A timer that wakes a task.
+struct TaskTimer : TimerEntry {
+  TaskHeader* task = nullptr;
+};
+}  // namespace internal
+
+class [[nodiscard]] SleepAwaiter {
+ public:
+  explicit SleepAwaiter(std::chrono::steady_clock::time_point deadline) noexcept
+      : deadline_(deadline) {}
+  SleepAwaiter(const SleepAwaiter&) = delete;
+  SleepAwaiter& operator=(const SleepAwaiter&) = delete;
+  // Unlinks the timer if the frame is destroyed mid-sleep (runtime shutdown).
+  ~SleepAwaiter();
+
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h);
+  void await_resume() const noexcept {}
+
+ private:
+  static void Fire(internal::TimerEntry* e);
+
+  internal::TaskTimer timer_;
+  std::chrono::steady_clock::time_point deadline_;
+  internal::Worker* worker_ = nullptr;
+};
+
+class [[nodiscard]] YieldAwaiter {
+ public:
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h);
+  void await_resume() const noexcept {}
+};
+
+// Suspends the task until `deadline`.
+inline SleepAwaiter SleepUntil(std::chrono::steady_clock::time_point deadline) noexcept {
+  return SleepAwaiter(deadline);
+}
+
+// Suspends the task for `d` (asyncio.sleep); non-positive durations yield.
+template <typename Rep, typename Period>
+SleepAwaiter Sleep(std::chrono::duration<Rep, Period> d) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  if (d <= d.zero()) return SleepAwaiter(now);
+  // Saturate instead of overflowing for huge durations.
+  const auto max_ahead = std::chrono::hours(24 * 365 * 100);
+  if (d >= max_ahead) return SleepAwaiter(now + max_ahead);
+  return SleepAwaiter(now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+}
+
+// Requeues the running task behind every task already ready on its worker.
+inline YieldAwaiter Yield() noexcept { return {}; }
+
+}  // namespace awaitd::runtime
+
+#endif  // AWAITD_RUNTIME_TIME_H_
