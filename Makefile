@@ -10,6 +10,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(NPROC)
 BUILD_DIR  ?= build
 TSAN_DIR   ?= build-tsan
 ASAN_DIR   ?= build-asan
+CLANG_DIR  ?= build-clang
 BUILD_TYPE ?= RelWithDebInfo
 # RelWithDebInfo, pinned to -O2 (CMake's default for GCC/Clang, made explicit).
 RELWITHDEBINFO_FLAGS := -O2 -g -DNDEBUG
@@ -35,7 +36,7 @@ CONFIGURE = cmake -S . -B $(1) -G Ninja \
 
 FORMAT_DIRS := $(wildcard runtime server client tests bench)
 
-.PHONY: deps build test run bench tsan asan format clean help
+.PHONY: deps build test run bench tsan asan thread-safety format clean help
 
 deps: ## Install missing Debian packages (deploy/debian-packages.txt)
 	@bash tools/install-deps.sh
@@ -70,13 +71,17 @@ asan: deps ## Runtime-only ASan+UBSan build + tests in build-asan/
 	AWAITD_STRESS_SCALE=0.1 \
 	$(CTEST) --test-dir $(ASAN_DIR)
 
+thread-safety: deps ## Clang build of the runtime with -Wthread-safety -Werror (build-clang/)
+	CXX=clang++ $(call CONFIGURE,$(CLANG_DIR),-DAWAITD_RUNTIME_ONLY=ON -DAWAITD_BUILD_BENCH=OFF -DAWAITD_BUILD_TESTS=OFF)
+	cmake --build $(CLANG_DIR) -j$(NPROC)
+
 format: ## clang-format -i all *.h/*.cc under runtime server client tests bench
 	@files="$$(find $(FORMAT_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) 2>/dev/null)"; \
 	if [ -n "$$files" ]; then echo "$$files" | xargs clang-format -i; \
 	else echo "format: no sources found"; fi
 
 clean: ## Remove all build directories
-	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(ASAN_DIR) $(CLANG_DIR)
 
 help: ## Show this help
 	@echo "awaitd make targets:"

@@ -12,4 +12,9 @@ function(awaitd_target_warnings target)
     -Wextra
     -Werror
     -Wno-missing-field-initializers)
+  # Clang checks the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED
+  # annotations (`make thread-safety`, run by CI).
+  if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    target_compile_options(${target} PRIVATE -Wthread-safety)
+  endif()
 endfunction()

@@ -11,6 +11,7 @@
 namespace awaitd::runtime {
 
 struct WorkerMetrics {
+  std::uint64_t tasks_spawned = 0;    // spawned by tasks running here
   std::uint64_t tasks_run = 0;        // task resumptions (polls)
   std::uint64_t steal_operations = 0;  // successful steals from other workers
   std::uint64_t tasks_stolen = 0;     // tasks moved by those steals
@@ -35,7 +36,7 @@ struct BlockingPoolMetrics {
 struct RuntimeMetrics {
   std::vector<WorkerMetrics> workers;
   std::uint64_t global_queue_depth = 0;
-  std::uint64_t tasks_spawned = 0;
+  std::uint64_t tasks_spawned = 0;  // in total, from workers and outside
   std::uint64_t tasks_alive = 0;  // spawned and not yet finished
   std::uint64_t stalls = 0;       // sum over workers
   std::uint32_t searching_workers = 0;

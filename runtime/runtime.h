@@ -29,6 +29,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <latch>
 #include <memory>
@@ -135,6 +137,10 @@ Task<void> BlockOnWrapper(Task<T> task, BlockOnState<T>* state) {
 
 template <typename T>
 T Runtime::BlockOn(Task<T> task) {
+  if (scheduler_->OnWorkerThread()) {
+    std::fprintf(stderr, "awaitd runtime: BlockOn called on a worker thread (it would deadlock)\n");
+    std::abort();
+  }
   internal::BlockOnState<T> state;
   Spawn(internal::BlockOnWrapper(std::move(task), &state)).Detach();
   state.done.wait();

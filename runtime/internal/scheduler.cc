@@ -33,7 +33,7 @@ bool Scheduler::OwnedTasks::Insert(TaskHeader* t) {
   t->owned_next_ = s.head;
   if (s.head != nullptr) s.head->owned_prev_ = t;
   s.head = t;
-  count_.fetch_add(1, std::memory_order_relaxed);
+  s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return true;
 }
 
@@ -47,7 +47,13 @@ void Scheduler::OwnedTasks::Remove(TaskHeader* t) {
   }
   if (t->owned_next_ != nullptr) t->owned_next_->owned_prev_ = t->owned_prev_;
   t->owned_prev_ = t->owned_next_ = nullptr;
-  count_.fetch_sub(1, std::memory_order_relaxed);
+  s.count.store(s.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+std::uint64_t Scheduler::OwnedTasks::Count() const {
+  std::uint64_t n = 0;
+  for (const Shard& s : shards_) n += s.count.load(std::memory_order_relaxed);
+  return n;
 }
 
 std::vector<TaskHeader*> Scheduler::OwnedTasks::CloseAndTakeAll() {
@@ -62,8 +68,8 @@ std::vector<TaskHeader*> Scheduler::OwnedTasks::CloseAndTakeAll() {
       t = next;
     }
     s.head = nullptr;
+    s.count.store(0, std::memory_order_relaxed);
   }
-  count_.fetch_sub(all.size(), std::memory_order_relaxed);
   return all;
 }
 
@@ -134,20 +140,20 @@ void Scheduler::Log(LogLevel level, std::string_view message) const {
 
 TaskHeader* Scheduler::Spawn(std::coroutine_handle<> root, PromiseBase* promise,
                              bool join_interest) {
-  const std::uint64_t id = next_task_id_.fetch_add(1, std::memory_order_relaxed);
-  TaskHeader* t = TaskHeader::Create(this, root, promise, id, join_interest);
   Worker* w = Worker::Current();
   const bool local = IsOwnWorker(w);
+  const std::uint64_t id = local ? w->NextTaskId() : ReserveTaskIds(1);
+  TaskHeader* t = TaskHeader::Create(this, root, promise, id, join_interest);
   if ((!local && !accepting_.load(std::memory_order_acquire)) || !owned_.Insert(t)) {
     CompleteCancelledUnstarted(t);
     return t;
   }
-  tasks_spawned_.fetch_add(1, std::memory_order_relaxed);
   if (local) {
     t->set_home_worker(w->index());
     w->ScheduleLocal(t);
     return t;
   }
+  tasks_spawned_outside_.fetch_add(1, std::memory_order_relaxed);
   t->set_home_worker(static_cast<std::uint32_t>(id % workers_.size()));
   if (!inject_.Push(t)) {
     // Shutdown closed the queue after the owned-list insert: step 6 of the
@@ -319,7 +325,8 @@ RuntimeMetrics Scheduler::Metrics() const {
     m.stalls += m.workers.back().stalls;
   }
   m.global_queue_depth = inject_.Len();
-  m.tasks_spawned = tasks_spawned_.load(std::memory_order_relaxed);
+  m.tasks_spawned = tasks_spawned_outside_.load(std::memory_order_relaxed);
+  for (const auto& w : m.workers) m.tasks_spawned += w.tasks_spawned;
   m.tasks_alive = owned_.Count();
   m.searching_workers = const_cast<Idle&>(idle_).NumSearching();
   m.unparked_workers = const_cast<Idle&>(idle_).NumUnparked();

@@ -65,9 +65,15 @@ class Scheduler {
   TaskList& inject() { return inject_; }
   std::uint32_t num_workers() const { return static_cast<std::uint32_t>(workers_.size()); }
   Worker& worker(std::uint32_t i) { return *workers_[i]; }
+  // Reserves `n` consecutive task ids; returns the first.
+  std::uint64_t ReserveTaskIds(std::uint64_t n) {
+    return next_task_id_.fetch_add(n, std::memory_order_relaxed);
+  }
   const RuntimeOptions& options() const { return options_; }
   BlockingPool& blocking_pool() { return blocking_; }
   bool shutting_down() const { return shutdown_.load(std::memory_order_acquire); }
+  // True on one of this scheduler's worker threads.
+  bool OnWorkerThread() const { return IsOwnWorker(Worker::Current()); }
 
   // Monotonic time of the runtime, in wheel ticks (microseconds since start).
   std::uint64_t NowTick() const;
@@ -90,7 +96,8 @@ class Scheduler {
     void Remove(TaskHeader* t);
     // Closes the list and returns all tasks in it.
     std::vector<TaskHeader*> CloseAndTakeAll();
-    std::uint64_t Count() const { return count_.load(std::memory_order_relaxed); }
+    // Sum over the shards: approximate while tasks come and go.
+    std::uint64_t Count() const;
 
    private:
     static constexpr int kShards = 64;
@@ -98,9 +105,10 @@ class Scheduler {
       Mutex mu;
       TaskHeader* head ABSL_GUARDED_BY(mu) = nullptr;
       bool closed ABSL_GUARDED_BY(mu) = false;
+      // Written under `mu`, read without it by Count().
+      std::atomic<std::uint64_t> count{0};
     };
     Shard shards_[kShards];
-    std::atomic<std::uint64_t> count_{0};
   };
 
   bool IsOwnWorker(const Worker* w) const {
@@ -117,8 +125,10 @@ class Scheduler {
   Idle idle_;
   OwnedTasks owned_;
   BlockingPool blocking_;
+  // Task ids are handed to workers in blocks so that spawning on a worker
+  // does not contend on one counter.
   std::atomic<std::uint64_t> next_task_id_{1};
-  std::atomic<std::uint64_t> tasks_spawned_{0};
+  std::atomic<std::uint64_t> tasks_spawned_outside_{0};
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shutdown_{false};
   std::atomic<bool> shutdown_started_{false};

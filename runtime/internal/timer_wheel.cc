@@ -45,7 +45,10 @@ void TimerWheel::Insert(TimerEntry* e) {
   assert(!e->linked);
   e->deadline = std::min(e->deadline, kMaxTick);
   ++size_;
-  if (e->deadline <= elapsed_) {
+  if (e->deadline < elapsed_) {
+    // Already late: fires first on the next Advance. (A deadline equal to
+    // elapsed_ goes to the current level-0 slot, which Advance still visits,
+    // so a cascade never reorders entries.)
     Link(e, -1, 0);
     return;
   }

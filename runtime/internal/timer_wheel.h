@@ -56,8 +56,8 @@ class TimerWheel {
   std::uint64_t elapsed() const { return elapsed_; }
   std::size_t size() const { return size_; }
 
-  // Links `e` (not linked) with its deadline; a deadline at or before
-  // elapsed() fires on the next Advance.
+  // Links `e` (not linked) with its deadline; a deadline before elapsed()
+  // fires on the next Advance.
   void Insert(TimerEntry* e);
 
   // Unlinks `e` if linked. O(1).
@@ -68,8 +68,9 @@ class TimerWheel {
   std::optional<std::uint64_t> NextDeadline() const;
 
   // Advances to `now` (ticks) and fires every entry whose deadline <= now, in
-  // deadline order (entries of one tick in insertion order). Returns the
-  // number fired.
+  // deadline order. Entries due at the same tick fire in insertion order if
+  // they were inserted at the same wheel time (otherwise in an unspecified
+  // order). Returns the number fired.
   std::size_t Advance(std::uint64_t now);
 
  private:

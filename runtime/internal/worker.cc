@@ -195,6 +195,16 @@ TaskHeader* Worker::Steal() {
   return PopGlobalBatch();
 }
 
+std::uint64_t Worker::NextTaskId() {
+  constexpr std::uint64_t kIdBlock = 256;
+  if (next_id_ == id_limit_) {
+    next_id_ = scheduler_->ReserveTaskIds(kIdBlock);
+    id_limit_ = next_id_ + kIdBlock;
+  }
+  Bump(tasks_spawned_);
+  return next_id_++;
+}
+
 // --- Running ------------------------------------------------------------------
 
 void Worker::RunTask(TaskHeader* task) {
@@ -205,7 +215,7 @@ void Worker::RunTask(TaskHeader* task) {
   RunOne(task);
   for (int polls = 1; lifo_slot_ != nullptr; ++polls) {
     TaskHeader* next = std::exchange(lifo_slot_, nullptr);
-    if (polls >= kMaxLifoPolls || scheduler_->shutting_down()) {
+    if (polls > kMaxLifoPolls || scheduler_->shutting_down()) {
       // Do not let two tasks ping-ponging through the LIFO slot starve the
       // local queue.
       ScheduleLocal(next);
@@ -295,6 +305,7 @@ void Worker::Park() {
 
 WorkerMetrics Worker::Metrics() const {
   WorkerMetrics m;
+  m.tasks_spawned = tasks_spawned_.load(std::memory_order_relaxed);
   m.tasks_run = tasks_run_.load(std::memory_order_relaxed);
   m.steal_operations = steal_operations_.load(std::memory_order_relaxed);
   m.tasks_stolen = tasks_stolen_.load(std::memory_order_relaxed);

@@ -140,6 +140,8 @@ class Worker {
   // True while a task is being run or completed on this worker.
   bool in_task() const { return in_task_; }
   TimerWheel& timers() { return wheel_; }
+  // A fresh task id for a task spawned on this worker (counted as a spawn).
+  std::uint64_t NextTaskId();
 
   // --- Any thread ---
   // Queues a wake-up from outside the runtime and unparks the worker if it
@@ -197,6 +199,9 @@ class Worker {
   std::atomic<std::uint64_t> running_task_{0};
 
   // Counters: written by the owner with relaxed stores, read by anyone.
+  std::uint64_t next_id_ = 0;  // ids [next_id_, id_limit_) are reserved here
+  std::uint64_t id_limit_ = 0;
+  std::atomic<std::uint64_t> tasks_spawned_{0};
   std::atomic<std::uint64_t> tasks_run_{0};
   std::atomic<std::uint64_t> steal_operations_{0};
   std::atomic<std::uint64_t> tasks_stolen_{0};
