@@ -11,11 +11,20 @@
 
 namespace awaitd::runtime {
 
-// The awaited task was cancelled (asyncio.CancelledError). Also raised by a
-// JoinHandle whose task the runtime destroyed at shutdown.
+// asyncio.CancelledError: raised inside a task at the suspension point where
+// a cancellation reaches it, carrying the message given to Cancel(); and by
+// awaiting a task that ended cancelled (including one the runtime destroyed
+// at shutdown). what() is the message, possibly empty.
 class CancelledError : public std::runtime_error {
  public:
-  explicit CancelledError(const std::string& message = "cancelled")
+  explicit CancelledError(const std::string& message = "") : std::runtime_error(message) {}
+};
+
+// asyncio.TimeoutError: WaitFor and Timeout scopes raise it when their time
+// runs out (after the awaited work has been cancelled).
+class TimeoutError : public std::runtime_error {
+ public:
+  explicit TimeoutError(const std::string& message = "timed out")
       : std::runtime_error(message) {}
 };
 

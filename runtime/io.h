@@ -11,21 +11,35 @@
 //   auto [ec2, n] = co_await AwaitAsio<boost::system::error_code, std::size_t>(
 //       [&](auto handler) { sock.async_read_some(buffer, std::move(handler)); });
 //
-// Thread safety: await inside a task of a Runtime. An I/O object stays bound
-// to the io_context it was created on, and its completions run on that
-// worker's thread even after the task moved to another worker; Asio objects
-// are not thread-safe, so one task should own each.
+// Cancellation uses Asio's per-operation cancellation slots: cancelling the
+// task emits a terminal cancellation on the operation's slot (on the thread
+// of the io_context the operation runs on); the operation completes with
+// operation_aborted and the awaiter raises CancelledError. An operation that
+// does not support per-operation cancellation ends the wait only when it
+// completes.
+//
+// Thread safety: await inside a task of a Runtime. `io` must be the
+// io_context the operation's I/O object was created on (by default the
+// current worker's). An I/O object stays bound to its io_context, and its
+// completions run on that worker's thread even after the task moved to
+// another worker; Asio objects are not thread-safe, so one task should own
+// each.
 #ifndef AWAITD_RUNTIME_IO_H_
 #define AWAITD_RUNTIME_IO_H_
 
+#include <atomic>
 #include <coroutine>
-#include <functional>
 #include <optional>
 #include <tuple>
 #include <utility>
 
+#include "boost/asio/bind_cancellation_slot.hpp"
+#include "boost/asio/cancellation_signal.hpp"
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/post.hpp"
+#include "runtime/errors.h"
 #include "runtime/internal/context.h"
+#include "runtime/internal/wait_node.h"
 
 namespace awaitd::runtime {
 
@@ -33,42 +47,76 @@ namespace awaitd::runtime {
 // task.
 boost::asio::io_context& CurrentIoContext();
 
-template <typename... Args>
+template <typename Init, typename... Args>
 class [[nodiscard]] AsioAwaiter {
  public:
-  template <typename Init>
-  explicit AsioAwaiter(Init init) : init_(std::move(init)) {}
+  AsioAwaiter(Init init, boost::asio::io_context* io) : init_(std::move(init)), io_(io) {}
+  AsioAwaiter(const AsioAwaiter&) = delete;
+  AsioAwaiter& operator=(const AsioAwaiter&) = delete;
 
   bool await_ready() const noexcept { return false; }
 
   void await_suspend(std::coroutine_handle<> h) {
     task_ = internal::RequireCurrentTask("AwaitAsio");
     task_->set_resume_point(h);
-    init_(Handler{this});
+    if (io_ == nullptr) io_ = &CurrentIoContext();
+    init_(boost::asio::bind_cancellation_slot(signal_.slot(), Handler{this}));
+    task_->SuspendOn(&node_);
   }
 
-  std::tuple<Args...> await_resume() { return std::move(*result_); }
+  // The completion arguments; raises CancelledError if the task was
+  // cancelled meanwhile (the operation has completed by then).
+  std::tuple<Args...> await_resume() {
+    if (task_->EndWait(&node_)) throw CancelledError(task_->CancelMessage());
+    return std::move(*result_);
+  }
 
  private:
-  // The completion handler Asio stores and invokes: records the arguments
-  // and wakes the task. Movable and cheap.
   struct Handler {
     AsioAwaiter* self;
     void operator()(Args... args) {
       self->result_.emplace(std::move(args)...);
-      internal::TaskHeader* task = self->task_;
-      task->Wake();  // *self may be gone after this
+      if (self->node_.TryFire()) {
+        self->node_.task->Wake();  // *self may be gone after this
+      } else {
+        self->Release();  // cancelled: the last of handler and emitter wakes
+      }
     }
   };
+  struct Node : internal::WaitNode {
+    explicit Node(AsioAwaiter* o) : WaitNode(&AsioAwaiter::OnCancel, nullptr), owner(o) {}
+    AsioAwaiter* owner;
+  };
 
-  std::function<void(Handler)> init_;
+  // After a cancellation won the wait: emit on the io_context's own thread
+  // (cancellation signals are not thread-safe), and wake the task only when
+  // both the emission and the handler are done with *this.
+  static void OnCancel(internal::WaitNode* n) {
+    AsioAwaiter* self = static_cast<Node*>(n)->owner;
+    boost::asio::post(*self->io_, [self] {
+      self->signal_.emit(boost::asio::cancellation_type::terminal);
+      self->Release();
+    });
+  }
+  void Release() {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) node_.task->Wake();
+  }
+
+  Init init_;
+  boost::asio::io_context* io_;
+  boost::asio::cancellation_signal signal_;
+  Node node_{this};
+  std::atomic<int> pending_{2};
   std::optional<std::tuple<Args...>> result_;
   internal::TaskHeader* task_ = nullptr;
 };
 
+// `init(handler)` starts the operation with `handler` as its completion
+// handler. `io` is the io_context of the operation's I/O object (default:
+// the current worker's).
 template <typename... Args, typename Init>
-AsioAwaiter<Args...> AwaitAsio(Init init) {
-  return AsioAwaiter<Args...>(std::move(init));
+AsioAwaiter<Init, Args...> AwaitAsio(Init init, boost::asio::io_context* io = nullptr) {
+  return AsioAwaiter<Init, Args...>(std::move(init), io);
 }
 
 }  // namespace awaitd::runtime

@@ -1,9 +1,9 @@
 // JoinHandle<T>: the awaitable result of a spawned task.
 //
 // `co_await handle` suspends until the task has finished and yields its
-// result, rethrowing its exception; a task that the runtime destroyed at
-// shutdown raises CancelledError. A handle is awaited at most once (the
-// result is moved out).
+// result, rethrowing its exception; a task that ended cancelled (or that the
+// runtime destroyed at shutdown) raises CancelledError. A handle's result is
+// taken at most once (it is moved out). Cancel() is asyncio's Task.cancel().
 //
 // Destroying a handle without awaiting it detaches the task, which keeps
 // running (as an asyncio Task does when its reference is dropped); Detach()
@@ -17,10 +17,12 @@
 
 #include <coroutine>
 #include <cstdint>
+#include <string_view>
 #include <utility>
 
 #include "runtime/errors.h"
 #include "runtime/internal/context.h"
+#include "runtime/internal/join_wait.h"
 #include "runtime/internal/task_header.h"
 #include "runtime/task.h"
 
@@ -52,37 +54,62 @@ class [[nodiscard]] JoinHandle {
   // Lets the task run on without anyone awaiting it.
   void Detach() noexcept { Reset(); }
 
+  // Task.cancel(msg): requests cancellation; CancelledError(message) is
+  // raised inside the task at its next suspension point (at once if it is
+  // suspended). Returns false if the task is already done.
+  bool Cancel(std::string_view message = {}) { return header_->RequestCancel(message); }
+
+  // Task.cancelled(): true once the task ended by CancelledError.
+  bool Cancelled() const noexcept {
+    const std::uint64_t s = header_->LoadState();
+    return (s & internal::TaskHeader::kComplete) && (s & internal::TaskHeader::kCancelled);
+  }
+
   class Awaiter {
    public:
-    explicit Awaiter(internal::TaskHeader* h) noexcept : header_(h) {}
-    bool await_ready() const noexcept { return header_->IsComplete(); }
-    bool await_suspend(std::coroutine_handle<> h) noexcept {
-      internal::TaskHeader* self = internal::RequireCurrentTask("JoinHandle");
-      self->set_resume_point(h);
-      // False: it completed meanwhile, resume at once.
-      return header_->SetJoinWaker(self);
-    }
+    Awaiter(internal::TaskHeader* h, bool forward_cancel) noexcept
+        : header_(h), wait_(h, forward_cancel) {}
+    bool await_ready() const noexcept { return wait_.await_ready(); }
+    bool await_suspend(std::coroutine_handle<> h) { return wait_.await_suspend(h); }
     T await_resume() {
-      if (header_->LoadState() & internal::TaskHeader::kCancelled) {
-        throw CancelledError("task was cancelled");
-      }
-      using Handle = std::coroutine_handle<internal::Promise<T>>;
-      return Handle::from_address(header_->root().address()).promise().TakeResult();
+      wait_.Resume();
+      return TakeResult(header_);
     }
 
    private:
     internal::TaskHeader* header_;
+    internal::JoinWait wait_;
   };
 
+  // Moves the finished task's result out, or rethrows its exception.
+  static T TakeResult(internal::TaskHeader* header) {
+    if (!header->root()) throw CancelledError("task was destroyed at runtime shutdown");
+    using Handle = std::coroutine_handle<internal::Promise<T>>;
+    return Handle::from_address(header->root().address()).promise().TakeResult();
+  }
+
   // Requires valid().
-  Awaiter operator co_await() & noexcept { return Awaiter(header_); }
-  Awaiter operator co_await() && noexcept { return Awaiter(header_); }
+  // Cancelling the awaiting task cancels this task too, and the awaiter keeps
+  // waiting for it (asyncio's `await task`); see Shield for the alternative.
+  Awaiter operator co_await() & noexcept { return Awaiter(header_, /*forward_cancel=*/true); }
+  Awaiter operator co_await() && noexcept { return Awaiter(header_, /*forward_cancel=*/true); }
+
+  // asyncio.shield: an awaitable for the result that, if the awaiting task is
+  // cancelled, raises CancelledError there at once and leaves this task
+  // running. (Cancel() on the task itself still cancels it.)
+  Awaiter Shielded() & noexcept { return Awaiter(header_, /*forward_cancel=*/false); }
 
  private:
   friend class Runtime;
   template <typename U>
   friend JoinHandle<U> Spawn(Task<U> task);
+
+ public:
+  // Takes over a reference with join interest (runtime internal).
   explicit JoinHandle(internal::TaskHeader* h) noexcept : header_(h) {}
+  internal::TaskHeader* header() const noexcept { return header_; }
+
+ private:
 
   void Reset() noexcept {
     if (header_ != nullptr) {

@@ -1,6 +1,7 @@
 // Sleep and Yield awaiters.
 #include "runtime/time.h"
 
+#include "runtime/errors.h"
 #include "runtime/internal/context.h"
 #include "runtime/internal/scheduler.h"
 #include "runtime/internal/worker.h"
@@ -8,35 +9,54 @@
 namespace awaitd::runtime {
 
 SleepAwaiter::~SleepAwaiter() {
-  if (timer_.linked) worker_->timers().Remove(&timer_);
+  // Linked only if the frame is destroyed mid-sleep (runtime shutdown).
+  if (published_ && timer_.linked) worker_->RemoveTimer(&timer_);
 }
 
 void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
-  internal::TaskHeader* task = internal::RequireCurrentTask("Sleep");
-  task->set_resume_point(h);
-  worker_ = internal::Worker::Current();
-  internal::Scheduler* scheduler = task->scheduler();
+  task_ = internal::RequireCurrentTask("Sleep");
+  task_->set_resume_point(h);
+  internal::Scheduler* scheduler = task_->scheduler();
   const std::uint64_t tick = scheduler->TickFor(deadline_);
   if (tick <= scheduler->NowTick()) {
-    task->Wake();  // already due: behave as Yield
+    task_->Wake();  // already due: behave as Yield
     return;
   }
-  timer_.task = task;
+  worker_ = internal::Worker::Current();
+  timer_.node = &node_;
   timer_.deadline = tick;
   timer_.fire = &SleepAwaiter::Fire;
-  worker_->timers().Insert(&timer_);
+  published_ = true;
+  worker_->InsertTimer(&timer_);
+  task_->SuspendOn(&node_);
+}
+
+void SleepAwaiter::await_resume() {
+  const bool cancelled = published_ ? task_->EndWait(&node_) : task_->TakePendingCancel();
+  if (cancelled) throw CancelledError(task_->CancelMessage());
 }
 
 void SleepAwaiter::Fire(internal::TimerEntry* e) {
-  static_cast<internal::TaskTimer*>(e)->task->Wake();
+  internal::WaitNode* node = static_cast<internal::WaitTimer*>(e)->node;
+  if (node->TryFire()) node->task->Wake();
+}
+
+void SleepAwaiter::OnCancel(internal::WaitNode* n) {
+  SleepAwaiter* self = static_cast<Node*>(n)->owner;
+  self->worker_->RemoveTimer(&self->timer_);
+  n->task->Wake();
 }
 
 void YieldAwaiter::await_suspend(std::coroutine_handle<> h) {
-  internal::TaskHeader* t = internal::RequireCurrentTask("Yield");
-  t->set_resume_point(h);
+  task_ = internal::RequireCurrentTask("Yield");
+  task_->set_resume_point(h);
   // The task is running, so this only sets NOTIFIED; the worker requeues it
   // at the back of its local queue when this run ends.
-  t->Wake();
+  task_->Wake();
+}
+
+void YieldAwaiter::await_resume() {
+  if (task_->TakePendingCancel()) throw CancelledError(task_->CancelMessage());
 }
 
 }  // namespace awaitd::runtime

@@ -9,7 +9,7 @@
 // the back of its local queue, from where an idle worker may steal it. A
 // deadline that has already passed (including Sleep(0)) behaves as Yield(),
 // like asyncio.sleep(0). Timers never fire early; they are rounded up to the
-// next microsecond.
+// next microsecond. A cancelled sleep ends at once with CancelledError.
 //
 // Thread safety: the awaiters must be awaited inside a task running on a
 // Runtime; each is used once.
@@ -21,15 +21,16 @@
 
 #include "runtime/internal/task_header.h"
 #include "runtime/internal/timer_wheel.h"
+#include "runtime/internal/wait_node.h"
 
 namespace awaitd::runtime {
 
 namespace internal {
 class Worker;
 
-// A timer that wakes a task.
-struct TaskTimer : TimerEntry {
-  TaskHeader* task = nullptr;
+// A timer that ends a wait.
+struct WaitTimer : TimerEntry {
+  WaitNode* node = nullptr;
 };
 }  // namespace internal
 
@@ -44,21 +45,35 @@ class [[nodiscard]] SleepAwaiter {
 
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h);
-  void await_resume() const noexcept {}
+  // Raises CancelledError if the task was cancelled while sleeping.
+  void await_resume();
 
  private:
   static void Fire(internal::TimerEntry* e);
+  static void OnCancel(internal::WaitNode* n);
 
-  internal::TaskTimer timer_;
+  struct Node : internal::WaitNode {
+    explicit Node(SleepAwaiter* o) : WaitNode(&SleepAwaiter::OnCancel, nullptr), owner(o) {}
+    SleepAwaiter* owner;
+  };
+
+  internal::WaitTimer timer_;
+  Node node_{this};
   std::chrono::steady_clock::time_point deadline_;
   internal::Worker* worker_ = nullptr;
+  internal::TaskHeader* task_ = nullptr;
+  bool published_ = false;
 };
 
 class [[nodiscard]] YieldAwaiter {
  public:
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h);
-  void await_resume() const noexcept {}
+  // Raises CancelledError if a cancellation arrived meanwhile.
+  void await_resume();
+
+ private:
+  internal::TaskHeader* task_ = nullptr;
 };
 
 // Suspends the task until `deadline`.

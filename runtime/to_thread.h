@@ -1,6 +1,7 @@
 // ToThread: run blocking work on the blocking pool and await its result.
 //
 //   std::string body = co_await ToThread([path] { return ReadWholeFile(path); });
+//   co_await ToThread([](std::stop_token stop) { while (!stop.stop_requested()) Poll(); });
 //
 // The function runs on a BlockingPool thread (never on an event loop) while
 // the awaiting task is suspended; when it returns, the task is woken on the
@@ -9,15 +10,23 @@
 // pool thread picks the call up, it is not run and RuntimeShutdownError is
 // raised instead.
 //
+// Cancellation (asyncio.to_thread): cancelling the awaiting task ends the
+// await at once with CancelledError. The thread cannot be interrupted: it
+// runs on, its stop token (if `fn` takes a std::stop_token) reports
+// stop_requested(), and its result is discarded.
+//
 // Thread safety: `fn` runs on another thread; whatever it captures must be
-// safe to use from there. Must be awaited inside a task of a Runtime.
+// safe to use from there, and must outlive the call even if the awaiting
+// task is cancelled (capture by value). Must be awaited inside a task.
 #ifndef AWAITD_RUNTIME_TO_THREAD_H_
 #define AWAITD_RUNTIME_TO_THREAD_H_
 
+#include <atomic>
 #include <coroutine>
 #include <exception>
 #include <functional>
 #include <optional>
+#include <stop_token>
 #include <type_traits>
 #include <utility>
 
@@ -25,61 +34,121 @@
 #include "runtime/errors.h"
 #include "runtime/internal/context.h"
 #include "runtime/internal/scheduler.h"
+#include "runtime/internal/wait_node.h"
 
 namespace awaitd::runtime {
 
-template <typename F>
-class [[nodiscard]] ToThreadAwaiter : private BlockingPool::Job {
- public:
-  using Result = std::invoke_result_t<F&>;
+namespace internal {
 
-  explicit ToThreadAwaiter(F fn) : fn_(std::move(fn)) {}
+template <typename F>
+constexpr bool kTakesStopToken = std::is_invocable_v<F&, std::stop_token>;
+
+template <typename F>
+using ToThreadResult =
+    std::conditional_t<kTakesStopToken<F>, std::invoke_result<F&, std::stop_token>,
+                       std::invoke_result<F&>>::type;
+
+// Shared by the awaiting task and the pool thread; the last to let go frees
+// it, so a cancelled awaiter may leave while the function still runs.
+template <typename F>
+struct ToThreadCall final : BlockingPool::Job {
+  using Result = ToThreadResult<F>;
+
+  explicit ToThreadCall(F f) : fn(std::move(f)), node(this) {}
+
+  struct Node : WaitNode {
+    explicit Node(ToThreadCall* o) : WaitNode(&ToThreadCall::OnCancel, nullptr), owner(o) {}
+    ToThreadCall* owner;
+  };
+
+  static void Run(BlockingPool::Job* job, bool cancelled) {
+    auto* self = static_cast<ToThreadCall*>(job);
+    if (cancelled) {
+      self->error = std::make_exception_ptr(RuntimeShutdownError());
+    } else if (!self->stop.stop_requested()) {
+      try {
+        if constexpr (std::is_void_v<Result>) {
+          Invoke(*self);
+        } else {
+          self->value.emplace(Invoke(*self));
+        }
+      } catch (...) {
+        self->error = std::current_exception();
+      }
+    }
+    if (self->node.TryFire()) self->node.task->Wake();
+    self->Unref();
+  }
+
+  static decltype(auto) Invoke(ToThreadCall& c) {
+    if constexpr (kTakesStopToken<F>) {
+      return std::invoke(c.fn, c.stop.get_token());
+    } else {
+      return std::invoke(c.fn);
+    }
+  }
+
+  static void OnCancel(WaitNode* n) {
+    static_cast<Node*>(n)->owner->stop.request_stop();
+    n->task->Wake();
+  }
+
+  void Unref() {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  F fn;
+  std::stop_source stop;
+  std::optional<std::conditional_t<std::is_void_v<Result>, bool, Result>> value;
+  std::exception_ptr error;
+  Node node;
+  std::atomic<int> refs{2};  // the awaiter and the pool
+};
+
+}  // namespace internal
+
+template <typename F>
+class [[nodiscard]] ToThreadAwaiter {
+ public:
+  using Result = internal::ToThreadResult<F>;
+
+  explicit ToThreadAwaiter(F fn) : call_(new internal::ToThreadCall<F>(std::move(fn))) {}
   ToThreadAwaiter(const ToThreadAwaiter&) = delete;
   ToThreadAwaiter& operator=(const ToThreadAwaiter&) = delete;
+  ~ToThreadAwaiter() {
+    if (call_ == nullptr) return;
+    if (!submitted_) call_->Unref();  // the pool never got its reference
+    call_->Unref();
+  }
 
   bool await_ready() const noexcept { return false; }
 
   bool await_suspend(std::coroutine_handle<> h) {
     task_ = internal::RequireCurrentTask("ToThread");
     task_->set_resume_point(h);
-    this->run = &ToThreadAwaiter::RunJob;
-    if (!task_->scheduler()->blocking_pool().Submit(this)) {
-      error_ = std::make_exception_ptr(RuntimeShutdownError());
+    call_->node.task = task_;
+    call_->run = &internal::ToThreadCall<F>::Run;
+    if (!task_->scheduler()->blocking_pool().Submit(call_)) {
+      call_->error = std::make_exception_ptr(RuntimeShutdownError());
       return false;
     }
+    submitted_ = true;
+    task_->SuspendOn(&call_->node);
     return true;
   }
 
   Result await_resume() {
-    if (error_) std::rethrow_exception(error_);
-    if constexpr (!std::is_void_v<Result>) return std::move(*value_);
+    if (submitted_ && task_->EndWait(&call_->node)) {
+      throw CancelledError(task_->CancelMessage());
+    }
+    if (call_->error) std::rethrow_exception(call_->error);
+    if constexpr (!std::is_void_v<Result>) return std::move(*call_->value);
   }
 
  private:
-  static void RunJob(BlockingPool::Job* job, bool cancelled) {
-    auto* self = static_cast<ToThreadAwaiter*>(job);
-    if (cancelled) {
-      self->error_ = std::make_exception_ptr(RuntimeShutdownError());
-    } else {
-      try {
-        if constexpr (std::is_void_v<Result>) {
-          std::invoke(self->fn_);
-        } else {
-          self->value_.emplace(std::invoke(self->fn_));
-        }
-      } catch (...) {
-        self->error_ = std::current_exception();
-      }
-    }
-    // After Wake the task may resume and destroy *self at any moment.
-    internal::TaskHeader* task = self->task_;
-    task->Wake();
-  }
-
-  F fn_;
-  std::optional<std::conditional_t<std::is_void_v<Result>, bool, Result>> value_;
-  std::exception_ptr error_;
+  internal::ToThreadCall<F>* call_;
   internal::TaskHeader* task_ = nullptr;
+  bool submitted_ = false;
 };
 
 template <typename F>

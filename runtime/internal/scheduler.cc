@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/errors.h"
 #include "runtime/internal/context.h"
 #include "runtime/task.h"
 
@@ -203,25 +204,27 @@ void Scheduler::NotifyIfWorkPending() {
 }
 
 void Scheduler::Complete(TaskHeader* task) {
-  const std::uint64_t prev = task->TransitionToComplete(/*cancelled=*/false);
-  if (!(prev & TaskHeader::kJoinInterest) && task->promise()->has_exception()) {
-    // asyncio's "Task exception was never retrieved".
-    std::string what = "unknown exception";
+  // Classify the outcome: a body that raised CancelledError ended cancelled
+  // (asyncio's Task.cancelled()).
+  bool cancelled = false;
+  std::string what;
+  if (task->promise()->has_exception()) {
     try {
       std::rethrow_exception(task->promise()->exception());
+    } catch (const CancelledError&) {
+      cancelled = true;
     } catch (const std::exception& e) {
       what = e.what();
     } catch (...) {
+      what = "unknown exception";
     }
+  }
+  const std::uint64_t prev = task->Complete(cancelled);  // runs done callbacks
+  if (!(prev & TaskHeader::kJoinInterest) && !what.empty()) {
+    // asyncio's "Task exception was never retrieved".
     Log(LogLevel::kWarning,
         absl::StrCat("component=runtime event=detached_task_failed task_id=", task->id(),
                      " error=\"", what, "\""));
-  }
-  if ((prev & (TaskHeader::kJoinInterest | TaskHeader::kJoinWaker)) ==
-      (TaskHeader::kJoinInterest | TaskHeader::kJoinWaker)) {
-    TaskHeader* waiter = task->join_waiter();
-    waiter->Wake();
-    waiter->Unref();
   }
   owned_.Remove(task);
   task->UnrefMany(2);  // the scheduler's reference and this run's notification

@@ -3,9 +3,13 @@
 
 #include <cassert>
 #include <new>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "runtime/internal/frame_allocator.h"
 #include "runtime/internal/scheduler.h"
+#include "runtime/internal/wait_node.h"
 
 namespace awaitd::runtime::internal {
 
@@ -63,49 +67,193 @@ bool TaskHeader::TransitionToIdle() noexcept {
   }
 }
 
-std::uint64_t TaskHeader::TransitionToComplete(bool cancelled) noexcept {
+void TaskHeader::Lock() noexcept {
+  int spins = 0;
+  while (state_.fetch_or(kLock, std::memory_order_acquire) & kLock) {
+    // Held only for a few instructions (or a callback's wake): spin, then
+    // give the holder the CPU.
+    if (++spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+void TaskHeader::Unlock() noexcept { state_.fetch_and(~kLock, std::memory_order_release); }
+
+std::uint64_t TaskHeader::Complete(bool cancelled) noexcept {
   const std::uint64_t bits = kRunning | kComplete | (cancelled ? kCancelled : 0);
+  Lock();
   std::uint64_t prev = state_.fetch_xor(bits, std::memory_order_acq_rel);
   assert((prev & kRunning) && !(prev & kComplete));
+  DoneCallback* cb = std::exchange(callbacks_, nullptr);
+  while (cb != nullptr) {
+    DoneCallback* next = cb->next;
+    cb->prev = cb->next = nullptr;
+    cb->linked = false;
+    cb->fn(cb, this);  // may not touch *cb afterwards: its owner may free it
+    cb = next;
+  }
+  Unlock();
   return prev;
 }
 
 std::uint64_t TaskHeader::DestroyUnfinished() noexcept {
+  Lock();
   std::uint64_t prev = state_.fetch_or(kComplete | kCancelled, std::memory_order_acq_rel);
   assert(!(prev & kComplete) && !(prev & kRunning));
+  // Everything that waits on this task is being destroyed as well (shutdown):
+  // detach the callbacks without invoking them.
+  for (DoneCallback* cb = std::exchange(callbacks_, nullptr); cb != nullptr;) {
+    DoneCallback* next = cb->next;
+    cb->prev = cb->next = nullptr;
+    cb->linked = false;
+    cb = next;
+  }
+  Unlock();
   if (root_) {
     std::exchange(root_, {}).destroy();
   }
   return prev;
 }
 
-bool TaskHeader::SetJoinWaker(TaskHeader* waiter) noexcept {
-  waiter->Ref();
-  join_waiter_ = waiter;
-  std::uint64_t prev = state_.fetch_or(kJoinWaker, std::memory_order_acq_rel);
-  if (prev & kComplete) {
-    // The completer did not see the waker and never will touch it.
-    state_.fetch_and(~kJoinWaker, std::memory_order_relaxed);
-    join_waiter_ = nullptr;
-    waiter->Unref();
+bool TaskHeader::AddDoneCallback(DoneCallback* cb) noexcept {
+  Lock();
+  if (state_.load(std::memory_order_relaxed) & kComplete) {
+    Unlock();
     return false;
   }
+  // Appended, so callbacks run in registration order (as asyncio's do).
+  cb->next = nullptr;
+  cb->linked = true;
+  if (callbacks_ == nullptr) {
+    cb->prev = cb;  // the head's prev points at the tail
+    callbacks_ = cb;
+  } else {
+    DoneCallback* tail = callbacks_->prev;
+    tail->next = cb;
+    cb->prev = tail;
+    callbacks_->prev = cb;
+  }
+  Unlock();
   return true;
 }
 
-void TaskHeader::DropJoinInterest() noexcept {
-  std::uint64_t s = state_.load(std::memory_order_acquire);
-  for (;;) {
-    // Once complete, the output dies with the frame when the last reference goes.
-    if (s & kComplete) return;
-    if (state_.compare_exchange_weak(s, s & ~(kJoinInterest | kJoinWaker),
-                                     std::memory_order_acq_rel, std::memory_order_acquire)) {
-      if (s & kJoinWaker) {
-        std::exchange(join_waiter_, nullptr)->Unref();
+void TaskHeader::RemoveDoneCallback(DoneCallback* cb) noexcept {
+  Lock();
+  if (cb->linked) {
+    if (cb == callbacks_) {
+      callbacks_ = cb->next;
+      if (callbacks_ != nullptr) callbacks_->prev = cb->prev;
+    } else {
+      cb->prev->next = cb->next;
+      if (cb->next != nullptr) {
+        cb->next->prev = cb->prev;
+      } else {
+        callbacks_->prev = cb->prev;  // cb was the tail
       }
-      return;
     }
+    cb->prev = cb->next = nullptr;
+    cb->linked = false;
   }
+  Unlock();
+}
+
+void TaskHeader::DropJoinInterest() noexcept {
+  state_.fetch_and(~kJoinInterest, std::memory_order_acq_rel);
+}
+
+bool TaskHeader::RequestCancel(std::string_view message) {
+  Lock();
+  if (state_.load(std::memory_order_relaxed) & kComplete) {
+    Unlock();
+    return false;
+  }
+  // asyncio keeps the message of the last cancel() call.
+  if (cancel_message_ == nullptr) {
+    cancel_message_ = new std::string(message);
+  } else {
+    cancel_message_->assign(message);
+  }
+  WaitNode* node = current_wait_;
+  if (node != nullptr && node->forward != nullptr) {
+    // Awaiting other tasks: cancel them instead and keep waiting for them.
+    std::vector<TaskHeader*> targets;
+    node->forward(node, &targets);
+    node->forwarded = true;
+    Unlock();
+    bool any = false;
+    for (TaskHeader* t : targets) {
+      any |= t->RequestCancel(message);
+      t->Unref();
+    }
+    if (!any) {
+      // Nothing left to cancel there: raise in this task when it resumes.
+      state_.fetch_or(kCancelRequested, std::memory_order_acq_rel);
+    }
+    return true;
+  }
+  state_.fetch_or(kCancelRequested, std::memory_order_acq_rel);
+  const bool won = node != nullptr && node->TryCancel();
+  Unlock();
+  if (won) node->on_cancel(node);
+  return true;
+}
+
+void TaskHeader::SuspendOn(WaitNode* node) {
+  node->task = this;
+  Lock();
+  current_wait_ = node;
+  if (!(state_.load(std::memory_order_relaxed) & kCancelRequested)) {
+    Unlock();
+    return;
+  }
+  // Cancelled while running: deliver it to this wait now.
+  if (node->forward != nullptr) {
+    std::vector<TaskHeader*> targets;
+    node->forward(node, &targets);
+    node->forwarded = true;
+    state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel);
+    const std::string message = cancel_message_ != nullptr ? *cancel_message_ : std::string();
+    Unlock();
+    bool any = false;
+    for (TaskHeader* t : targets) {
+      any |= t->RequestCancel(message);
+      t->Unref();
+    }
+    if (!any) state_.fetch_or(kCancelRequested, std::memory_order_acq_rel);
+    return;
+  }
+  const bool won = node->TryCancel();
+  Unlock();
+  // The task is still running: the wake sets kNotified and the worker
+  // re-queues it when this run ends; it then resumes and raises.
+  if (won) node->on_cancel(node);
+}
+
+bool TaskHeader::EndWait(WaitNode* node) noexcept {
+  Lock();
+  if (current_wait_ == node) current_wait_ = nullptr;
+  const bool cancel = node->state() == WaitNode::kCancelled ||
+                      (state_.load(std::memory_order_relaxed) & kCancelRequested);
+  if (cancel) state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel);
+  Unlock();
+  return cancel;
+}
+
+bool TaskHeader::TakePendingCancel() noexcept {
+  if (!(state_.load(std::memory_order_acquire) & kCancelRequested)) return false;
+  return (state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel) & kCancelRequested) != 0;
+}
+
+std::string TaskHeader::CancelMessage() {
+  Lock();
+  std::string m = cancel_message_ != nullptr ? *cancel_message_ : std::string();
+  Unlock();
+  return m;
 }
 
 void TaskHeader::Unref() noexcept { UnrefMany(1); }
@@ -118,6 +266,7 @@ void TaskHeader::UnrefMany(std::uint64_t n) noexcept {
 
 void TaskHeader::Destroy() noexcept {
   if (root_) root_.destroy();
+  delete cancel_message_;
   this->~TaskHeader();
   FrameAllocator::Deallocate(this, sizeof(TaskHeader));
 }

@@ -6,44 +6,63 @@
 // queue holds TaskHeader pointers.
 //
 // State word (bits):
-//   kRunning      a worker is resuming the task right now (exclusive).
-//   kNotified     the task is in a run queue, or must be re-queued when the
-//                 current run ends. A task is queued at most once.
-//   kComplete     the root coroutine finished; its result is published.
-//   kCancelled    the task ended without finishing its body (runtime shutdown).
-//   kJoinInterest a JoinHandle for the task exists.
-//   kJoinWaker    a task awaiting the JoinHandle registered itself in
-//                 `join_waiter_`; the completer wakes it.
-//   bits 8..63    reference count.
+//   kRunning         a worker is resuming the task right now (exclusive).
+//   kNotified        the task is in a run queue, or must be re-queued when the
+//                    current run ends. A task is queued at most once.
+//   kComplete        the root coroutine finished; its result is published.
+//   kCancelled       the task ended by cancellation: its body raised
+//                    CancelledError, or the runtime destroyed it at shutdown.
+//   kJoinInterest    a JoinHandle for the task exists.
+//   kLock            a spin lock guarding the done callbacks, the current
+//                    wait and the cancellation message (held briefly).
+//   kCancelRequested Cancel() was called and the CancelledError has not been
+//                    raised in the task yet (asyncio's _must_cancel).
+//   bits 8..63       reference count.
 //
 // References are held by: the scheduler, from spawn until completion; each
-// queued notification (at most one at a time); the JoinHandle; and a joiner's
-// registration on another task (`join_waiter_` holds one on the joiner). The
+// queued notification (at most one at a time); the JoinHandle; and anyone
+// who needs the header to outlive a call (a canceller forwarding to it). The
 // last Unref destroys the root frame and frees the header.
 //
 // Invariants:
 //   - kRunning is set by exactly one worker at a time, only after it popped
 //     the task from a queue (so it holds the notification reference).
-//   - kComplete is set once, by the worker that ran the body to its end, and
-//     never cleared; after it, resume_point is never used again.
+//   - kComplete is set once, under the lock, by the worker that ran the body
+//     to its end (or by shutdown), and never cleared; done callbacks are
+//     invoked in the same critical section, so after kComplete no callback
+//     is ever added or invoked.
 //   - The result in the root promise is written before kComplete (release)
 //     and read only after observing kComplete (acquire).
+//   - A suspended task is resumed only by the winner of its current
+//     WaitNode (see wait_node.h), or by the worker itself for Yield.
 //
 // Thread safety: the state word is atomic and may be touched from any thread;
-// `resume_point_` is accessed only by the thread that has the task running
-// (or, before the first run, by the spawner); `join_waiter_` is written by the
-// joiner before it sets kJoinWaker and read by the completer after it sees it.
+// `resume_point_` is accessed only by the thread that has the task running;
+// the done-callback list, `current_wait_` and `cancel_message_` only with
+// the lock held.
 #ifndef AWAITD_RUNTIME_INTERNAL_TASK_HEADER_H_
 #define AWAITD_RUNTIME_INTERNAL_TASK_HEADER_H_
 
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace awaitd::runtime::internal {
 
 class PromiseBase;
 class Scheduler;
+class TaskHeader;
+class WaitNode;
+
+// A completion callback registered on a task (intrusive, owned by the caller).
+struct DoneCallback {
+  void (*fn)(DoneCallback* self, TaskHeader* done) = nullptr;
+  DoneCallback* prev = nullptr;
+  DoneCallback* next = nullptr;
+  bool linked = false;
+};
 
 class TaskHeader {
  public:
@@ -52,7 +71,8 @@ class TaskHeader {
   static constexpr std::uint64_t kComplete = 1u << 2;
   static constexpr std::uint64_t kCancelled = 1u << 3;
   static constexpr std::uint64_t kJoinInterest = 1u << 4;
-  static constexpr std::uint64_t kJoinWaker = 1u << 5;
+  static constexpr std::uint64_t kLock = 1u << 5;
+  static constexpr std::uint64_t kCancelRequested = 1u << 6;
   static constexpr std::uint64_t kRefOne = 1u << 8;
 
   // Creates a header holding `initial_refs` references, in state
@@ -102,18 +122,46 @@ class TaskHeader {
   // it. Otherwise the notification reference is dropped here.
   bool TransitionToIdle() noexcept;
 
-  // After a run in which the root finished. Returns the prior state (with
-  // kRunning). `cancelled` marks an end without a result (shutdown).
-  std::uint64_t TransitionToComplete(bool cancelled) noexcept;
+  // Completion (by the worker that ran the body to its end): marks the task
+  // complete and invokes the done callbacks. Returns the prior state.
+  std::uint64_t Complete(bool cancelled) noexcept;
 
-  // Joiner registration: stores `waiter` (taking a reference on it) and sets
-  // kJoinWaker. Returns false if the task completed first; then nothing was
-  // registered and the joiner must not suspend.
-  bool SetJoinWaker(TaskHeader* waiter) noexcept;
-  TaskHeader* join_waiter() const noexcept { return join_waiter_; }
+  // Done callbacks (asyncio's add_done_callback). AddDoneCallback returns
+  // false, not adding, if the task is already complete. After
+  // RemoveDoneCallback returns, the callback is not running and never will.
+  // Callbacks run on the completing thread with this task's lock held: they
+  // must be short and must not lock another task (fire a WaitNode and Wake).
+  bool AddDoneCallback(DoneCallback* cb) noexcept;
+  void RemoveDoneCallback(DoneCallback* cb) noexcept;
 
-  // JoinHandle destruction: clears kJoinInterest (and an unused join waker).
+  // JoinHandle destruction: clears kJoinInterest.
   void DropJoinInterest() noexcept;
+
+  // --- Cancellation (see wait_node.h) ---
+
+  // Task.cancel(msg): false if the task is already complete. Otherwise the
+  // cancellation is delivered to the current wait (ending it, or forwarded
+  // to the tasks it awaits) or left pending for the next suspension.
+  bool RequestCancel(std::string_view message);
+
+  // Called by an awaiter at the end of await_suspend, after registering with
+  // its source: publishes `node` as the current wait and delivers a pending
+  // cancellation to it. The awaiter then suspends unconditionally.
+  void SuspendOn(WaitNode* node);
+
+  // Called by an awaiter in await_resume: withdraws the current wait. Returns
+  // true if the awaiter must raise CancelledError (its node was cancelled or
+  // a cancellation is pending); the request is then consumed.
+  bool EndWait(WaitNode* node) noexcept;
+
+  // Consumes a pending cancellation outside any wait (Yield). Same meaning as
+  // EndWait's result.
+  bool TakePendingCancel() noexcept;
+
+  // The message of the last Cancel() (empty if none).
+  std::string CancelMessage();
+
+  bool IsCancelRequested() const noexcept { return (LoadState() & kCancelRequested) != 0; }
 
   void Ref() noexcept { state_.fetch_add(kRefOne, std::memory_order_relaxed); }
   void Unref() noexcept;
@@ -146,7 +194,13 @@ class TaskHeader {
   std::coroutine_handle<> root_;  // null once destroyed early (shutdown)
   std::coroutine_handle<> resume_point_;
   PromiseBase* const promise_;
-  TaskHeader* join_waiter_ = nullptr;
+  void Lock() noexcept;
+  void Unlock() noexcept;
+
+  // Guarded by kLock.
+  DoneCallback* callbacks_ = nullptr;
+  WaitNode* current_wait_ = nullptr;
+  std::string* cancel_message_ = nullptr;
   const std::uint64_t id_;
   std::atomic<std::uint32_t> home_worker_{0};
 };

@@ -241,6 +241,7 @@ void Worker::RunOne(TaskHeader* task) {
   tl_context.task = nullptr;
   if (task->root().done()) {
     scheduler_->Complete(task);  // wakes a joiner into the LIFO slot
+    RunDeferred();
   } else if (task->TransitionToIdle()) {
     // Notified while running (Yield, or a wake that raced the suspension):
     // back of the queue, so that others get a turn.
@@ -253,11 +254,44 @@ void Worker::RunOne(TaskHeader* task) {
 
 // --- Timers, I/O and parking --------------------------------------------------
 
-void Worker::FireTimers() {
-  if (wheel_.size() == 0) return;
-  const std::size_t fired = wheel_.Advance(scheduler_->NowTick());
-  if (fired > 0) Bump(timers_fired_, fired);
+void Worker::InsertTimer(TimerEntry* e) {
+  MutexLock lock(&timers_mu_);
+  wheel_.Insert(e);
   timers_pending_.store(wheel_.size(), std::memory_order_relaxed);
+  // A timer inserted from another thread (rare: only the runtime itself does
+  // it, for a task that runs here) might need an earlier park deadline.
+  if (!IsCurrent() && parked_.load(std::memory_order_acquire)) Unpark();
+}
+
+void Worker::RemoveTimer(TimerEntry* e) {
+  MutexLock lock(&timers_mu_);
+  wheel_.Remove(e);
+  timers_pending_.store(wheel_.size(), std::memory_order_relaxed);
+}
+
+void Worker::FireTimers() {
+  if (timers_pending_.load(std::memory_order_relaxed) == 0) return;
+  {
+    MutexLock lock(&timers_mu_);
+    const std::size_t fired = wheel_.Advance(scheduler_->NowTick());
+    if (fired > 0) Bump(timers_fired_, fired);
+    timers_pending_.store(wheel_.size(), std::memory_order_relaxed);
+  }
+  RunDeferred();
+}
+
+void Worker::Defer(void (*fn)(void*), void* arg) {
+  assert(IsCurrent());
+  deferred_.emplace_back(fn, arg);
+}
+
+void Worker::RunDeferred() {
+  // An action may defer more (it runs outside every lock, so it rarely does).
+  while (!deferred_.empty()) {
+    std::vector<std::pair<void (*)(void*), void*>> batch;
+    batch.swap(deferred_);
+    for (auto& [fn, arg] : batch) fn(arg);
+  }
 }
 
 bool Worker::Maintenance() {
@@ -290,7 +324,12 @@ void Worker::Park() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   for (;;) {
     if (!inbox_.IsEmpty() || scheduler_->shutting_down()) break;
-    if (std::optional<std::uint64_t> next = wheel_.NextDeadline()) ArmDriver(*next);
+    std::optional<std::uint64_t> next;
+    {
+      MutexLock lock(&timers_mu_);
+      next = wheel_.NextDeadline();
+    }
+    if (next) ArmDriver(*next);
     io_.run_one();
     io_.poll();
     FireTimers();

@@ -4,8 +4,9 @@
 // Each worker owns a Boost.Asio io_context (its I/O and the timer that wakes
 // it), a TimerWheel, a bounded LocalQueue plus a LIFO slot, and an inbox for
 // wake-ups that come from threads outside the runtime. All of it except the
-// inbox, the steal end of the local queue and Unpark() is touched only on the
-// worker's own thread (asserted with IsCurrent()).
+// inbox, the steal end of the local queue, the timer wheel (locked) and
+// Unpark() is touched only on the worker's own thread (asserted with
+// IsCurrent()).
 //
 // START-UP PROTOCOL
 //  1. The Scheduler constructs every Worker (queues, wheel, io_context, and a
@@ -100,11 +101,15 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "absl/base/thread_annotations.h"
 #include "runtime/internal/local_queue.h"
+#include "runtime/internal/mutex.h"
 #include "runtime/internal/task_header.h"
 #include "runtime/internal/task_list.h"
 #include "runtime/internal/timer_wheel.h"
@@ -139,11 +144,21 @@ class Worker {
   void ScheduleLocal(TaskHeader* task);
   // True while a task is being run or completed on this worker.
   bool in_task() const { return in_task_; }
-  TimerWheel& timers() { return wheel_; }
+  // Runs fn(arg) on this worker as soon as the critical section it is called
+  // from (a done callback during a task's completion, a timer expiry) has
+  // released its locks. For callbacks that must cancel a task, which takes
+  // locks they may not take.
+  void Defer(void (*fn)(void*), void* arg);
   // A fresh task id for a task spawned on this worker (counted as a spawn).
   std::uint64_t NextTaskId();
 
   // --- Any thread ---
+  // Timers of this worker's wheel. The wheel is locked because a timer may be
+  // removed by a cancellation or by its task after it moved to another
+  // worker; expiry callbacks run on this worker with the lock held and must
+  // only fire a WaitNode and wake a task.
+  void InsertTimer(TimerEntry* e);
+  void RemoveTimer(TimerEntry* e);
   // Queues a wake-up from outside the runtime and unparks the worker if it
   // sleeps. Returns false if the inbox is closed (shutdown).
   bool PushInbox(TaskHeader* task);
@@ -176,6 +191,7 @@ class Worker {
   void FireTimers();
   void Park();
   void ArmDriver(std::uint64_t deadline_tick);
+  void RunDeferred();
   void PushOverflow(TaskHeader* first, TaskHeader* last, std::uint32_t count);
   void NotifyIfStealable();
 
@@ -185,10 +201,12 @@ class Worker {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_guard_;
   boost::asio::steady_timer driver_;
   std::optional<std::uint64_t> driver_armed_;  // tick the driver is armed for
-  TimerWheel wheel_;
+  Mutex timers_mu_;
+  TimerWheel wheel_ ABSL_GUARDED_BY(timers_mu_);
   LocalQueue run_queue_;
   TaskList inbox_;
   TaskHeader* lifo_slot_ = nullptr;
+  std::vector<std::pair<void (*)(void*), void*>> deferred_;
   bool is_searching_ = false;
   bool in_task_ = false;
   std::uint64_t tick_ = 0;
