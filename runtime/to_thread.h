@@ -43,6 +43,7 @@ class [[nodiscard]] ToThreadAwaiter : private BlockingPool::Job {
     task_ = internal::RequireCurrentTask("ToThread");
     task_->set_resume_point(h);
     this->run = &ToThreadAwaiter::RunJob;
+    this->complete = &ToThreadAwaiter::CompleteJob;
     if (!task_->scheduler()->blocking_pool().Submit(this)) {
       error_ = std::make_exception_ptr(RuntimeShutdownError());
       return false;
@@ -56,21 +57,22 @@ class [[nodiscard]] ToThreadAwaiter : private BlockingPool::Job {
   }
 
  private:
-  static void RunJob(BlockingPool::Job* job, bool cancelled) {
+  static void RunJob(BlockingPool::Job* job) {
     auto* self = static_cast<ToThreadAwaiter*>(job);
-    if (cancelled) {
-      self->error_ = std::make_exception_ptr(RuntimeShutdownError());
-    } else {
-      try {
-        if constexpr (std::is_void_v<Result>) {
-          std::invoke(self->fn_);
-        } else {
-          self->value_.emplace(std::invoke(self->fn_));
-        }
-      } catch (...) {
-        self->error_ = std::current_exception();
+    try {
+      if constexpr (std::is_void_v<Result>) {
+        std::invoke(self->fn_);
+      } else {
+        self->value_.emplace(std::invoke(self->fn_));
       }
+    } catch (...) {
+      self->error_ = std::current_exception();
     }
+  }
+
+  static void CompleteJob(BlockingPool::Job* job, bool cancelled) {
+    auto* self = static_cast<ToThreadAwaiter*>(job);
+    if (cancelled) self->error_ = std::make_exception_ptr(RuntimeShutdownError());
     // After Wake the task may resume and destroy *self at any moment.
     internal::TaskHeader* task = self->task_;
     task->Wake();
