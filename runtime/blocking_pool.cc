@@ -56,9 +56,10 @@ void BlockingPool::ThreadMain() {
       if (head_ == nullptr) tail_ = nullptr;
       --queued_;
       mu_.Unlock();
-      job->run(job, /*cancelled=*/false);
+      job->run(job);
       mu_.Lock();
       ++completed_;
+      job->complete(job, /*cancelled=*/false);
       continue;
     }
     if (shutdown_) break;
@@ -97,7 +98,7 @@ void BlockingPool::Shutdown() {
   }
   while (cancelled != nullptr) {
     Job* next = cancelled->next;
-    cancelled->run(cancelled, /*cancelled=*/true);
+    cancelled->complete(cancelled, /*cancelled=*/true);
     cancelled = next;
   }
   internal::MutexLock lock(&mu_);

@@ -38,11 +38,18 @@ class BlockingPool {
     std::string thread_name = "awaitd-blocking";
   };
 
-  // A unit of blocking work. `run(job, cancelled)` is called exactly once:
-  // on a pool thread with cancelled=false, or during Shutdown with
-  // cancelled=true. The job must stay alive until then.
+  // A unit of blocking work, in two steps. `run(job)` does the work on a
+  // pool thread, without the pool's lock. Then `complete(job, false)` is
+  // called on the same thread with the pool's lock held, after the thread
+  // already counts as available again: a job submitted by whoever `complete`
+  // wakes reuses this thread instead of starting a new one. `complete` must
+  // be short (publish the result, wake a task) and must not call into the
+  // pool. If the pool shuts down before the job started, only
+  // `complete(job, true)` is called (without the lock). The job must stay
+  // alive until `complete` returns.
   struct Job {
-    void (*run)(Job* job, bool cancelled) = nullptr;
+    void (*run)(Job* job) = nullptr;
+    void (*complete)(Job* job, bool cancelled) = nullptr;
     Job* next = nullptr;
   };
 

@@ -12,6 +12,7 @@ namespace awaitd::runtime {
 
 struct WorkerMetrics {
   std::uint64_t tasks_spawned = 0;    // spawned by tasks running here
+  std::uint64_t tasks_completed = 0;  // finished their body here
   std::uint64_t tasks_run = 0;        // task resumptions (polls)
   std::uint64_t steal_operations = 0;  // successful steals from other workers
   std::uint64_t tasks_stolen = 0;     // tasks moved by those steals

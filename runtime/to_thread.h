@@ -61,21 +61,25 @@ struct ToThreadCall final : BlockingPool::Job {
     ToThreadCall* owner;
   };
 
-  static void Run(BlockingPool::Job* job, bool cancelled) {
+  // On a pool thread: the work (skipped if the awaiter already gave up).
+  static void Run(BlockingPool::Job* job) {
     auto* self = static_cast<ToThreadCall*>(job);
-    if (cancelled) {
-      self->error = std::make_exception_ptr(RuntimeShutdownError());
-    } else if (!self->stop.stop_requested()) {
-      try {
-        if constexpr (std::is_void_v<Result>) {
-          Invoke(*self);
-        } else {
-          self->value.emplace(Invoke(*self));
-        }
-      } catch (...) {
-        self->error = std::current_exception();
+    if (self->stop.stop_requested()) return;
+    try {
+      if constexpr (std::is_void_v<Result>) {
+        Invoke(*self);
+      } else {
+        self->value.emplace(Invoke(*self));
       }
+    } catch (...) {
+      self->error = std::current_exception();
     }
+  }
+
+  // Then (pool lock held): publish and wake, unless a cancellation won.
+  static void Complete(BlockingPool::Job* job, bool cancelled) {
+    auto* self = static_cast<ToThreadCall*>(job);
+    if (cancelled) self->error = std::make_exception_ptr(RuntimeShutdownError());
     if (self->node.TryFire()) self->node.task->Wake();
     self->Unref();
   }
@@ -128,6 +132,7 @@ class [[nodiscard]] ToThreadAwaiter {
     task_->set_resume_point(h);
     call_->node.task = task_;
     call_->run = &internal::ToThreadCall<F>::Run;
+    call_->complete = &internal::ToThreadCall<F>::Complete;
     if (!task_->scheduler()->blocking_pool().Submit(call_)) {
       call_->error = std::make_exception_ptr(RuntimeShutdownError());
       return false;

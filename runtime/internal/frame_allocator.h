@@ -15,8 +15,8 @@
 //    kBatch blocks to the global depot (one mutex hold per batch), so memory
 //    freed on a thread that never allocates (a consumer) flows back to threads
 //    that do (producers).
-//  - A miss refills from the depot, then from a fresh slab of kSlabBytes carved
-//    into blocks. Slabs are retained for the life of the process (that is the
+//  - A miss refills from the depot, then from a fresh slab carved into
+//    blocks. Slabs are retained for the life of the process (that is the
 //    recycling), so peak frame memory stays reserved after a burst.
 //
 // Thread safety: Allocate/Deallocate may be called from any thread; a block

@@ -12,14 +12,18 @@ Idle::Idle(std::uint32_t num_workers)
 }
 
 bool Idle::NotifyShouldWakeUp() const {
-  // An RMW rather than a load: it must be ordered after the caller's push of
-  // the work (seq_cst), pairing with TransitionWorkerToParked.
-  std::uint64_t s = const_cast<std::atomic<std::uint64_t>&>(state_).fetch_add(
-      0, std::memory_order_seq_cst);
+  const std::uint64_t s = state_.load(std::memory_order_relaxed);
   return (s & kSearchMask) == 0 && (s >> kUnparkShift) < num_workers_;
 }
 
 std::optional<std::uint32_t> Idle::WorkerToNotify() {
+  // Called after publishing work, on every spawn: keep the common case (a
+  // worker is searching, or nobody sleeps) free of shared writes. The fence
+  // orders the caller's publication before this load and pairs with the
+  // fence a parking worker issues after registering (Scheduler::
+  // NotifyIfWorkPending): either this load sees the parked worker, or that
+  // worker sees the work.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!NotifyShouldWakeUp()) return std::nullopt;
   MutexLock lock(&mu_);
   if (!NotifyShouldWakeUp()) return std::nullopt;

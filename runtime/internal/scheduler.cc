@@ -145,7 +145,7 @@ TaskHeader* Scheduler::Spawn(std::coroutine_handle<> root, PromiseBase* promise,
   const bool local = IsOwnWorker(w);
   const std::uint64_t id = local ? w->NextTaskId() : ReserveTaskIds(1);
   TaskHeader* t = TaskHeader::Create(this, root, promise, id, join_interest);
-  if ((!local && !accepting_.load(std::memory_order_acquire)) || !owned_.Insert(t)) {
+  if (!local && !accepting_.load(std::memory_order_acquire)) {
     CompleteCancelledUnstarted(t);
     return t;
   }
@@ -157,9 +157,8 @@ TaskHeader* Scheduler::Spawn(std::coroutine_handle<> root, PromiseBase* promise,
   tasks_spawned_outside_.fetch_add(1, std::memory_order_relaxed);
   t->set_home_worker(static_cast<std::uint32_t>(id % workers_.size()));
   if (!inject_.Push(t)) {
-    // Shutdown closed the queue after the owned-list insert: step 6 of the
-    // shutdown protocol destroys it; drop the notification we hold.
-    t->Unref();
+    // Shutdown closed the queue meanwhile: the task will never run.
+    CompleteCancelledUnstarted(t);
     return t;
   }
   NotifyParked();
@@ -167,10 +166,17 @@ TaskHeader* Scheduler::Spawn(std::coroutine_handle<> root, PromiseBase* promise,
 }
 
 void Scheduler::CompleteCancelledUnstarted(TaskHeader* t) {
-  // Never queued and never owned: mark it cancelled, destroying the body
+  // Never ran (so never listed): mark it cancelled, destroying the body
   // unrun, and drop the scheduler's and the notification's references.
   t->DestroyUnfinished();
   t->UnrefMany(2);
+  tasks_dropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Scheduler::Register(TaskHeader* task) {
+  [[maybe_unused]] const bool ok = owned_.Insert(task);
+  assert(ok);  // the list closes only after every worker stopped
+  task->set_registered();
 }
 
 void Scheduler::Schedule(TaskHeader* task) {
@@ -194,6 +200,8 @@ void Scheduler::NotifyParked() {
 }
 
 void Scheduler::NotifyIfWorkPending() {
+  // Pairs with the fence in Idle::WorkerToNotify (see there).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   for (auto& w : workers_) {
     if (!w->run_queue().IsEmpty()) {
       NotifyParked();
@@ -226,7 +234,7 @@ void Scheduler::Complete(TaskHeader* task) {
         absl::StrCat("component=runtime event=detached_task_failed task_id=", task->id(),
                      " error=\"", what, "\""));
   }
-  owned_.Remove(task);
+  if (task->registered()) owned_.Remove(task);
   task->UnrefMany(2);  // the scheduler's reference and this run's notification
 }
 
@@ -237,13 +245,13 @@ bool Scheduler::Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace) 
   accepting_.store(false, std::memory_order_release);
   if (policy == ShutdownPolicy::kDrain && !threads_.empty()) {
     const auto deadline = std::chrono::steady_clock::now() + grace;
-    while (owned_.Count() > 0 && std::chrono::steady_clock::now() < deadline) {
+    while (TasksAlive() > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    if (owned_.Count() > 0) {
+    if (TasksAlive() > 0) {
       Log(LogLevel::kWarning, absl::StrCat("component=runtime event=shutdown_grace_expired "
                                            "tasks_cancelled=",
-                                           owned_.Count()));
+                                           TasksAlive()));
     }
   }
   // 2. Signal and unpark every worker.
@@ -262,12 +270,17 @@ bool Scheduler::Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace) 
   }
   // 4. The blocking pool: queued jobs cancelled, running ones waited for.
   blocking_.Shutdown();
-  // 5. Empty every queue, dropping the notification references.
-  auto drop_chain = [](TaskHeader* t) {
+  // 5. Empty every queue, dropping the notification references. A queued
+  //    task that never ran is in no other list: destroy it here.
+  auto drop_chain = [this](TaskHeader* t) {
     while (t != nullptr) {
       TaskHeader* next = t->queue_next_;
       t->queue_next_ = nullptr;
-      t->Unref();
+      if (!t->registered() && !t->IsComplete()) {
+        CompleteCancelledUnstarted(t);
+      } else {
+        t->Unref();
+      }
       t = next;
     }
   };
@@ -318,7 +331,20 @@ void Scheduler::StallDetectorMain() {
   }
 }
 
-std::uint64_t Scheduler::TasksAlive() const { return owned_.Count(); }
+std::uint64_t Scheduler::TasksSpawned() const {
+  std::uint64_t n = tasks_spawned_outside_.load(std::memory_order_relaxed);
+  for (const auto& w : workers_) n += w->Metrics().tasks_spawned;
+  return n;
+}
+
+std::uint64_t Scheduler::TasksAlive() const {
+  // Read the finished side first: a snapshot may then over-count, never
+  // under-count (a drain must not stop early).
+  std::uint64_t finished = tasks_dropped_.load(std::memory_order_acquire);
+  for (const auto& w : workers_) finished += w->Metrics().tasks_completed;
+  const std::uint64_t spawned = TasksSpawned();
+  return spawned > finished ? spawned - finished : 0;
+}
 
 RuntimeMetrics Scheduler::Metrics() const {
   RuntimeMetrics m;
@@ -329,8 +355,12 @@ RuntimeMetrics Scheduler::Metrics() const {
   }
   m.global_queue_depth = inject_.Len();
   m.tasks_spawned = tasks_spawned_outside_.load(std::memory_order_relaxed);
-  for (const auto& w : m.workers) m.tasks_spawned += w.tasks_spawned;
-  m.tasks_alive = owned_.Count();
+  std::uint64_t finished = tasks_dropped_.load(std::memory_order_relaxed);
+  for (const auto& w : m.workers) {
+    m.tasks_spawned += w.tasks_spawned;
+    finished += w.tasks_completed;
+  }
+  m.tasks_alive = m.tasks_spawned > finished ? m.tasks_spawned - finished : 0;
   m.searching_workers = const_cast<Idle&>(idle_).NumSearching();
   m.unparked_workers = const_cast<Idle&>(idle_).NumUnparked();
   m.blocking = blocking_.Metrics();

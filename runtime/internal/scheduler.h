@@ -60,6 +60,8 @@ class Scheduler {
 
   // The task finished its run with its root done.
   void Complete(TaskHeader* task);
+  // Adds a running task to the owned-task list (its first suspension).
+  void Register(TaskHeader* task);
 
   Idle& idle() { return idle_; }
   TaskList& inject() { return inject_; }
@@ -116,6 +118,7 @@ class Scheduler {
   }
   void StallDetectorMain();
   void CompleteCancelledUnstarted(TaskHeader* task);
+  std::uint64_t TasksSpawned() const;
 
   const RuntimeOptions options_;
   const std::chrono::steady_clock::time_point origin_;
@@ -129,6 +132,9 @@ class Scheduler {
   // does not contend on one counter.
   std::atomic<std::uint64_t> next_task_id_{1};
   std::atomic<std::uint64_t> tasks_spawned_outside_{0};
+  // Tasks that ended without running on a worker (refused or dropped at
+  // shutdown), so that spawned - completed - dropped = alive.
+  std::atomic<std::uint64_t> tasks_dropped_{0};
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shutdown_{false};
   std::atomic<bool> shutdown_started_{false};

@@ -99,6 +99,13 @@ class TaskHeader {
   void set_resume_point(std::coroutine_handle<> h) noexcept { resume_point_ = h; }
   std::coroutine_handle<> resume_point() const noexcept { return resume_point_; }
 
+  // Whether the task is in the scheduler's owned-task list. A task is listed
+  // only once it has suspended (a task that finishes within its first run
+  // never touches the list); read and written only by the thread that has
+  // the task running, or by shutdown.
+  bool registered() const noexcept { return registered_; }
+  void set_registered() noexcept { registered_ = true; }
+
   std::uint32_t home_worker() const noexcept { return home_worker_.load(std::memory_order_relaxed); }
   void set_home_worker(std::uint32_t w) noexcept { home_worker_.store(w, std::memory_order_relaxed); }
 
@@ -203,6 +210,7 @@ class TaskHeader {
   std::string* cancel_message_ = nullptr;
   const std::uint64_t id_;
   std::atomic<std::uint32_t> home_worker_{0};
+  bool registered_ = false;
 };
 
 }  // namespace awaitd::runtime::internal

@@ -1,5 +1,5 @@
-// TaskList: a mutex-protected intrusive FIFO of tasks, used for the global
-// injection queue and for each worker's inbox.
+// TaskList: a mutex-protected FIFO of intrusive task chains, used for the
+// global injection queue and for each worker's inbox.
 //
 // Both are multi-producer, multi-consumer and touched far less often than the
 // local queues (spills, spawns from outside threads, cross-thread wake-ups),
@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 
 #include "absl/base/thread_annotations.h"
 #include "runtime/internal/mutex.h"
@@ -26,39 +27,59 @@ class TaskList {
   TaskList& operator=(const TaskList&) = delete;
 
   // Appends the chain first..last (linked by queue_next_, `count` tasks).
-  // Returns false, taking nothing, if the list is closed.
+  // Returns false, taking nothing, if the list is closed. O(1): the chain is
+  // kept whole, so a spill of half a local queue costs one lock.
   bool PushChain(TaskHeader* first, TaskHeader* last, std::uint32_t count) {
     last->queue_next_ = nullptr;
     MutexLock lock(&mu_);
     if (closed_) return false;
-    if (tail_ == nullptr) {
-      head_ = first;
-    } else {
-      tail_->queue_next_ = first;
-    }
-    tail_ = last;
+    chains_.push_back(Chain{first, last, count});
     len_.store(len_.load(std::memory_order_relaxed) + count, std::memory_order_release);
     return true;
   }
   bool Push(TaskHeader* task) { return PushChain(task, task, 1); }
 
-  // Pops up to `max` tasks; returns the chain head (null if none) and sets
-  // *count. The chain is terminated by a null queue_next_.
+  // Pops up to `max` tasks (at least one if any are queued); returns the
+  // chain head (null if none) and sets *count. Whole chains are taken in
+  // O(1); only a chain longer than `max` is walked, to cut it. The returned
+  // chain is terminated by a null queue_next_.
   TaskHeader* PopChain(std::uint32_t max, std::uint32_t* count) {
+    return PopChain(max, max, count);
+  }
+
+  // Like PopChain(max), but stops taking whole chains once `want` tasks are
+  // taken, and cuts a chain only where it would exceed `max`: a consumer
+  // asking for its fair share gets whole spilled chunks without a walk.
+  TaskHeader* PopChain(std::uint32_t want, std::uint32_t max, std::uint32_t* count) {
     *count = 0;
-    if (len_.load(std::memory_order_acquire) == 0) return nullptr;
+    if (max == 0 || len_.load(std::memory_order_acquire) == 0) return nullptr;
     MutexLock lock(&mu_);
-    TaskHeader* first = head_;
-    if (first == nullptr) return nullptr;
-    TaskHeader* last = first;
-    std::uint32_t n = 1;
-    while (n < max && last->queue_next_ != nullptr) {
-      last = last->queue_next_;
-      ++n;
+    TaskHeader* first = nullptr;
+    TaskHeader* last = nullptr;
+    std::uint32_t n = 0;
+    while (!chains_.empty() && n < want && n < max) {
+      Chain& c = chains_.front();
+      Chain take = c;
+      if (c.count > max - n) {
+        // Cut the front of this chain.
+        const std::uint32_t want = max - n;
+        TaskHeader* cut = c.first;
+        for (std::uint32_t i = 1; i < want; ++i) cut = cut->queue_next_;
+        take = Chain{c.first, cut, want};
+        c.first = cut->queue_next_;
+        c.count -= want;
+        cut->queue_next_ = nullptr;
+      } else {
+        chains_.pop_front();
+      }
+      if (last == nullptr) {
+        first = take.first;
+      } else {
+        last->queue_next_ = take.first;
+      }
+      last = take.last;
+      n += take.count;
     }
-    head_ = last->queue_next_;
-    if (head_ == nullptr) tail_ = nullptr;
-    last->queue_next_ = nullptr;
     len_.store(len_.load(std::memory_order_relaxed) - n, std::memory_order_release);
     *count = n;
     return first;
@@ -72,14 +93,23 @@ class TaskList {
   std::uint64_t Len() const { return len_.load(std::memory_order_acquire); }
   bool IsEmpty() const { return Len() == 0; }
 
-  // After Close, pushes fail. Returns everything still queued.
+  // After Close, pushes fail. Returns everything still queued, as one chain.
   TaskHeader* CloseAndTakeAll() {
     MutexLock lock(&mu_);
     closed_ = true;
-    TaskHeader* all = head_;
-    head_ = tail_ = nullptr;
+    TaskHeader* first = nullptr;
+    TaskHeader* last = nullptr;
+    for (const Chain& c : chains_) {
+      if (last == nullptr) {
+        first = c.first;
+      } else {
+        last->queue_next_ = c.first;
+      }
+      last = c.last;
+    }
+    chains_.clear();
     len_.store(0, std::memory_order_release);
-    return all;
+    return first;
   }
   bool IsClosed() const {
     MutexLock lock(&mu_);
@@ -87,9 +117,14 @@ class TaskList {
   }
 
  private:
+  struct Chain {
+    TaskHeader* first;
+    TaskHeader* last;
+    std::uint32_t count;
+  };
+
   mutable Mutex mu_;
-  TaskHeader* head_ ABSL_GUARDED_BY(mu_) = nullptr;
-  TaskHeader* tail_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::deque<Chain> chains_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<std::uint64_t> len_{0};
 };

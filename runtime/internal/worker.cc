@@ -79,8 +79,9 @@ void Worker::PushOverflow(TaskHeader* first, TaskHeader* last, std::uint32_t cou
 }
 
 void Worker::NotifyIfStealable() {
-  // A searching worker will find the work itself (and chain wake-ups).
-  if (is_searching_) return;
+  // A searching worker will find the work itself (and chain wake-ups); a
+  // single worker has nobody to share with.
+  if (is_searching_ || scheduler_->num_workers() == 1) return;
   if (run_queue_.Len() + (lifo_slot_ != nullptr ? 1 : 0) > 1) scheduler_->NotifyParked();
 }
 
@@ -139,11 +140,14 @@ TaskHeader* Worker::PopGlobalBatch() {
   // Take a fair share, bounded by the room in the local queue.
   const std::uint64_t len = inject.Len();
   std::uint64_t want = len / scheduler_->num_workers() + 1;
-  want = std::min<std::uint64_t>(want, run_queue_.RemainingSlots());
-  want = std::min<std::uint64_t>(want, LocalQueue::kCapacity / 2);
-  if (want == 0) want = 1;
+  // Whole chains up to the fair share, bounded by the room in the local
+  // queue (plus the one task run at once): a spilled chunk (half a queue
+  // plus one) fits into an empty queue and is taken without a walk.
+  const std::uint64_t max = std::uint64_t{run_queue_.RemainingSlots()} + 1;
+  want = std::min(want, max);
   std::uint32_t n;
-  TaskHeader* first = inject.PopChain(static_cast<std::uint32_t>(want), &n);
+  TaskHeader* first = inject.PopChain(static_cast<std::uint32_t>(want),
+                                      static_cast<std::uint32_t>(max), &n);
   if (first == nullptr) return nullptr;
   TaskHeader* rest = first->queue_next_;
   first->queue_next_ = nullptr;
@@ -241,12 +245,18 @@ void Worker::RunOne(TaskHeader* task) {
   tl_context.task = nullptr;
   if (task->root().done()) {
     scheduler_->Complete(task);  // wakes a joiner into the LIFO slot
+    CountCompleted();
     RunDeferred();
-  } else if (task->TransitionToIdle()) {
-    // Notified while running (Yield, or a wake that raced the suspension):
-    // back of the queue, so that others get a turn.
-    in_task_ = false;
-    ScheduleLocal(task);
+  } else {
+    // First suspension: list the task so that shutdown can find it. Done
+    // while it is still RUNNING, so nobody can complete it meanwhile.
+    if (!task->registered()) scheduler_->Register(task);
+    if (task->TransitionToIdle()) {
+      // Notified while running (Yield, or a wake that raced the
+      // suspension): back of the queue, so that others get a turn.
+      in_task_ = false;
+      ScheduleLocal(task);
+    }
   }
   in_task_ = false;
   running_task_.store(0, std::memory_order_relaxed);
@@ -345,6 +355,7 @@ void Worker::Park() {
 WorkerMetrics Worker::Metrics() const {
   WorkerMetrics m;
   m.tasks_spawned = tasks_spawned_.load(std::memory_order_relaxed);
+  m.tasks_completed = tasks_completed_.load(std::memory_order_relaxed);
   m.tasks_run = tasks_run_.load(std::memory_order_relaxed);
   m.steal_operations = steal_operations_.load(std::memory_order_relaxed);
   m.tasks_stolen = tasks_stolen_.load(std::memory_order_relaxed);

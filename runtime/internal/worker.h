@@ -151,6 +151,11 @@ class Worker {
   void Defer(void (*fn)(void*), void* arg);
   // A fresh task id for a task spawned on this worker (counted as a spawn).
   std::uint64_t NextTaskId();
+  // Counts a task completed on this worker.
+  void CountCompleted() {
+    tasks_completed_.store(tasks_completed_.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+  }
 
   // --- Any thread ---
   // Timers of this worker's wheel. The wheel is locked because a timer may be
@@ -220,6 +225,7 @@ class Worker {
   std::uint64_t next_id_ = 0;  // ids [next_id_, id_limit_) are reserved here
   std::uint64_t id_limit_ = 0;
   std::atomic<std::uint64_t> tasks_spawned_{0};
+  std::atomic<std::uint64_t> tasks_completed_{0};
   std::atomic<std::uint64_t> tasks_run_{0};
   std::atomic<std::uint64_t> steal_operations_{0};
   std::atomic<std::uint64_t> tasks_stolen_{0};
