@@ -39,6 +39,13 @@ struct RuntimeOptions {
   std::uint32_t global_queue_interval = 61;
   std::uint32_t event_interval = 61;
 
+  // Multiplies every relative duration given to the runtime (Sleep, and the
+  // timeouts of Wait, WaitFor, AsCompleted): 0.01 makes a Sleep(1s) take
+  // 10 ms. For tests of timing-dependent behaviour (the seeds' examples) that
+  // should run fast; 1.0 in production. Absolute deadlines (SleepUntil) are
+  // not scaled.
+  double time_scale = 1.0;
+
   ShutdownPolicy shutdown_policy = ShutdownPolicy::kCancel;
   std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(5);
 

@@ -8,6 +8,24 @@
 
 namespace awaitd::runtime {
 
+namespace internal {
+std::chrono::steady_clock::time_point DeadlineIn(std::chrono::nanoseconds d) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  const auto max_ahead = std::chrono::nanoseconds(std::chrono::hours(24 * 365 * 100));
+  if (d <= d.zero()) return now;
+  if (TaskHeader* t = CurrentTaskHeader()) {
+    const double scale = t->scheduler()->options().time_scale;
+    if (scale != 1.0 && scale > 0) {
+      const double scaled = static_cast<double>(d.count()) * scale;
+      d = scaled >= static_cast<double>(max_ahead.count())
+              ? max_ahead
+              : std::chrono::nanoseconds(static_cast<std::int64_t>(scaled));
+    }
+  }
+  return now + std::min(d, max_ahead);
+}
+}  // namespace internal
+
 SleepAwaiter::~SleepAwaiter() {
   // Linked only if the frame is destroyed mid-sleep (runtime shutdown).
   if (published_ && timer_.linked) worker_->RemoveTimer(&timer_);

@@ -81,15 +81,20 @@ inline SleepAwaiter SleepUntil(std::chrono::steady_clock::time_point deadline) n
   return SleepAwaiter(deadline);
 }
 
+namespace internal {
+// now + d, scaled by the current runtime's time_scale (RuntimeOptions) and
+// saturated far in the future instead of overflowing.
+std::chrono::steady_clock::time_point DeadlineIn(std::chrono::nanoseconds d) noexcept;
+}  // namespace internal
+
 // Suspends the task for `d` (asyncio.sleep); non-positive durations yield.
 template <typename Rep, typename Period>
 SleepAwaiter Sleep(std::chrono::duration<Rep, Period> d) noexcept {
-  const auto now = std::chrono::steady_clock::now();
-  if (d <= d.zero()) return SleepAwaiter(now);
-  // Saturate instead of overflowing for huge durations.
+  if (d <= d.zero()) return SleepAwaiter(std::chrono::steady_clock::now());
   const auto max_ahead = std::chrono::hours(24 * 365 * 100);
-  if (d >= max_ahead) return SleepAwaiter(now + max_ahead);
-  return SleepAwaiter(now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+  if (d >= max_ahead) return SleepAwaiter(internal::DeadlineIn(max_ahead));
+  return SleepAwaiter(
+      internal::DeadlineIn(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
 }
 
 // Requeues the running task behind every task already ready on its worker.

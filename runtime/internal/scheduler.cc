@@ -228,7 +228,7 @@ void Scheduler::Complete(TaskHeader* task) {
     }
   }
   const std::uint64_t prev = task->Complete(cancelled);  // runs done callbacks
-  if (!(prev & TaskHeader::kJoinInterest) && !what.empty()) {
+  if (!(prev & (TaskHeader::kJoinInterest | TaskHeader::kObserved)) && !what.empty()) {
     // asyncio's "Task exception was never retrieved".
     Log(LogLevel::kWarning,
         absl::StrCat("component=runtime event=detached_task_failed task_id=", task->id(),

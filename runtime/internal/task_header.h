@@ -17,6 +17,9 @@
 //                    wait and the cancellation message (held briefly).
 //   kCancelRequested Cancel() was called and the CancelledError has not been
 //                    raised in the task yet (asyncio's _must_cancel).
+//   kObserved        someone other than a JoinHandle reports the task's
+//                    outcome (a TaskGroup): a failure is not logged as
+//                    never retrieved.
 //   bits 8..63       reference count.
 //
 // References are held by: the scheduler, from spawn until completion; each
@@ -73,6 +76,7 @@ class TaskHeader {
   static constexpr std::uint64_t kJoinInterest = 1u << 4;
   static constexpr std::uint64_t kLock = 1u << 5;
   static constexpr std::uint64_t kCancelRequested = 1u << 6;
+  static constexpr std::uint64_t kObserved = 1u << 7;
   static constexpr std::uint64_t kRefOne = 1u << 8;
 
   // Creates a header holding `initial_refs` references, in state
@@ -143,6 +147,7 @@ class TaskHeader {
 
   // JoinHandle destruction: clears kJoinInterest.
   void DropJoinInterest() noexcept;
+  void MarkObserved() noexcept { state_.fetch_or(kObserved, std::memory_order_relaxed); }
 
   // --- Cancellation (see wait_node.h) ---
 
