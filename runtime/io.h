@@ -60,6 +60,7 @@ class [[nodiscard]] AsioAwaiter {
     task_ = internal::RequireCurrentTask("AwaitAsio");
     task_->set_resume_point(h);
     if (io_ == nullptr) io_ = &CurrentIoContext();
+    node_.task = task_;
     init_(boost::asio::bind_cancellation_slot(signal_.slot(), Handler{this}));
     task_->SuspendOn(&node_);
   }

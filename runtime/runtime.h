@@ -126,16 +126,25 @@ struct BlockOnState {
   std::exception_ptr error;
 };
 
-// Counts `done` down when the wrapper's frame goes away: on completion, and
-// also if shutdown destroys the wrapper before it finished.
-struct LatchGuard {
-  std::latch* latch;
-  ~LatchGuard() { latch->count_down(); }
+// Counts the latch down when the wrapper's frame goes away: on completion,
+// and also if the runtime destroys the wrapper, even before it started (it
+// is a parameter, so it lives in the frame from the moment of the call).
+class LatchGuard {
+ public:
+  explicit LatchGuard(std::latch* latch) : latch_(latch) {}
+  LatchGuard(LatchGuard&& other) noexcept : latch_(std::exchange(other.latch_, nullptr)) {}
+  LatchGuard& operator=(LatchGuard&&) = delete;
+  ~LatchGuard() {
+    if (latch_ != nullptr) latch_->count_down();
+  }
+
+ private:
+  std::latch* latch_;
 };
 
 template <typename T>
-Task<void> BlockOnWrapper(Task<T> task, BlockOnState<T>* state) {
-  LatchGuard guard{&state->done};
+Task<void> BlockOnWrapper(Task<T> task, BlockOnState<T>* state,
+                          [[maybe_unused]] LatchGuard guard) {
   try {
     if constexpr (std::is_void_v<T>) {
       co_await std::move(task);
@@ -157,7 +166,8 @@ T Runtime::BlockOn(Task<T> task) {
     std::abort();
   }
   internal::BlockOnState<T> state;
-  Spawn(internal::BlockOnWrapper(std::move(task), &state)).Detach();
+  SpawnDetached(internal::BlockOnWrapper(std::move(task), &state,
+                                         internal::LatchGuard(&state.done)));
   state.done.wait();
   if (state.error) std::rethrow_exception(state.error);
   if (!state.value) throw CancelledError("runtime shut down before the task finished");

@@ -28,41 +28,40 @@ std::chrono::steady_clock::time_point DeadlineIn(std::chrono::nanoseconds d) noe
 
 SleepAwaiter::~SleepAwaiter() {
   // Linked only if the frame is destroyed mid-sleep (runtime shutdown).
-  if (published_ && timer_.linked) worker_->RemoveTimer(&timer_);
+  if (task != nullptr && worker_ != nullptr && linked) worker_->RemoveTimer(this);
 }
 
 void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
-  task_ = internal::RequireCurrentTask("Sleep");
-  task_->set_resume_point(h);
-  internal::Scheduler* scheduler = task_->scheduler();
-  const std::uint64_t tick = scheduler->TickFor(deadline_);
-  if (tick <= scheduler->NowTick()) {
-    task_->Wake();  // already due: behave as Yield
+  internal::TaskHeader* t = internal::RequireCurrentTask("Sleep");
+  t->set_resume_point(h);
+  task = t;  // the wait node's task; non-null marks the awaiter as used
+  const auto deadline = deadline_;
+  if (deadline <= std::chrono::steady_clock::now()) {
+    worker_ = nullptr;  // no timer: a yield
+    t->Wake();          // already due (Sleep(0) included): behave as Yield
     return;
   }
   worker_ = internal::Worker::Current();
-  timer_.node = &node_;
-  timer_.deadline = tick;
-  timer_.fire = &SleepAwaiter::Fire;
-  published_ = true;
-  worker_->InsertTimer(&timer_);
-  task_->SuspendOn(&node_);
+  this->deadline = t->scheduler()->TickFor(deadline);
+  fire = &SleepAwaiter::Fire;
+  worker_->InsertTimer(this);
+  t->SuspendOn(this);
 }
 
 void SleepAwaiter::await_resume() {
-  const bool cancelled = published_ ? task_->EndWait(&node_) : task_->TakePendingCancel();
-  if (cancelled) throw CancelledError(task_->CancelMessage());
+  const bool cancelled = worker_ != nullptr ? task->EndWait(this) : task->TakePendingCancel();
+  if (cancelled) throw CancelledError(task->CancelMessage());
 }
 
 void SleepAwaiter::Fire(internal::TimerEntry* e) {
-  internal::WaitNode* node = static_cast<internal::WaitTimer*>(e)->node;
-  if (node->TryFire()) node->task->Wake();
+  auto* self = static_cast<SleepAwaiter*>(e);
+  if (self->TryFire()) self->task->Wake();
 }
 
 void SleepAwaiter::OnCancel(internal::WaitNode* n) {
-  SleepAwaiter* self = static_cast<Node*>(n)->owner;
-  self->worker_->RemoveTimer(&self->timer_);
-  n->task->Wake();
+  auto* self = static_cast<SleepAwaiter*>(n);
+  self->worker_->RemoveTimer(self);
+  self->task->Wake();
 }
 
 void YieldAwaiter::await_suspend(std::coroutine_handle<> h) {

@@ -34,10 +34,12 @@ struct WaitTimer : TimerEntry {
 };
 }  // namespace internal
 
-class [[nodiscard]] SleepAwaiter {
+// The awaiter is its own timer entry and wait node: a sleeping task's frame
+// carries nothing else (the million-sleepers benchmark counts every byte).
+class [[nodiscard]] SleepAwaiter : private internal::TimerEntry, private internal::WaitNode {
  public:
   explicit SleepAwaiter(std::chrono::steady_clock::time_point deadline) noexcept
-      : deadline_(deadline) {}
+      : WaitNode(&SleepAwaiter::OnCancel, nullptr), deadline_(deadline) {}
   SleepAwaiter(const SleepAwaiter&) = delete;
   SleepAwaiter& operator=(const SleepAwaiter&) = delete;
   // Unlinks the timer if the frame is destroyed mid-sleep (runtime shutdown).
@@ -52,17 +54,12 @@ class [[nodiscard]] SleepAwaiter {
   static void Fire(internal::TimerEntry* e);
   static void OnCancel(internal::WaitNode* n);
 
-  struct Node : internal::WaitNode {
-    explicit Node(SleepAwaiter* o) : WaitNode(&SleepAwaiter::OnCancel, nullptr), owner(o) {}
-    SleepAwaiter* owner;
+  // Before await_suspend: the deadline. After it: the worker whose wheel
+  // holds the timer (null if the sleep was a yield).
+  union {
+    std::chrono::steady_clock::time_point deadline_;
+    internal::Worker* worker_;
   };
-
-  internal::WaitTimer timer_;
-  Node node_{this};
-  std::chrono::steady_clock::time_point deadline_;
-  internal::Worker* worker_ = nullptr;
-  internal::TaskHeader* task_ = nullptr;
-  bool published_ = false;
 };
 
 class [[nodiscard]] YieldAwaiter {

@@ -158,6 +158,15 @@ class [[nodiscard]] ToThreadAwaiter {
 
 template <typename F>
 ToThreadAwaiter<std::decay_t<F>> ToThread(F&& fn) {
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+  // GCC 12 destroys a lambda temporary that appears inside a co_await
+  // expression twice (reproduced with a plain coroutine, independent of this
+  // library): a capture with a destructor (a shared_ptr, a string...) is then
+  // released twice. Binding the callable to a local first avoids it.
+  static_assert(std::is_lvalue_reference_v<F> || std::is_trivially_destructible_v<std::decay_t<F>>,
+                "GCC < 13: pass ToThread a named callable (auto fn = [..]{..}; "
+                "co_await ToThread(fn);) when it captures objects with destructors");
+#endif
   return ToThreadAwaiter<std::decay_t<F>>(std::forward<F>(fn));
 }
 

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include "runtime/internal/fence.h"
+
 namespace awaitd::runtime::internal {
 
 Idle::Idle(std::uint32_t num_workers)
@@ -23,7 +25,7 @@ std::optional<std::uint32_t> Idle::WorkerToNotify() {
   // fence a parking worker issues after registering (Scheduler::
   // NotifyIfWorkPending): either this load sees the parked worker, or that
   // worker sees the work.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  SeqCstFence();
   if (!NotifyShouldWakeUp()) return std::nullopt;
   MutexLock lock(&mu_);
   if (!NotifyShouldWakeUp()) return std::nullopt;

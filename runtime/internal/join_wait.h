@@ -39,6 +39,7 @@ class JoinWait {
   bool await_suspend(std::coroutine_handle<> h) {
     TaskHeader* self = RequireCurrentTask("JoinHandle");
     self->set_resume_point(h);
+    node_.task = self;
     if (!target_->AddDoneCallback(&cb_)) return false;  // finished meanwhile
     published_ = true;
     self->SuspendOn(&node_);

@@ -72,6 +72,7 @@ bool MultiWait::Account(std::size_t i) noexcept {
 bool MultiWait::await_suspend(std::coroutine_handle<> h) {
   task_ = RequireCurrentTask("MultiWait");
   task_->set_resume_point(h);
+  node_.task = task_;
   bool met = false;
   for (std::size_t i = 0; i < targets_.size(); ++i) {
     if (!targets_[i]->AddDoneCallback(&callbacks_[i])) met |= Account(i);

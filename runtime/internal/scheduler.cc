@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/errors.h"
 #include "runtime/internal/context.h"
+#include "runtime/internal/fence.h"
 #include "runtime/task.h"
 
 namespace awaitd::runtime::internal {
@@ -77,6 +78,43 @@ std::vector<TaskHeader*> Scheduler::OwnedTasks::CloseAndTakeAll() {
 // --- Scheduler --------------------------------------------------------------------
 
 namespace {
+
+// Live schedulers by index. Slots are written under the mutex and read
+// without it: a task's scheduler outlives the task, so a reader always finds
+// the slot that was published (with release) before the task was created.
+class SchedulerRegistry {
+ public:
+  static constexpr std::size_t kMax = 1 << 16;
+  std::uint16_t Add(Scheduler* s) {
+    MutexLock lock(&mu_);
+    for (std::size_t i = 0; i < kMax; ++i) {
+      const std::size_t slot = (next_ + i) % kMax;
+      if (slots_[slot].load(std::memory_order_relaxed) == nullptr) {
+        slots_[slot].store(s, std::memory_order_release);
+        next_ = slot + 1;
+        return static_cast<std::uint16_t>(slot);
+      }
+    }
+    std::fprintf(stderr, "awaitd runtime: more than %zu runtimes alive at once\n", kMax);
+    std::abort();
+  }
+  void Remove(std::uint16_t i) {
+    MutexLock lock(&mu_);
+    slots_[i].store(nullptr, std::memory_order_release);
+  }
+  Scheduler* Get(std::uint16_t i) const { return slots_[i].load(std::memory_order_acquire); }
+
+ private:
+  Mutex mu_;
+  std::size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<Scheduler*> slots_[kMax] = {};
+};
+
+SchedulerRegistry& Registry() {
+  static SchedulerRegistry* r = new SchedulerRegistry();  // outlives every scheduler
+  return *r;
+}
+
 std::uint32_t ResolveWorkers(std::uint32_t n) {
   if (n != 0) return n;
   return std::max(1u, std::thread::hardware_concurrency());
@@ -99,6 +137,7 @@ Scheduler::Scheduler(RuntimeOptions options)
         if (!options.log_sink) options.log_sink = StderrLogSink;
         return options;
       }()),
+      registry_index_(Registry().Add(this)),
       origin_(std::chrono::steady_clock::now()),
       idle_(options_.workers),
       blocking_(PoolOptions(options_)) {
@@ -108,7 +147,13 @@ Scheduler::Scheduler(RuntimeOptions options)
   }
 }
 
-Scheduler::~Scheduler() { Shutdown(options_.shutdown_policy, options_.shutdown_grace); }
+Scheduler::~Scheduler() {
+  Shutdown(options_.shutdown_policy, options_.shutdown_grace);
+  workers_.clear();  // io_contexts and wheels, while the index still resolves
+  Registry().Remove(registry_index_);
+}
+
+Scheduler* Scheduler::FromIndex(std::uint16_t index) { return Registry().Get(index); }
 
 void Scheduler::Start() {
   threads_.reserve(workers_.size());
@@ -201,7 +246,7 @@ void Scheduler::NotifyParked() {
 
 void Scheduler::NotifyIfWorkPending() {
   // Pairs with the fence in Idle::WorkerToNotify (see there).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  SeqCstFence();
   for (auto& w : workers_) {
     if (!w->run_queue().IsEmpty()) {
       NotifyParked();
@@ -216,6 +261,11 @@ void Scheduler::Complete(TaskHeader* task) {
   // (asyncio's Task.cancelled()).
   bool cancelled = false;
   std::string what;
+  if (!task->promise()->has_exception() && task->IsCancelRequested()) {
+    // asyncio: a task cancelled right before its body returned ends
+    // cancelled; the request was never delivered at a suspension point.
+    task->promise()->set_exception(std::make_exception_ptr(CancelledError(task->CancelMessage())));
+  }
   if (task->promise()->has_exception()) {
     try {
       std::rethrow_exception(task->promise()->exception());
@@ -292,6 +342,7 @@ bool Scheduler::Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace) 
   std::vector<TaskHeader*> unfinished = owned_.CloseAndTakeAll();
   for (TaskHeader* t : unfinished) t->DestroyUnfinished();
   for (TaskHeader* t : unfinished) t->Unref();
+  tasks_dropped_.fetch_add(unfinished.size(), std::memory_order_relaxed);
   // 7. Workers (io_contexts, wheels) are destroyed with the Scheduler.
   return true;
 }

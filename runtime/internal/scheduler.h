@@ -41,6 +41,11 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   void Start();
+
+  // Task headers name their scheduler by this index (2 bytes instead of a
+  // pointer). Indices are reused after a scheduler is destroyed.
+  std::uint16_t registry_index() const { return registry_index_; }
+  static Scheduler* FromIndex(std::uint16_t index);
   // Returns false if it had already run.
   bool Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace);
 
@@ -121,6 +126,7 @@ class Scheduler {
   std::uint64_t TasksSpawned() const;
 
   const RuntimeOptions options_;
+  const std::uint16_t registry_index_;
   const std::chrono::steady_clock::time_point origin_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

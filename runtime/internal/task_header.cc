@@ -4,10 +4,12 @@
 #include <cassert>
 #include <new>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "runtime/internal/frame_allocator.h"
+#include "runtime/internal/mutex.h"
 #include "runtime/internal/scheduler.h"
 #include "runtime/internal/wait_node.h"
 
@@ -18,8 +20,12 @@ TaskHeader* TaskHeader::Create(Scheduler* scheduler, std::coroutine_handle<> roo
   // Scheduler reference + the first notification (+ the JoinHandle).
   const std::uint64_t refs = join_interest ? 3 : 2;
   const std::uint64_t state = kNotified | (join_interest ? kJoinInterest : 0) | refs * kRefOne;
+  const std::ptrdiff_t offset =
+      reinterpret_cast<char*>(promise) - static_cast<char*>(root.address());
+  assert(offset >= 0 && offset <= UINT16_MAX);
   void* mem = FrameAllocator::Allocate(sizeof(TaskHeader));
-  return new (mem) TaskHeader(scheduler, root, promise, id, state);
+  return new (mem) TaskHeader(scheduler->registry_index(), root,
+                              static_cast<std::uint16_t>(offset), id, state);
 }
 
 bool TaskHeader::TransitionToNotified() noexcept {
@@ -42,10 +48,13 @@ bool TaskHeader::TransitionToNotified() noexcept {
   }
 }
 
-void TaskHeader::TransitionToRunning() noexcept {
+bool TaskHeader::TransitionToRunning() noexcept {
   // kNotified (bit 1) set and kRunning (bit 0) clear: subtracting 1 flips both.
-  [[maybe_unused]] std::uint64_t prev = state_.fetch_sub(kNotified - kRunning, std::memory_order_acquire);
+  const std::uint64_t prev = state_.fetch_sub(kNotified - kRunning, std::memory_order_acquire);
   assert((prev & kNotified) && !(prev & kRunning) && !(prev & kComplete));
+  if (prev & kStarted) return false;
+  state_.fetch_or(kStarted, std::memory_order_relaxed);
+  return true;
 }
 
 bool TaskHeader::TransitionToIdle() noexcept {
@@ -172,12 +181,7 @@ bool TaskHeader::RequestCancel(std::string_view message) {
     Unlock();
     return false;
   }
-  // asyncio keeps the message of the last cancel() call.
-  if (cancel_message_ == nullptr) {
-    cancel_message_ = new std::string(message);
-  } else {
-    cancel_message_->assign(message);
-  }
+  SetCancelMessageLocked(message);  // asyncio keeps the last cancel()'s message
   WaitNode* node = current_wait_;
   if (node != nullptr && node->forward != nullptr) {
     // Awaiting other tasks: cancel them instead and keep waiting for them.
@@ -204,7 +208,7 @@ bool TaskHeader::RequestCancel(std::string_view message) {
 }
 
 void TaskHeader::SuspendOn(WaitNode* node) {
-  node->task = this;
+  assert(node->task == this);  // set before registering with the source
   Lock();
   current_wait_ = node;
   if (!(state_.load(std::memory_order_relaxed) & kCancelRequested)) {
@@ -217,7 +221,7 @@ void TaskHeader::SuspendOn(WaitNode* node) {
     node->forward(node, &targets);
     node->forwarded = true;
     state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel);
-    const std::string message = cancel_message_ != nullptr ? *cancel_message_ : std::string();
+    const std::string message = CancelMessageLocked();
     Unlock();
     bool any = false;
     for (TaskHeader* t : targets) {
@@ -249,30 +253,85 @@ bool TaskHeader::TakePendingCancel() noexcept {
   return (state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel) & kCancelRequested) != 0;
 }
 
+namespace {
+
+// Cancellation messages, by task. Sharded by address; each shard's mutex is
+// a leaf lock (taken with a task's lock held, never the other way).
+class CancelMessages {
+ public:
+  void Set(const TaskHeader* t, std::string_view m) {
+    Shard& s = ShardOf(t);
+    MutexLock lock(&s.mu);
+    s.messages[t].assign(m);
+  }
+  std::string Get(const TaskHeader* t) {
+    Shard& s = ShardOf(t);
+    MutexLock lock(&s.mu);
+    auto it = s.messages.find(t);
+    return it == s.messages.end() ? std::string() : it->second;
+  }
+  void Erase(const TaskHeader* t) {
+    Shard& s = ShardOf(t);
+    MutexLock lock(&s.mu);
+    s.messages.erase(t);
+  }
+
+ private:
+  struct Shard {
+    Mutex mu;
+    std::unordered_map<const TaskHeader*, std::string> messages ABSL_GUARDED_BY(mu);
+  };
+  Shard& ShardOf(const TaskHeader* t) {
+    return shards_[(reinterpret_cast<std::uintptr_t>(t) >> 7) % kShards];
+  }
+  static constexpr std::size_t kShards = 16;
+  Shard shards_[kShards];
+};
+
+CancelMessages& Messages() {
+  static CancelMessages* m = new CancelMessages();  // outlives every task
+  return *m;
+}
+
+}  // namespace
+
+void TaskHeader::SetCancelMessageLocked(std::string_view message) {
+  if (message.empty() && !(state_.load(std::memory_order_relaxed) & kHasMessage)) return;
+  Messages().Set(this, message);
+  state_.fetch_or(kHasMessage, std::memory_order_relaxed);
+}
+
+std::string TaskHeader::CancelMessageLocked() {
+  if (!(state_.load(std::memory_order_relaxed) & kHasMessage)) return std::string();
+  return Messages().Get(this);
+}
+
 std::string TaskHeader::CancelMessage() {
   Lock();
-  std::string m = cancel_message_ != nullptr ? *cancel_message_ : std::string();
+  std::string m = CancelMessageLocked();
   Unlock();
   return m;
 }
+
+Scheduler* TaskHeader::scheduler() const noexcept { return Scheduler::FromIndex(scheduler_index_); }
 
 void TaskHeader::Unref() noexcept { UnrefMany(1); }
 
 void TaskHeader::UnrefMany(std::uint64_t n) noexcept {
   std::uint64_t prev = state_.fetch_sub(n * kRefOne, std::memory_order_acq_rel);
-  assert((prev >> 8) >= n);
-  if ((prev >> 8) == n) Destroy();
+  assert((prev >> kRefShift) >= n);
+  if ((prev >> kRefShift) == n) Destroy();
 }
 
 void TaskHeader::Destroy() noexcept {
   if (root_) root_.destroy();
-  delete cancel_message_;
+  if (state_.load(std::memory_order_relaxed) & kHasMessage) Messages().Erase(this);
   this->~TaskHeader();
   FrameAllocator::Deallocate(this, sizeof(TaskHeader));
 }
 
 void TaskHeader::Wake() noexcept {
-  if (TransitionToNotified()) scheduler_->Schedule(this);
+  if (TransitionToNotified()) scheduler()->Schedule(this);
 }
 
 }  // namespace awaitd::runtime::internal

@@ -20,7 +20,12 @@
 //   kObserved        someone other than a JoinHandle reports the task's
 //                    outcome (a TaskGroup): a failure is not logged as
 //                    never retrieved.
-//   bits 8..63       reference count.
+//   kRegistered      the task is in the scheduler's owned-task list (it has
+//                    suspended at least once).
+//   kHasMessage      a cancellation message is stored for it (kept in a side
+//                    table: cancellation is rare, headers are many).
+//   kStarted         the body has been entered (set at the first run).
+//   bits 11..63      reference count.
 //
 // References are held by: the scheduler, from spawn until completion; each
 // queued notification (at most one at a time); the JoinHandle; and anyone
@@ -41,7 +46,7 @@
 //
 // Thread safety: the state word is atomic and may be touched from any thread;
 // `resume_point_` is accessed only by the thread that has the task running;
-// the done-callback list, `current_wait_` and `cancel_message_` only with
+// the done-callback list, `current_wait_` and the cancel message only with
 // the lock held.
 #ifndef AWAITD_RUNTIME_INTERNAL_TASK_HEADER_H_
 #define AWAITD_RUNTIME_INTERNAL_TASK_HEADER_H_
@@ -77,7 +82,11 @@ class TaskHeader {
   static constexpr std::uint64_t kLock = 1u << 5;
   static constexpr std::uint64_t kCancelRequested = 1u << 6;
   static constexpr std::uint64_t kObserved = 1u << 7;
-  static constexpr std::uint64_t kRefOne = 1u << 8;
+  static constexpr std::uint64_t kRegistered = 1u << 8;
+  static constexpr std::uint64_t kHasMessage = 1u << 9;
+  static constexpr std::uint64_t kStarted = 1u << 10;
+  static constexpr int kRefShift = 11;
+  static constexpr std::uint64_t kRefOne = std::uint64_t{1} << kRefShift;
 
   // Creates a header holding `initial_refs` references, in state
   // kNotified | (join_interest ? kJoinInterest : 0): a new task is about to be
@@ -89,9 +98,13 @@ class TaskHeader {
   TaskHeader& operator=(const TaskHeader&) = delete;
 
   std::uint64_t id() const noexcept { return id_; }
-  Scheduler* scheduler() const noexcept { return scheduler_; }
+  Scheduler* scheduler() const noexcept;
   std::coroutine_handle<> root() const noexcept { return root_; }
-  PromiseBase* promise() const noexcept { return promise_; }
+  // The root's promise; null once the root was destroyed (shutdown).
+  PromiseBase* promise() const noexcept {
+    if (!root_) return nullptr;
+    return reinterpret_cast<PromiseBase*>(static_cast<char*>(root_.address()) + promise_offset_);
+  }
 
   // Runtime shutdown only, with every worker stopped: destroys the suspended
   // root frame now (running its destructors) and marks the task complete and
@@ -107,8 +120,8 @@ class TaskHeader {
   // only once it has suspended (a task that finishes within its first run
   // never touches the list); read and written only by the thread that has
   // the task running, or by shutdown.
-  bool registered() const noexcept { return registered_; }
-  void set_registered() noexcept { registered_ = true; }
+  bool registered() const noexcept { return (LoadState(std::memory_order_relaxed) & kRegistered) != 0; }
+  void set_registered() noexcept { state_.fetch_or(kRegistered, std::memory_order_relaxed); }
 
   std::uint32_t home_worker() const noexcept { return home_worker_.load(std::memory_order_relaxed); }
   void set_home_worker(std::uint32_t w) noexcept { home_worker_.store(w, std::memory_order_relaxed); }
@@ -126,7 +139,8 @@ class TaskHeader {
   bool TransitionToNotified() noexcept;
 
   // Called by a worker holding a notification it popped: NOTIFIED -> RUNNING.
-  void TransitionToRunning() noexcept;
+  // Returns true the first time (the body has not been entered yet).
+  bool TransitionToRunning() noexcept;
 
   // After a run that suspended. Returns true if the task was notified while
   // running: the caller keeps the notification reference and must re-queue
@@ -190,32 +204,35 @@ class TaskHeader {
   TaskHeader* owned_next_ = nullptr;
 
  private:
-  TaskHeader(Scheduler* scheduler, std::coroutine_handle<> root, PromiseBase* promise,
-             std::uint64_t id, std::uint64_t state) noexcept
+  TaskHeader(std::uint16_t scheduler_index, std::coroutine_handle<> root,
+             std::uint16_t promise_offset, std::uint64_t id, std::uint64_t state) noexcept
       : state_(state),
-        scheduler_(scheduler),
         root_(root),
         resume_point_(root),
-        promise_(promise),
-        id_(id) {}
+        id_(id),
+        scheduler_index_(scheduler_index),
+        promise_offset_(promise_offset) {}
   ~TaskHeader() = default;
   void Destroy() noexcept;
 
-  std::atomic<std::uint64_t> state_;
-  Scheduler* const scheduler_;
-  std::coroutine_handle<> root_;  // null once destroyed early (shutdown)
-  std::coroutine_handle<> resume_point_;
-  PromiseBase* const promise_;
   void Lock() noexcept;
   void Unlock() noexcept;
+  void SetCancelMessageLocked(std::string_view message);
+  std::string CancelMessageLocked();
 
+  // 80 bytes in all: a million sleeping tasks is the design point, so every
+  // field earns its place (the scheduler is an index into a registry, the
+  // promise an offset into the root frame, the cancel message a side table).
+  std::atomic<std::uint64_t> state_;
+  std::coroutine_handle<> root_;  // null once destroyed early (shutdown)
+  std::coroutine_handle<> resume_point_;
+  const std::uint64_t id_;
+  std::atomic<std::uint32_t> home_worker_{0};
+  const std::uint16_t scheduler_index_;
+  const std::uint16_t promise_offset_;
   // Guarded by kLock.
   DoneCallback* callbacks_ = nullptr;
   WaitNode* current_wait_ = nullptr;
-  std::string* cancel_message_ = nullptr;
-  const std::uint64_t id_;
-  std::atomic<std::uint32_t> home_worker_{0};
-  bool registered_ = false;
 };
 
 }  // namespace awaitd::runtime::internal

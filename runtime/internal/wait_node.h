@@ -10,7 +10,9 @@
 // whatever point it suspends next).
 //
 // Protocol for an awaiter:
-//   await_suspend: record the resume point, register with the source, then
+//   await_suspend: record the resume point, set node.task (the source may
+//     fire from another thread as soon as it is registered), register with
+//     the source, then
 //     SuspendOn(task, &node) — which also handles a cancellation that is
 //     already pending — and return true (suspend). If the source reports that
 //     the event already happened before registering, return false instead

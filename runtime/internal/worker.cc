@@ -7,8 +7,11 @@
 #include <string>
 
 #include "boost/asio/post.hpp"
+#include "runtime/errors.h"
 #include "runtime/internal/context.h"
+#include "runtime/internal/fence.h"
 #include "runtime/internal/scheduler.h"
+#include "runtime/task.h"
 
 namespace awaitd::runtime::internal {
 namespace {
@@ -108,7 +111,7 @@ bool Worker::PushInbox(TaskHeader* task) {
   if (!inbox_.Push(task)) return false;
   // Pairs with the fence in Park(): either the worker sees the task in its
   // inbox before sleeping, or we see it parked and wake it.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  SeqCstFence();
   if (parked_.load(std::memory_order_relaxed)) Unpark();
   return true;
 }
@@ -233,8 +236,19 @@ void Worker::RunTask(TaskHeader* task) {
 void Worker::RunOne(TaskHeader* task) {
   ++tick_;
   Bump(tasks_run_);
-  task->TransitionToRunning();
+  const bool first_run = task->TransitionToRunning();
   task->set_home_worker(index_);
+  if (first_run && task->IsCancelRequested()) {
+    // asyncio: a task cancelled before it started never runs its body.
+    task->promise()->set_exception(
+        std::make_exception_ptr(CancelledError(task->CancelMessage())));
+    in_task_ = true;
+    scheduler_->Complete(task);
+    CountCompleted();
+    RunDeferred();
+    in_task_ = false;
+    return;
+  }
   run_seq_.store(run_seq_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   running_task_.store(task->id(), std::memory_order_relaxed);
   tl_context.task = task;
@@ -331,7 +345,7 @@ void Worker::Park() {
   if (since >= 0) busy_ns_.fetch_add(MonoNowNs() - since, std::memory_order_relaxed);
 
   parked_.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  SeqCstFence();
   for (;;) {
     if (!inbox_.IsEmpty() || scheduler_->shutting_down()) break;
     std::optional<std::uint64_t> next;

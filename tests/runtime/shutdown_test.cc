@@ -55,10 +55,12 @@ TEST(ShutdownTest, SleepingTasksAreDestroyedPromptly) {
 Task<void> BlockInToThread(std::atomic<int>* live, std::atomic<int>* fn_runs,
                            std::shared_future<void> release) {
   LiveCounter c(live);
-  co_await ToThread([fn_runs, release] {
+  // Named: GCC 12 destroys a capturing lambda temporary in co_await twice.
+  auto fn = [fn_runs, release] {
     fn_runs->fetch_add(1);
     release.wait_for(std::chrono::seconds(2));
-  });
+  };
+  co_await ToThread(fn);
   ADD_FAILURE() << "resumed after shutdown";
 }
 

@@ -114,10 +114,12 @@ TEST(ToThreadTest, RunsOnAThreadThatIsNotAWorker) {
 }
 
 Task<int> BlockOnRelease(std::shared_future<void> release, std::atomic<int>* returned) {
-  co_await ToThread([release, returned] {
+  // Named: GCC 12 destroys a capturing lambda temporary in co_await twice.
+  auto fn = [release, returned] {
     release.wait();
     returned->fetch_add(1);
-  });
+  };
+  co_await ToThread(fn);
   co_return 1;
 }
 
