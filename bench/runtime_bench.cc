@@ -21,6 +21,10 @@
 //             pool busy, vs the same with the pool idle.
 //   pingpong  spawn+join round trip, Yield-based token ping-pong, and the cost
 //             of Yield() on a 1-worker runtime.
+//   cancel    spawn a task that sleeps, cancel it, join it (CancelledError):
+//             ns per task, beside spawn + join of a task that returns at once.
+//   gather    Gather of 100,000 tasks: ns per task, beside joining the same
+//             handles one by one.
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,11 +55,12 @@
 #include "oneapi/tbb/global_control.h"
 #include "oneapi/tbb/task_group.h"
 #include "runtime/internal/frame_allocator.h"
+#include "runtime/combinators.h"
 #include "runtime/runtime.h"
 #include "runtime/time.h"
 #include "runtime/to_thread.h"
 
-ABSL_FLAG(std::string, benchmarks, "fanout,sleep,skew,blocking,pingpong",
+ABSL_FLAG(std::string, benchmarks, "fanout,sleep,skew,blocking,pingpong,cancel,gather",
           "Comma-separated benchmarks to run");
 ABSL_FLAG(std::uint32_t, workers, 0, "Runtime workers (0: hardware concurrency)");
 ABSL_FLAG(std::string, json, "", "Write the results as JSON to this path");
@@ -76,9 +81,13 @@ ABSL_FLAG(int, blocking_sleeps, 1000, "blocking: 1 ms sleeps measured");
 ABSL_FLAG(std::int64_t, blocking_sleep_us, 1000, "blocking: the measured sleep's length");
 ABSL_FLAG(std::int64_t, pingpong_round_trips, 1'000'000, "pingpong: round trips per run");
 ABSL_FLAG(std::int64_t, yields, 10'000'000, "pingpong: Yield() calls per run");
+ABSL_FLAG(std::int64_t, cancel_tasks, 1'000'000, "cancel: sleeping tasks spawned, cancelled, joined");
+ABSL_FLAG(std::int64_t, gather_tasks, 100'000, "gather: tasks gathered in one Gather");
 
 namespace {
 
+using awaitd::runtime::CancelledError;
+using awaitd::runtime::Gather;
 using awaitd::runtime::JoinHandle;
 using awaitd::runtime::Runtime;
 using awaitd::runtime::RuntimeOptions;
@@ -871,6 +880,108 @@ double SchedYieldNs(std::int64_t n) {
   return Nanos(Clock::now() - start) / static_cast<double>(n);
 }
 
+// --- cancel: spawn, cancel and join sleeping tasks ---------------------------------
+
+Task<void> SleepLong() { co_await Sleep(std::chrono::hours(1)); }
+
+// Spawns n sleeping tasks in batches, cancels each batch and joins it.
+// Returns ns per task.
+Task<double> CancelSleepers(std::int64_t n) {
+  constexpr std::int64_t kBatch = 1000;
+  std::vector<JoinHandle<void>> hs;
+  hs.reserve(kBatch);
+  std::int64_t cancelled = 0;
+  const auto start = Clock::now();
+  for (std::int64_t done = 0; done < n; done += kBatch) {
+    hs.clear();
+    for (std::int64_t i = 0; i < kBatch; ++i) hs.push_back(Spawn(SleepLong()));
+    co_await Yield();  // let them start sleeping
+    for (auto& h : hs) h.Cancel("bench");
+    for (auto& h : hs) {
+      try {
+        co_await h;
+      } catch (const CancelledError&) {
+        ++cancelled;
+      }
+    }
+  }
+  const double ns = Nanos(Clock::now() - start) / static_cast<double>(n);
+  if (cancelled != (n + kBatch - 1) / kBatch * kBatch) {
+    std::fprintf(stderr, "cancel: only %lld tasks ended cancelled\n",
+                 static_cast<long long>(cancelled));
+  }
+  co_return ns;
+}
+
+// The same shape without sleeping or cancelling: spawn + join of tasks that
+// return at once, as the baseline.
+Task<double> SpawnJoinBatches(std::int64_t n) {
+  constexpr std::int64_t kBatch = 1000;
+  std::vector<JoinHandle<void>> hs;
+  hs.reserve(kBatch);
+  const auto start = Clock::now();
+  for (std::int64_t done = 0; done < n; done += kBatch) {
+    hs.clear();
+    for (std::int64_t i = 0; i < kBatch; ++i) hs.push_back(Spawn(Noop()));
+    co_await Yield();
+    for (auto& h : hs) co_await h;
+  }
+  co_return Nanos(Clock::now() - start) / static_cast<double>(n);
+}
+
+std::vector<Result> RunCancel() {
+  const std::int64_t n = absl::GetFlag(FLAGS_cancel_tasks);
+  std::vector<double> cancel, base;
+  Runtime rt(BenchOptions(Workers()));
+  rt.BlockOn(CancelSleepers(n / 10));  // warm-up
+  for (int rep = 0; rep < Repetitions(); ++rep) {
+    Settle();
+    cancel.push_back(rt.BlockOn(CancelSleepers(n)));
+    Settle();
+    base.push_back(rt.BlockOn(SpawnJoinBatches(n)));
+  }
+  LogReps("cancel", cancel);
+  return {{"cancel", "spawn+sleep+cancel+join (base: spawn+join)", "ns/task", Median(cancel),
+           Median(base), std::nullopt}};
+}
+
+// --- gather: Gather of 100,000 tasks ------------------------------------------------
+
+Task<int> Value(int i) { co_return i; }
+
+Task<double> GatherMany(std::int64_t n, bool one_by_one) {
+  std::vector<JoinHandle<int>> hs;
+  hs.reserve(static_cast<std::size_t>(n));
+  const auto start = Clock::now();
+  for (std::int64_t i = 0; i < n; ++i) hs.push_back(Spawn(Value(static_cast<int>(i))));
+  std::int64_t sum = 0;
+  if (one_by_one) {
+    for (auto& h : hs) sum += co_await h;
+  } else {
+    std::vector<int> r = co_await Gather(std::move(hs));
+    for (int v : r) sum += v;
+  }
+  const double ns = Nanos(Clock::now() - start) / static_cast<double>(n);
+  if (sum != n * (n - 1) / 2) std::fprintf(stderr, "gather: wrong sum %lld\n", static_cast<long long>(sum));
+  co_return ns;
+}
+
+std::vector<Result> RunGather() {
+  const std::int64_t n = absl::GetFlag(FLAGS_gather_tasks);
+  std::vector<double> gather, joins;
+  Runtime rt(BenchOptions(Workers()));
+  rt.BlockOn(GatherMany(n, false));  // warm-up
+  for (int rep = 0; rep < std::max(Repetitions(), 5); ++rep) {
+    Settle();
+    gather.push_back(rt.BlockOn(GatherMany(n, false)));
+    Settle();
+    joins.push_back(rt.BlockOn(GatherMany(n, true)));
+  }
+  LogReps("gather", gather);
+  return {{"gather", "Gather of " + std::to_string(n) + " tasks (base: join one by one)",
+           "ns/task", Median(gather), Median(joins), std::nullopt}};
+}
+
 std::vector<Result> RunPingPong() {
   const std::int64_t trips = absl::GetFlag(FLAGS_pingpong_round_trips);
   const std::int64_t yields = absl::GetFlag(FLAGS_yields);
@@ -929,7 +1040,8 @@ struct Benchmark {
 
 constexpr Benchmark kBenchmarks[] = {
     {"fanout", RunFanout}, {"sleep", RunSleep},       {"skew", RunSkew},
-    {"blocking", RunBlocking}, {"pingpong", RunPingPong},
+    {"blocking", RunBlocking}, {"pingpong", RunPingPong}, {"cancel", RunCancel},
+    {"gather", RunGather},
 };
 
 const Benchmark* FindBenchmark(std::string_view name) {

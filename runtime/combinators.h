@@ -73,14 +73,7 @@ class Outcome {
   }
 
   static bool IsCancelled(const std::exception_ptr& e) noexcept {
-    if (!e) return false;
-    try {
-      std::rethrow_exception(e);
-    } catch (const CancelledError&) {
-      return true;
-    } catch (...) {
-      return false;
-    }
+    return internal::IsCancelledError(e);
   }
 
  private:

@@ -6,6 +6,7 @@
 #ifndef AWAITD_RUNTIME_ERRORS_H_
 #define AWAITD_RUNTIME_ERRORS_H_
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -19,6 +20,13 @@ class CancelledError : public std::runtime_error {
  public:
   explicit CancelledError(const std::string& message = "") : std::runtime_error(message) {}
 };
+
+namespace internal {
+// True if `e` holds a CancelledError. With libstdc++ it reads the thrown
+// type without rethrowing (a rethrow costs a microsecond, and the scheduler
+// classifies every failed task); elsewhere it rethrows.
+bool IsCancelledError(const std::exception_ptr& e) noexcept;
+}  // namespace internal
 
 // asyncio.TimeoutError: WaitFor and Timeout scopes raise it when their time
 // runs out (after the awaited work has been cancelled).

@@ -257,29 +257,26 @@ void Scheduler::NotifyIfWorkPending() {
 }
 
 void Scheduler::Complete(TaskHeader* task) {
-  // Classify the outcome: a body that raised CancelledError ended cancelled
-  // (asyncio's Task.cancelled()).
-  bool cancelled = false;
-  std::string what;
-  if (!task->promise()->has_exception() && task->IsCancelRequested()) {
+  PromiseBase* promise = task->promise();
+  if (!promise->has_exception() && task->IsCancelRequested()) {
     // asyncio: a task cancelled right before its body returned ends
     // cancelled; the request was never delivered at a suspension point.
-    task->promise()->set_exception(std::make_exception_ptr(CancelledError(task->CancelMessage())));
+    promise->set_exception(std::make_exception_ptr(CancelledError(task->CancelMessage())));
   }
-  if (task->promise()->has_exception()) {
+  // Classify the outcome: a body that raised CancelledError ended cancelled
+  // (asyncio's Task.cancelled()).
+  const bool failed = promise->has_exception();
+  const bool cancelled = failed && IsCancelledError(promise->exception());
+  const std::uint64_t prev = task->Complete(cancelled);  // runs done callbacks
+  if (failed && !cancelled && !(prev & (TaskHeader::kJoinInterest | TaskHeader::kObserved))) {
+    // asyncio's "Task exception was never retrieved".
+    std::string what = "unknown exception";
     try {
-      std::rethrow_exception(task->promise()->exception());
-    } catch (const CancelledError&) {
-      cancelled = true;
+      std::rethrow_exception(promise->exception());
     } catch (const std::exception& e) {
       what = e.what();
     } catch (...) {
-      what = "unknown exception";
     }
-  }
-  const std::uint64_t prev = task->Complete(cancelled);  // runs done callbacks
-  if (!(prev & (TaskHeader::kJoinInterest | TaskHeader::kObserved)) && !what.empty()) {
-    // asyncio's "Task exception was never retrieved".
     Log(LogLevel::kWarning,
         absl::StrCat("component=runtime event=detached_task_failed task_id=", task->id(),
                      " error=\"", what, "\""));
