@@ -36,9 +36,10 @@ Task<int> Depth(int n) {
 }
 
 TEST(TaskTest, DeepNestingDoesNotOverflowTheStack) {
-  if (testing::kAddressSanitizer) {
-    GTEST_SKIP() << "GCC emits symmetric transfer as a tail call, which ASan's instrumentation "
-                    "prevents; the no-stack-growth guarantee is checked in the normal build";
+  if (testing::kAddressSanitizer || testing::kThreadSanitizer) {
+    GTEST_SKIP() << "GCC emits symmetric transfer as a tail call, which sanitizer "
+                    "instrumentation prevents; the no-stack-growth guarantee is checked in the "
+                    "normal build";
   }
   Watchdog wd(120s);
   Runtime rt({.workers = 2});
@@ -54,9 +55,10 @@ Task<void> VoidDepth(int n, int* count) {
 }
 
 TEST(TaskTest, DeepNestingOfVoidTasksRunsEveryLevel) {
-  if (testing::kAddressSanitizer) {
-    GTEST_SKIP() << "GCC emits symmetric transfer as a tail call, which ASan's instrumentation "
-                    "prevents; the no-stack-growth guarantee is checked in the normal build";
+  if (testing::kAddressSanitizer || testing::kThreadSanitizer) {
+    GTEST_SKIP() << "GCC emits symmetric transfer as a tail call, which sanitizer "
+                    "instrumentation prevents; the no-stack-growth guarantee is checked in the "
+                    "normal build";
   }
   Watchdog wd(120s);
   Runtime rt({.workers = 1});
