@@ -90,7 +90,7 @@ class Event {
     if (set_) return;  // nobody waits while set
     set_ = true;
     wakes.Reserve(waiters_.size());
-    while (internal::SyncWaiter* w = waiters_.PopFired()) wakes.Add(w->waiter);
+    while (internal::SyncWaiter* w = waiters_.PopFired()) wakes.Add(w->task);
   }
 
   void Clear() ABSL_LOCKS_EXCLUDED(mu_) {

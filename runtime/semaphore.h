@@ -165,7 +165,7 @@ class PermitPool {
       SyncWaiter* w = waiters_.PopFired();
       if (w == nullptr) break;
       --value_;
-      wakes->Add(w->waiter);
+      wakes->Add(w->task);
     }
   }
 

@@ -4,7 +4,10 @@
 // (`co_await std::move(task)`) or spawned on a Runtime (`Spawn(std::move(t))`).
 // Awaiting transfers control to the child directly (symmetric transfer), and
 // the child's completion transfers straight back to the awaiter, so chains of
-// nested tasks use no stack depth and no scheduler round trip.
+// nested tasks use no stack depth and no scheduler round trip. (That relies
+// on the compiler emitting the transfer as a tail call, which GCC and Clang do
+// in optimized builds but not under ASan or TSan instrumentation: there, very
+// deep chains of synchronously completing awaits can exhaust the stack.)
 //
 // An exception that escapes the coroutine body is stored in the task and
 // rethrown at the point where it is awaited. Task<void> is supported.

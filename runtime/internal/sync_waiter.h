@@ -9,7 +9,7 @@
 //              (a permit, an item) to the first waiter that was not cancelled
 //              and returns it; cancelled ones are dropped on the way, so a
 //              resource never goes to a cancelled waiter. The source records
-//              w->waiter in a WakeList declared before its MutexLock, which
+//              w->task in a WakeList declared before its MutexLock, which
 //              wakes the tasks after the unlock.
 //   cancel:    SyncWaiter::OnCancel unlinks the node under *mu (if the source
 //              has not dropped it already) and then wakes the task.
@@ -39,17 +39,14 @@ class SyncWaiterList;
 struct SyncWaiter : WaitNode {
   SyncWaiter() noexcept : WaitNode(&SyncWaiter::OnCancel, nullptr) {}
 
-  // Before linking the node (mu held or not yet shared).
+  // Before linking the node: a source on another thread may fire it (and
+  // read `task`) as soon as it is linked.
   void Prepare(TaskHeader* t, Mutex* m, SyncWaiterList* l) noexcept {
-    waiter = t;
+    task = t;
     mu = m;
     list = l;
   }
 
-  // The waiting task, for the source to wake. Not WaitNode::task: SuspendOn
-  // writes that field after the node is linked, i.e. possibly while a source
-  // on another thread already fires it (see the report on wait_node.h).
-  TaskHeader* waiter = nullptr;
   Mutex* mu = nullptr;
   SyncWaiterList* list = nullptr;
   // Guarded by *mu.
@@ -103,7 +100,7 @@ class SyncWaiterList {
 
   // Unlinks waiters from the front until one is fired (it won the race
   // against a cancellation) and returns it, or nullptr if none is left. The
-  // caller hands it the resource and wakes w->waiter. Cancelled waiters are
+  // caller hands it the resource and wakes w->task. Cancelled waiters are
   // dropped: their OnCancel finds them unlinked.
   SyncWaiter* PopFired() noexcept {
     while (head_ != nullptr) {
@@ -132,7 +129,7 @@ inline void SyncWaiter::OnCancel(WaitNode* n) {
     MutexLock lock(w->mu);
     if (w->linked) w->list->Remove(w);
   }
-  w->waiter->Wake();
+  w->task->Wake();
 }
 
 // Tasks to wake after the primitive's mutex is released: declare it before

@@ -12,9 +12,8 @@
 // Protocol for an awaiter:
 //   await_suspend: record the resume point, set node.task (the source may
 //     fire from another thread as soon as it is registered), register with
-//     the source, then
-//     SuspendOn(task, &node) — which also handles a cancellation that is
-//     already pending — and return true (suspend). If the source reports that
+//     the source, then task->SuspendOn(&node) — which also handles a
+//     cancellation that is already pending — and return true (suspend). If the source reports that
 //     the event already happened before registering, return false instead
 //     without publishing.
 //   source: if (node.TryFire()) node.task->Wake();
@@ -22,6 +21,11 @@
 //     from the source, then wake the task (or arrange for the source to).
 //   await_resume: if (node.task->EndWait(&node)) raise CancelledError, after
 //     undoing whatever the source did if the node had fired (a permit...).
+//
+// Lifetime rule: a node stays alive until its task is woken by the winner.
+// A source that lost (TryFire failed) may touch the node only while holding
+// a lock that on_cancel also takes before it wakes the task; otherwise the
+// task may resume and free the node under it.
 //
 // Forwarding nodes (awaiting child tasks: a JoinHandle, Gather, TaskGroup)
 // do not end the wait on cancellation; like asyncio, cancelling the awaiter

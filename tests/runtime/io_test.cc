@@ -2,6 +2,7 @@
 #include "runtime/io.h"
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -13,6 +14,7 @@
 #include "boost/system/error_code.hpp"
 #include "gtest/gtest.h"
 #include "runtime/runtime.h"
+#include "runtime/time.h"
 #include "tests/runtime/test_util.h"
 
 namespace awaitd::runtime {
@@ -100,6 +102,46 @@ TEST(IoTest, ConcurrentTcpEchoSessions) {
   Watchdog wd(120s);
   Runtime rt({.workers = 2});
   EXPECT_TRUE(testing::BlockOnWithin(rt, EchoSession(8, 64 * 1024), 60'000ms, false));
+}
+
+
+// A task blocked in an accept that never comes; `io` is the io_context the
+// acceptor belongs to (where the cancellation must be emitted).
+Task<int> AcceptForever(tcp::acceptor* a, boost::asio::io_context* io, std::atomic<bool>* waiting) {
+  waiting->store(true);
+  auto [ec, sock] = co_await AwaitAsio<error_code, tcp::socket>(
+      [a](auto h) { a->async_accept(std::move(h)); }, io);
+  co_return ec ? 1 : 0;
+}
+
+Task<bool> CancelPendingAccept(std::string* message) {
+  boost::asio::io_context* io = &CurrentIoContext();
+  tcp::acceptor acceptor(*io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+  std::atomic<bool> waiting{false};
+  JoinHandle<int> h = Spawn(AcceptForever(&acceptor, io, &waiting));
+  while (!waiting.load()) co_await Yield();
+  co_await Sleep(5ms);  // let it reach the accept
+  EXPECT_TRUE(h.Cancel("shutting the listener"));
+  bool raised = false;
+  try {
+    co_await h;
+  } catch (const CancelledError& e) {
+    raised = true;
+    *message = e.what();
+  }
+  // The acceptor still works after the cancelled operation.
+  EXPECT_TRUE(acceptor.is_open());
+  co_return raised && h.Cancelled();
+}
+
+TEST(IoTest, CancelInterruptsAPendingAcceptThroughItsCancellationSlot) {
+  Watchdog wd(60s);
+  Runtime rt({.workers = 2});
+  std::string message;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(rt.BlockOn(CancelPendingAccept(&message)));
+  EXPECT_EQ(message, "shutting the listener");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
 }
 
 }  // namespace
