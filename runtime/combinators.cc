@@ -11,12 +11,22 @@ namespace awaitd::runtime {
 
 namespace internal {
 
-Task<void> FinishCancelledGather(std::vector<TaskHeader*> targets) {
-  MultiWait rest(std::move(targets), {.until = MultiWait::Until::kAllCompleted,
-                                      .forward_cancel = true});
-  co_await rest;
-  TaskHeader* self = RequireCurrentTask("Gather");
-  throw CancelledError(self->CancelMessage());
+Task<std::optional<std::size_t>> GatherWait(std::vector<TaskHeader*> targets,
+                                            bool return_exceptions) {
+  MultiWait w(targets, {.until = return_exceptions ? MultiWait::Until::kAllCompleted
+                                                   : MultiWait::Until::kFirstFailure,
+                        .cancel_counts_as_failure = true,
+                        .forward_cancel = true});
+  co_await w;
+  if (w.forwarded()) {
+    // asyncio: a cancelled gather cancels its children (done by forwarding),
+    // waits for all of them, then raises CancelledError.
+    MultiWait rest(std::move(targets), {.until = MultiWait::Until::kAllCompleted,
+                                        .forward_cancel = true});
+    co_await rest;
+    throw CancelledError(RequireCurrentTask("Gather")->CancelMessage());
+  }
+  co_return return_exceptions ? std::nullopt : w.first_failure();
 }
 
 }  // namespace internal

@@ -125,9 +125,13 @@ inline std::optional<std::chrono::steady_clock::time_point> DeadlineAfter(
   return DeadlineIn(*timeout);
 }
 
-// Waits for all of `targets` (forwarding cancellation) and raises
-// CancelledError: the end of a gather whose awaiter was cancelled.
-Task<void> FinishCancelledGather(std::vector<TaskHeader*> targets);
+// The waiting part of gather: until every target finished or, unless
+// `return_exceptions`, the first one failed (a cancelled one counts).
+// Returns the index of that first failure. If the awaiting task is cancelled
+// meanwhile, the targets are cancelled, all are waited for, and
+// CancelledError is raised.
+Task<std::optional<std::size_t>> GatherWait(std::vector<TaskHeader*> targets,
+                                            bool return_exceptions);
 
 }  // namespace internal
 
@@ -138,13 +142,7 @@ Task<void> FinishCancelledGather(std::vector<TaskHeader*> targets);
 // raised once they all finished.
 template <typename T>
 Task<std::vector<T>> Gather(std::vector<JoinHandle<T>> handles) {
-  internal::MultiWait w(internal::Headers(handles),
-                        {.until = internal::MultiWait::Until::kFirstFailure,
-                         .cancel_counts_as_failure = true,
-                         .forward_cancel = true});
-  co_await w;
-  if (w.forwarded()) co_await internal::FinishCancelledGather(internal::Headers(handles));
-  if (std::optional<std::size_t> i = w.first_failure()) {
+  if (std::optional<std::size_t> i = co_await internal::GatherWait(internal::Headers(handles), false)) {
     co_await handles[*i];  // rethrows its exception
   }
   std::vector<T> results;
@@ -154,13 +152,9 @@ Task<std::vector<T>> Gather(std::vector<JoinHandle<T>> handles) {
 }
 
 inline Task<void> Gather(std::vector<JoinHandle<void>> handles) {
-  internal::MultiWait w(internal::Headers(handles),
-                        {.until = internal::MultiWait::Until::kFirstFailure,
-                         .cancel_counts_as_failure = true,
-                         .forward_cancel = true});
-  co_await w;
-  if (w.forwarded()) co_await internal::FinishCancelledGather(internal::Headers(handles));
-  if (std::optional<std::size_t> i = w.first_failure()) co_await handles[*i];
+  if (std::optional<std::size_t> i = co_await internal::GatherWait(internal::Headers(handles), false)) {
+    co_await handles[*i];  // rethrows its exception
+  }
   for (auto& h : handles) co_await h;
 }
 
@@ -168,11 +162,7 @@ inline Task<void> Gather(std::vector<JoinHandle<void>> handles) {
 // order, exceptions (including CancelledError) in place of results.
 template <typename T>
 Task<std::vector<Outcome<T>>> Gather(std::vector<JoinHandle<T>> handles, ReturnExceptionsTag) {
-  internal::MultiWait w(internal::Headers(handles),
-                        {.until = internal::MultiWait::Until::kAllCompleted,
-                         .forward_cancel = true});
-  co_await w;
-  if (w.forwarded()) co_await internal::FinishCancelledGather(internal::Headers(handles));
+  co_await internal::GatherWait(internal::Headers(handles), true);
   std::vector<Outcome<T>> out;
   out.reserve(handles.size());
   for (auto& h : handles) {

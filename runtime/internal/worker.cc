@@ -81,6 +81,12 @@ void Worker::PushOverflow(TaskHeader* first, TaskHeader* last, std::uint32_t cou
   }
 }
 
+void Worker::PushLocal(TaskHeader* task) {
+  run_queue_.PushBack(task, [this](TaskHeader* first, TaskHeader* last, std::uint32_t n) {
+    PushOverflow(first, last, n);
+  });
+}
+
 void Worker::NotifyIfStealable() {
   // A searching worker will find the work itself (and chain wake-ups); a
   // single worker has nobody to share with.
@@ -90,9 +96,7 @@ void Worker::NotifyIfStealable() {
 
 void Worker::ScheduleLocal(TaskHeader* task) {
   assert(IsCurrent());
-  run_queue_.PushBack(task, [this](TaskHeader* f, TaskHeader* l, std::uint32_t n) {
-    PushOverflow(f, l, n);
-  });
+  PushLocal(task);
   NotifyIfStealable();
 }
 
@@ -101,9 +105,7 @@ void Worker::ScheduleLifo(TaskHeader* task) {
   TaskHeader* prev = lifo_slot_;
   lifo_slot_ = task;
   if (prev == nullptr) return;  // the LIFO slot is not stealable: no one to notify
-  run_queue_.PushBack(prev, [this](TaskHeader* f, TaskHeader* l, std::uint32_t n) {
-    PushOverflow(f, l, n);
-  });
+  PushLocal(prev);
   NotifyIfStealable();
 }
 
@@ -128,9 +130,7 @@ bool Worker::DrainInbox() {
   while (t != nullptr) {
     TaskHeader* next = t->queue_next_;
     t->queue_next_ = nullptr;
-    run_queue_.PushBack(t, [this](TaskHeader* f, TaskHeader* l, std::uint32_t c) {
-      PushOverflow(f, l, c);
-    });
+    PushLocal(t);
     t = next;
   }
   NotifyIfStealable();
@@ -157,9 +157,7 @@ TaskHeader* Worker::PopGlobalBatch() {
   while (rest != nullptr) {
     TaskHeader* next = rest->queue_next_;
     rest->queue_next_ = nullptr;
-    run_queue_.PushBack(rest, [this](TaskHeader* f, TaskHeader* l, std::uint32_t c) {
-      PushOverflow(f, l, c);
-    });
+    PushLocal(rest);
     rest = next;
   }
   return first;

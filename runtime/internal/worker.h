@@ -197,6 +197,8 @@ class Worker {
   void Park();
   void ArmDriver(std::uint64_t deadline_tick);
   void RunDeferred();
+  // Back of the local queue; a full queue spills half to the global queue.
+  void PushLocal(TaskHeader* task);
   void PushOverflow(TaskHeader* first, TaskHeader* last, std::uint32_t count);
   void NotifyIfStealable();
 
