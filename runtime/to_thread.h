@@ -45,8 +45,8 @@ constexpr bool kTakesStopToken = std::is_invocable_v<F&, std::stop_token>;
 
 template <typename F>
 using ToThreadResult =
-    std::conditional_t<kTakesStopToken<F>, std::invoke_result<F&, std::stop_token>,
-                       std::invoke_result<F&>>::type;
+    typename std::conditional_t<kTakesStopToken<F>, std::invoke_result<F&, std::stop_token>,
+                                std::invoke_result<F&>>::type;
 
 // Shared by the awaiting task and the pool thread; the last to let go frees
 // it, so a cancelled awaiter may leave while the function still runs.
@@ -146,7 +146,10 @@ class [[nodiscard]] ToThreadAwaiter {
     if (submitted_ && task_->EndWait(&call_->node)) {
       throw CancelledError(task_->CancelMessage());
     }
-    if (call_->error) std::rethrow_exception(call_->error);
+    // Move the outcome out of the shared call, so that whatever it holds is
+    // destroyed on this thread, not by the pool thread's last reference (an
+    // exception's own reference count is invisible to ThreadSanitizer).
+    if (call_->error) std::rethrow_exception(std::exchange(call_->error, nullptr));
     if constexpr (!std::is_void_v<Result>) return std::move(*call_->value);
   }
 
