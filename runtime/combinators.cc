@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/internal/mutex.h"
+#include "runtime/internal/scheduler.h"
 #include "runtime/internal/worker.h"
 
 namespace awaitd::runtime {
@@ -53,6 +54,7 @@ struct TaskGroup::State : std::enable_shared_from_this<TaskGroup::State> {
     State* owner = nullptr;
   };
 
+  internal::Scheduler* scheduler = nullptr;
   internal::Mutex mu;
   // Each entry holds a reference on the task.
   std::vector<internal::TaskHeader*> tasks ABSL_GUARDED_BY(mu);
@@ -84,10 +86,20 @@ struct TaskGroup::State : std::enable_shared_from_this<TaskGroup::State> {
     }
   }
 
+  static Task<void> Abort(std::shared_ptr<State> state) {
+    state->CancelAll();
+    co_return;
+  }
+
+  // The abort runs as a task queued behind the tasks already ready (asyncio
+  // schedules it with call_soon): a sibling that is about to raise on its
+  // own does so, and its failure is reported, before it is cancelled.
   static void DeferredAbort(void* arg) {
     auto* keep = static_cast<std::shared_ptr<State>*>(arg);
-    (*keep)->CancelAll();
+    internal::Scheduler* scheduler = (*keep)->scheduler;
+    auto h = Abort(std::move(*keep)).Release();
     delete keep;
+    scheduler->Spawn(h, &h.promise(), /*join_interest=*/false);
   }
 
   // Runs under the finished task's lock: it may not cancel tasks itself, so
@@ -101,7 +113,9 @@ struct TaskGroup::State : std::enable_shared_from_this<TaskGroup::State> {
   }
 };
 
-TaskGroup::TaskGroup() : state_(std::make_shared<State>()) {}
+TaskGroup::TaskGroup() : state_(std::make_shared<State>()) {
+  state_->scheduler = internal::RequireCurrentTask("TaskGroup")->scheduler();
+}
 
 TaskGroup::~TaskGroup() {
   std::vector<internal::TaskHeader*> tasks;

@@ -273,7 +273,7 @@ class ExceptionGroup : public std::exception {
 // Unlike asyncio, a failure does not cancel the body of the task that owns
 // the group (C++ has no `async with` exit to catch it in): that task notices
 // at Join(). Always await Join(); a group destroyed without it cancels its
-// remaining tasks and detaches them.
+// remaining tasks and detaches them. Construct it inside a task.
 //
 // Thread safety: owned by one task. The group's bookkeeping shared with
 // completion callbacks is internally synchronized.
@@ -288,6 +288,7 @@ class TaskGroup {
   // returned handle may be awaited or dropped; the group tracks the task
   // either way.
   template <typename T>
+  [[nodiscard("the group tracks the task; drop the handle with Detach() or (void)")]]
   JoinHandle<T> Spawn(Task<T> task) {
     JoinHandle<T> h = runtime::Spawn(std::move(task));
     Add(h.header());

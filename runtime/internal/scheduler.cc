@@ -258,16 +258,9 @@ void Scheduler::NotifyIfWorkPending() {
 
 void Scheduler::Complete(TaskHeader* task) {
   PromiseBase* promise = task->promise();
-  if (!promise->has_exception() && task->IsCancelRequested()) {
-    // asyncio: a task cancelled right before its body returned ends
-    // cancelled; the request was never delivered at a suspension point.
-    promise->set_exception(std::make_exception_ptr(CancelledError(task->CancelMessage())));
-  }
-  // Classify the outcome: a body that raised CancelledError ended cancelled
-  // (asyncio's Task.cancelled()).
+  bool cancelled = false;
+  const std::uint64_t prev = task->Complete(&cancelled);  // runs done callbacks
   const bool failed = promise->has_exception();
-  const bool cancelled = failed && IsCancelledError(promise->exception());
-  const std::uint64_t prev = task->Complete(cancelled);  // runs done callbacks
   if (failed && !cancelled && !(prev & (TaskHeader::kJoinInterest | TaskHeader::kObserved))) {
     // asyncio's "Task exception was never retrieved".
     std::string what = "unknown exception";

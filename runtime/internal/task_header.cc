@@ -8,10 +8,12 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/errors.h"
 #include "runtime/internal/frame_allocator.h"
 #include "runtime/internal/mutex.h"
 #include "runtime/internal/scheduler.h"
 #include "runtime/internal/wait_node.h"
+#include "runtime/task.h"
 
 namespace awaitd::runtime::internal {
 
@@ -93,9 +95,14 @@ void TaskHeader::Lock() noexcept {
 
 void TaskHeader::Unlock() noexcept { state_.fetch_and(~kLock, std::memory_order_release); }
 
-std::uint64_t TaskHeader::Complete(bool cancelled) noexcept {
-  const std::uint64_t bits = kRunning | kComplete | (cancelled ? kCancelled : 0);
+std::uint64_t TaskHeader::Complete(bool* cancelled) {
+  PromiseBase* p = promise();
   Lock();
+  if (!p->has_exception() && (state_.load(std::memory_order_relaxed) & kCancelRequested)) {
+    p->set_exception(std::make_exception_ptr(CancelledError(CancelMessageLocked())));
+  }
+  *cancelled = p->has_exception() && IsCancelledError(p->exception());
+  const std::uint64_t bits = kRunning | kComplete | (*cancelled ? kCancelled : 0);
   std::uint64_t prev = state_.fetch_xor(bits, std::memory_order_acq_rel);
   assert((prev & kRunning) && !(prev & kComplete));
   DoneCallback* cb = std::exchange(callbacks_, nullptr);

@@ -148,8 +148,12 @@ class TaskHeader {
   bool TransitionToIdle() noexcept;
 
   // Completion (by the worker that ran the body to its end): marks the task
-  // complete and invokes the done callbacks. Returns the prior state.
-  std::uint64_t Complete(bool cancelled) noexcept;
+  // complete and invokes the done callbacks, all under the lock. A body that
+  // returned normally while a cancellation was pending ends cancelled
+  // (asyncio's __step): decided under the same lock that Cancel() takes, so
+  // a Cancel() that returned true always takes effect. Returns the prior
+  // state; *cancelled tells whether the task ended cancelled.
+  std::uint64_t Complete(bool* cancelled);
 
   // Done callbacks (asyncio's add_done_callback). AddDoneCallback returns
   // false, not adding, if the task is already complete. After
