@@ -54,35 +54,47 @@
 #include "absl/flags/parse.h"
 #include "oneapi/tbb/global_control.h"
 #include "oneapi/tbb/task_group.h"
-#include "runtime/internal/frame_allocator.h"
 #include "runtime/combinators.h"
+#include "runtime/internal/frame_allocator.h"
 #include "runtime/runtime.h"
 #include "runtime/time.h"
 #include "runtime/to_thread.h"
 
-ABSL_FLAG(std::string, benchmarks, "fanout,sleep,skew,blocking,pingpong,cancel,gather",
+ABSL_FLAG(std::string, benchmarks,
+          "fanout,sleep,skew,blocking,pingpong,cancel,gather",
           "Comma-separated benchmarks to run");
-ABSL_FLAG(std::uint32_t, workers, 0, "Runtime workers (0: hardware concurrency)");
+ABSL_FLAG(std::uint32_t, workers, 0,
+          "Runtime workers (0: hardware concurrency)");
 ABSL_FLAG(std::string, json, "", "Write the results as JSON to this path");
 ABSL_FLAG(int, repetitions, 3,
-          "Repetitions of the fast benchmarks (fanout, skew, pingpong); the median is reported");
+          "Repetitions of the fast benchmarks (fanout, skew, pingpong); the "
+          "median is reported");
 ABSL_FLAG(bool, verbose, false, "Print every repetition's value to stderr");
-ABSL_FLAG(bool, fail_on_miss, false, "Exit with status 1 if any target is missed");
-ABSL_FLAG(std::string, child, "", "Internal: run one benchmark and print its results as JSON");
+ABSL_FLAG(bool, fail_on_miss, false,
+          "Exit with status 1 if any target is missed");
+ABSL_FLAG(std::string, child, "",
+          "Internal: run one benchmark and print its results as JSON");
 
-ABSL_FLAG(std::int64_t, fanout_tasks, 2'000'000, "fanout: tasks spawned per run");
+ABSL_FLAG(std::int64_t, fanout_tasks, 2'000'000,
+          "fanout: tasks spawned per run");
 ABSL_FLAG(std::int64_t, sleep_tasks, 1'000'000, "sleep: sleeping tasks");
 ABSL_FLAG(std::int64_t, sleep_ms, 1000, "sleep: how long each task sleeps");
 ABSL_FLAG(std::int64_t, skew_tasks, 20'000, "skew: CPU-bound tasks");
-ABSL_FLAG(std::int64_t, skew_task_us, 100, "skew: CPU work per task (calibrated)");
+ABSL_FLAG(std::int64_t, skew_task_us, 100,
+          "skew: CPU work per task (calibrated)");
 ABSL_FLAG(int, blocking_calls, 64, "blocking: concurrent ToThread calls");
-ABSL_FLAG(std::int64_t, blocking_call_ms, 50, "blocking: how long each ToThread call sleeps");
+ABSL_FLAG(std::int64_t, blocking_call_ms, 50,
+          "blocking: how long each ToThread call sleeps");
 ABSL_FLAG(int, blocking_sleeps, 1000, "blocking: 1 ms sleeps measured");
-ABSL_FLAG(std::int64_t, blocking_sleep_us, 1000, "blocking: the measured sleep's length");
-ABSL_FLAG(std::int64_t, pingpong_round_trips, 1'000'000, "pingpong: round trips per run");
+ABSL_FLAG(std::int64_t, blocking_sleep_us, 1000,
+          "blocking: the measured sleep's length");
+ABSL_FLAG(std::int64_t, pingpong_round_trips, 1'000'000,
+          "pingpong: round trips per run");
 ABSL_FLAG(std::int64_t, yields, 10'000'000, "pingpong: Yield() calls per run");
-ABSL_FLAG(std::int64_t, cancel_tasks, 1'000'000, "cancel: sleeping tasks spawned, cancelled, joined");
-ABSL_FLAG(std::int64_t, gather_tasks, 100'000, "gather: tasks gathered in one Gather");
+ABSL_FLAG(std::int64_t, cancel_tasks, 1'000'000,
+          "cancel: sleeping tasks spawned, cancelled, joined");
+ABSL_FLAG(std::int64_t, gather_tasks, 100'000,
+          "gather: tasks gathered in one Gather");
 
 namespace {
 
@@ -100,8 +112,12 @@ using Clock = std::chrono::steady_clock;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-double Nanos(Clock::duration d) { return std::chrono::duration<double, std::nano>(d).count(); }
+double Seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+double Nanos(Clock::duration d) {
+  return std::chrono::duration<double, std::nano>(d).count();
+}
 std::int64_t NanosInt(Clock::duration d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
 }
@@ -125,7 +141,8 @@ double Median(std::vector<double> v) {
 double Quantile(std::vector<double> v, double q) {
   if (v.empty()) return kNaN;
   std::sort(v.begin(), v.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+  const auto rank =
+      static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
   return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
@@ -154,7 +171,8 @@ int Repetitions() { return std::max(1, absl::GetFlag(FLAGS_repetitions)); }
 // settle before the next timed run.
 void Settle() { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }
 
-// --- Results ------------------------------------------------------------------
+// --- Results
+// ------------------------------------------------------------------
 
 // A pass/fail criterion on the value or on value / baseline.
 struct Target {
@@ -174,7 +192,9 @@ struct Result {
   double baseline = kNaN;  // NaN: none
   std::optional<Target> target;
 
-  double ratio() const { return std::isnan(baseline) ? kNaN : value / baseline; }
+  double ratio() const {
+    return std::isnan(baseline) ? kNaN : value / baseline;
+  }
   // Empty when there is no target (or the value is missing).
   std::optional<bool> pass() const {
     if (!target) return std::nullopt;
@@ -184,8 +204,12 @@ struct Result {
   }
 };
 
-Target AtMost(double bound, Target::On on = Target::On::kValue) { return {on, true, bound}; }
-Target AtLeast(double bound, Target::On on = Target::On::kValue) { return {on, false, bound}; }
+Target AtMost(double bound, Target::On on = Target::On::kValue) {
+  return {on, true, bound};
+}
+Target AtLeast(double bound, Target::On on = Target::On::kValue) {
+  return {on, false, bound};
+}
 
 // --- A small JSON writer and reader (only what the results need) -------------
 
@@ -193,10 +217,18 @@ std::string JsonString(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -219,8 +251,10 @@ std::string JsonNumber(double v) {
 
 std::string ResultJson(const Result& r) {
   std::string s = "{\"benchmark\":" + JsonString(r.benchmark) +
-                  ",\"metric\":" + JsonString(r.metric) + ",\"unit\":" + JsonString(r.unit) +
-                  ",\"value\":" + JsonNumber(r.value) + ",\"baseline\":" + JsonNumber(r.baseline) +
+                  ",\"metric\":" + JsonString(r.metric) +
+                  ",\"unit\":" + JsonString(r.unit) +
+                  ",\"value\":" + JsonNumber(r.value) +
+                  ",\"baseline\":" + JsonNumber(r.baseline) +
                   ",\"ratio\":" + JsonNumber(r.ratio());
   if (r.target) {
     s += ",\"target\":{\"on\":";
@@ -255,7 +289,8 @@ struct Json {
     const Json* j = Get(key);
     return j != nullptr && j->kind == Kind::kNumber ? j->number : fallback;
   }
-  std::string StringOr(const std::string& key, const std::string& fallback) const {
+  std::string StringOr(const std::string& key,
+                       const std::string& fallback) const {
     const Json* j = Get(key);
     return j != nullptr && j->kind == Kind::kString ? j->string : fallback;
   }
@@ -274,7 +309,9 @@ class JsonParser {
 
  private:
   void SkipSpace() {
-    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+    while (pos_ < s_.size() &&
+           std::isspace(static_cast<unsigned char>(s_[pos_])))
+      ++pos_;
   }
   bool Eat(char c) {
     SkipSpace();
@@ -297,14 +334,20 @@ class JsonParser {
       if (c == '\\' && pos_ < s_.size()) {
         char e = s_[pos_++];
         switch (e) {
-          case 'n': out += '\n'; break;
-          case 't': out += '\t'; break;
+          case 'n':
+            out += '\n';
+            break;
+          case 't':
+            out += '\t';
+            break;
           case 'u':
             if (pos_ + 4 > s_.size()) return std::nullopt;
-            out += static_cast<char>(std::strtol(std::string(s_.substr(pos_, 4)).c_str(), nullptr, 16));
+            out += static_cast<char>(std::strtol(
+                std::string(s_.substr(pos_, 4)).c_str(), nullptr, 16));
             pos_ += 4;
             break;
-          default: out += e;
+          default:
+            out += e;
         }
       } else {
         out += c;
@@ -374,9 +417,11 @@ std::optional<Result> ResultFromJson(const Json& j) {
   r.unit = j.StringOr("unit", "");
   r.value = j.NumberOr("value", kNaN);
   r.baseline = j.NumberOr("baseline", kNaN);
-  if (const Json* t = j.Get("target"); t != nullptr && t->kind == Json::Kind::kObject) {
+  if (const Json* t = j.Get("target");
+      t != nullptr && t->kind == Json::Kind::kObject) {
     Target target;
-    target.on = t->StringOr("on", "value") == "ratio" ? Target::On::kRatio : Target::On::kValue;
+    target.on = t->StringOr("on", "value") == "ratio" ? Target::On::kRatio
+                                                      : Target::On::kValue;
     target.at_most = t->StringOr("op", "<=") == "<=";
     target.bound = t->NumberOr("bound", kNaN);
     r.target = target;
@@ -384,7 +429,8 @@ std::optional<Result> ResultFromJson(const Json& j) {
   return r;
 }
 
-// --- Memory ---------------------------------------------------------------------
+// --- Memory
+// ---------------------------------------------------------------------
 
 // VmRSS of this process in bytes (0 if unreadable).
 std::int64_t ReadRssBytes() {
@@ -409,7 +455,8 @@ class RssSampler {
     thread_ = std::thread([this] {
       while (!stop_.load(std::memory_order_relaxed)) {
         const std::int64_t rss = ReadRssBytes();
-        if (rss > peak_.load(std::memory_order_relaxed)) peak_.store(rss, std::memory_order_relaxed);
+        if (rss > peak_.load(std::memory_order_relaxed))
+          peak_.store(rss, std::memory_order_relaxed);
         samples_.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(period_);
       }
@@ -432,19 +479,24 @@ class RssSampler {
   std::thread thread_;
 };
 
-// --- Shared tasks ---------------------------------------------------------------
+// --- Shared tasks
+// ---------------------------------------------------------------
 
 Task<void> Noop() { co_return; }
 
 void AtomicMax(std::atomic<std::int64_t>& a, std::int64_t v) {
   std::int64_t cur = a.load(std::memory_order_relaxed);
-  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  while (v > cur &&
+         !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
   }
 }
 
-std::int64_t SinceEpochNs(Clock::time_point t) { return NanosInt(t.time_since_epoch()); }
+std::int64_t SinceEpochNs(Clock::time_point t) {
+  return NanosInt(t.time_since_epoch());
+}
 
-// --- 1. fanout ----------------------------------------------------------------
+// --- 1. fanout
+// ----------------------------------------------------------------
 
 // Spawns `n` no-op tasks keeping their handles, then joins (and drops) each.
 // Returns the seconds from the first spawn to the last join.
@@ -470,7 +522,8 @@ struct alignas(64) Countdown {
 };
 
 Task<void> NoopCounted(Countdown* c) {
-  if (c->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) c->done.release();
+  if (c->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1)
+    c->done.release();
   co_return;
 }
 
@@ -497,7 +550,8 @@ double TbbFanout(std::int64_t n) {
 std::vector<Result> RunFanout() {
   const std::int64_t n = absl::GetFlag(FLAGS_fanout_tasks);
   const std::uint32_t workers = Workers();
-  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, workers);
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism,
+                            workers);
   Runtime rt(BenchOptions(workers));
 
   // Warm-up (not timed): thread pools started, allocator slabs and caches
@@ -512,9 +566,17 @@ std::vector<Result> RunFanout() {
     for (int k = 0; k < 3; ++k) {
       Settle();
       switch ((rep + k) % 3) {
-        case 0: joined.push_back(static_cast<double>(n) / rt.BlockOn(FanoutJoined(n))); break;
-        case 1: tbb.push_back(static_cast<double>(n) / TbbFanout(n)); break;
-        case 2: detached.push_back(static_cast<double>(n) / rt.BlockOn(FanoutDetached(n))); break;
+        case 0:
+          joined.push_back(static_cast<double>(n) /
+                           rt.BlockOn(FanoutJoined(n)));
+          break;
+        case 1:
+          tbb.push_back(static_cast<double>(n) / TbbFanout(n));
+          break;
+        case 2:
+          detached.push_back(static_cast<double>(n) /
+                             rt.BlockOn(FanoutDetached(n)));
+          break;
       }
     }
   }
@@ -531,20 +593,21 @@ std::vector<Result> RunFanout() {
   LogReps("fanout tbb tasks/s", tbb);
   const double tbb_median = Median(tbb);
   return {
-      {"fanout", "spawn+join (handles kept)", "tasks/s", Median(joined), tbb_median,
-       AtLeast(1.0, Target::On::kRatio)},
-      {"fanout", "spawn detached + counter", "tasks/s", Median(detached), tbb_median,
-       AtLeast(1.0, Target::On::kRatio)},
-      {"fanout", "steal ops per run (info)", "steals", static_cast<double>(steals) / runs, kNaN,
-       std::nullopt},
+      {"fanout", "spawn+join (handles kept)", "tasks/s", Median(joined),
+       tbb_median, AtLeast(1.0, Target::On::kRatio)},
+      {"fanout", "spawn detached + counter", "tasks/s", Median(detached),
+       tbb_median, AtLeast(1.0, Target::On::kRatio)},
+      {"fanout", "steal ops per run (info)", "steals",
+       static_cast<double>(steals) / runs, kNaN, std::nullopt},
       {"fanout", "global-queue spills per run (info)", "spills",
        static_cast<double>(overflows) / runs, kNaN, std::nullopt},
-      {"fanout", "worker parks per run (info)", "parks", static_cast<double>(parks) / runs, kNaN,
-       std::nullopt},
+      {"fanout", "worker parks per run (info)", "parks",
+       static_cast<double>(parks) / runs, kNaN, std::nullopt},
   };
 }
 
-// --- 2. sleep -----------------------------------------------------------------
+// --- 2. sleep
+// -----------------------------------------------------------------
 
 struct SleepState {
   explicit SleepState(std::int64_t n) : remaining(n) {}
@@ -587,7 +650,8 @@ std::vector<Result> RunSleep() {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const std::int64_t rss_base = ReadRssBytes();
-  const std::uint64_t slab_base = awaitd::runtime::internal::FrameAllocator::GetStats().slab_bytes;
+  const std::uint64_t slab_base =
+      awaitd::runtime::internal::FrameAllocator::GetStats().slab_bytes;
   sampler.ResetPeak();
 
   SleepState state(n);
@@ -595,38 +659,49 @@ std::vector<Result> RunSleep() {
   rt.BlockOn(SpawnSleepers(&state, n, d));
   const double spawn_s = Seconds(Clock::now() - start);
   state.done.wait(false);
-  const double wall_s = static_cast<double>(state.end_ns.load() - SinceEpochNs(start)) / 1e9;
+  const double wall_s =
+      static_cast<double>(state.end_ns.load() - SinceEpochNs(start)) / 1e9;
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   sampler.Stop();
   const std::int64_t rss_peak = std::max(sampler.peak(), ReadRssBytes());
   const std::uint64_t slab_bytes =
-      awaitd::runtime::internal::FrameAllocator::GetStats().slab_bytes - slab_base;
+      awaitd::runtime::internal::FrameAllocator::GetStats().slab_bytes -
+      slab_base;
 
-  const double per_task = static_cast<double>(rss_peak - rss_base) / static_cast<double>(n);
+  const double per_task =
+      static_cast<double>(rss_peak - rss_base) / static_cast<double>(n);
   const double last_start_s =
-      static_cast<double>(state.last_sleep_start_ns.load() - SinceEpochNs(start)) / 1e9;
+      static_cast<double>(state.last_sleep_start_ns.load() -
+                          SinceEpochNs(start)) /
+      1e9;
   return {
-      {"sleep", "wall, first spawn to last wake", "s", wall_s, kNaN, AtMost(1.5)},
+      {"sleep", "wall, first spawn to last wake", "s", wall_s, kNaN,
+       AtMost(1.5)},
       {"sleep", "peak RSS growth per task", "B", per_task, kNaN, AtMost(256)},
       {"sleep", "spawn phase (info)", "s", spawn_s, kNaN, std::nullopt},
-      {"sleep", "last sleep started at (info)", "s", last_start_s, kNaN, std::nullopt},
-      {"sleep", "last wake - last deadline (info)", "ms",
-       (wall_s - last_start_s) * 1e3 - static_cast<double>(absl::GetFlag(FLAGS_sleep_ms)), kNaN,
+      {"sleep", "last sleep started at (info)", "s", last_start_s, kNaN,
        std::nullopt},
-      {"sleep", "allocator slab bytes per task (info)", "B",
-       static_cast<double>(slab_bytes) / static_cast<double>(n), kNaN, std::nullopt},
-      {"sleep", "RSS samples taken (info)", "samples", static_cast<double>(sampler.samples()),
+      {"sleep", "last wake - last deadline (info)", "ms",
+       (wall_s - last_start_s) * 1e3 -
+           static_cast<double>(absl::GetFlag(FLAGS_sleep_ms)),
        kNaN, std::nullopt},
+      {"sleep", "allocator slab bytes per task (info)", "B",
+       static_cast<double>(slab_bytes) / static_cast<double>(n), kNaN,
+       std::nullopt},
+      {"sleep", "RSS samples taken (info)", "samples",
+       static_cast<double>(sampler.samples()), kNaN, std::nullopt},
   };
 }
 
-// --- 3. skew ------------------------------------------------------------------
+// --- 3. skew
+// ------------------------------------------------------------------
 
 // CPU work that the compiler cannot remove: a dependent chain of multiplies
 // through a volatile.
 [[gnu::noinline]] std::uint64_t SpinWork(std::uint64_t iterations) {
   volatile std::uint64_t x = 0x9e3779b97f4a7c15ull;
-  for (std::uint64_t i = 0; i < iterations; ++i) x = x * 6364136223846793005ull + 1442695040888963407ull;
+  for (std::uint64_t i = 0; i < iterations; ++i)
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
   return x;
 }
 
@@ -643,10 +718,12 @@ Calibration Calibrate(std::int64_t target_us) {
     constexpr std::uint64_t kIters = 2'000'000;
     const auto t0 = Clock::now();
     SpinWork(kIters);
-    best_ns_per_iter = std::min(best_ns_per_iter, Nanos(Clock::now() - t0) / kIters);
+    best_ns_per_iter =
+        std::min(best_ns_per_iter, Nanos(Clock::now() - t0) / kIters);
   }
   Calibration c;
-  c.iterations = static_cast<std::uint64_t>(static_cast<double>(target_us) * 1000 / best_ns_per_iter);
+  c.iterations = static_cast<std::uint64_t>(static_cast<double>(target_us) *
+                                            1000 / best_ns_per_iter);
   std::vector<double> samples;
   for (int i = 0; i < 500; ++i) {
     const auto t0 = Clock::now();
@@ -681,10 +758,13 @@ Task<SkewRun> SkewSpawner(std::int64_t n, std::uint64_t iterations) {
   std::vector<JoinHandle<void>> handles;
   handles.reserve(static_cast<std::size_t>(n));
   const auto start = Clock::now();
-  for (std::int64_t i = 0; i < n; ++i) handles.push_back(Spawn(SkewWork(iterations, state.get())));
+  for (std::int64_t i = 0; i < n; ++i)
+    handles.push_back(Spawn(SkewWork(iterations, state.get())));
   for (auto& h : handles) co_await h;
-  co_return SkewRun{static_cast<double>(state->last_end_ns.load() - SinceEpochNs(start)) / 1e9,
-                    static_cast<double>(state->work_ns.load()) / 1e9};
+  co_return SkewRun{
+      static_cast<double>(state->last_end_ns.load() - SinceEpochNs(start)) /
+          1e9,
+      static_cast<double>(state->work_ns.load()) / 1e9};
 }
 
 std::vector<Result> RunSkew() {
@@ -692,14 +772,16 @@ std::vector<Result> RunSkew() {
   const std::uint32_t workers = Workers();
   const Calibration cal = Calibrate(absl::GetFlag(FLAGS_skew_task_us));
   Runtime rt(BenchOptions(workers));
-  rt.BlockOn(SkewSpawner(std::min<std::int64_t>(n, 1000), cal.iterations));  // warm-up
+  rt.BlockOn(
+      SkewSpawner(std::min<std::int64_t>(n, 1000), cal.iterations));  // warm-up
 
   std::vector<double> ratio, ratio_calibrated, makespan, measured_task_us;
   for (int rep = 0; rep < Repetitions(); ++rep) {
     Settle();
     const SkewRun r = rt.BlockOn(SkewSpawner(n, cal.iterations));
     const double ideal = r.work_s / workers;
-    const double ideal_calibrated = static_cast<double>(n) * cal.task_ns / 1e9 / workers;
+    const double ideal_calibrated =
+        static_cast<double>(n) * cal.task_ns / 1e9 / workers;
     ratio.push_back(r.makespan_s / ideal);
     ratio_calibrated.push_back(r.makespan_s / ideal_calibrated);
     makespan.push_back(r.makespan_s);
@@ -710,21 +792,22 @@ std::vector<Result> RunSkew() {
   for (const auto& w : m.workers) steals += w.steal_operations;
   // The spawner's loop (n spawns) is the only thing expected to stall.
   return {
-      {"skew", "makespan / ideal (work measured in tasks)", "x", Median(ratio), kNaN,
-       AtMost(1.05)},
-      {"skew", "makespan / ideal (calibrated work) (info)", "x", Median(ratio_calibrated), kNaN,
-       std::nullopt},
+      {"skew", "makespan / ideal (work measured in tasks)", "x", Median(ratio),
+       kNaN, AtMost(1.05)},
+      {"skew", "makespan / ideal (calibrated work) (info)", "x",
+       Median(ratio_calibrated), kNaN, std::nullopt},
       {"skew", "makespan (info)", "s", Median(makespan), kNaN, std::nullopt},
-      {"skew", "task cost: in run / calibrated (info)", "us", Median(measured_task_us),
-       cal.task_ns / 1e3, std::nullopt},
-      {"skew", "steal ops, all runs (info)", "steals", static_cast<double>(steals), kNaN,
-       std::nullopt},
-      {"skew", "stall reports, all runs (info)", "stalls", static_cast<double>(m.stalls), kNaN,
-       std::nullopt},
+      {"skew", "task cost: in run / calibrated (info)", "us",
+       Median(measured_task_us), cal.task_ns / 1e3, std::nullopt},
+      {"skew", "steal ops, all runs (info)", "steals",
+       static_cast<double>(steals), kNaN, std::nullopt},
+      {"skew", "stall reports, all runs (info)", "stalls",
+       static_cast<double>(m.stalls), kNaN, std::nullopt},
   };
 }
 
-// --- 4. blocking --------------------------------------------------------------
+// --- 4. blocking
+// --------------------------------------------------------------
 
 struct BlockingState {
   std::atomic<bool> stop{false};
@@ -740,7 +823,8 @@ Task<void> Blocker(BlockingState* s, std::chrono::milliseconds d) {
 }
 
 // Sleeps `period` `count` times; returns each wake-up's lateness in us.
-Task<std::vector<double>> SleepLoop(int count, std::chrono::microseconds period) {
+Task<std::vector<double>> SleepLoop(int count,
+                                    std::chrono::microseconds period) {
   std::vector<double> lateness_us;
   lateness_us.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) {
@@ -758,8 +842,8 @@ struct BlockingRun {
   double loaded_s = 0;  // how long the blockers ran
 };
 
-Task<BlockingRun> BlockingMain(int blockers, std::chrono::milliseconds call, int sleeps,
-                               std::chrono::microseconds period) {
+Task<BlockingRun> BlockingMain(int blockers, std::chrono::milliseconds call,
+                               int sleeps, std::chrono::microseconds period) {
   BlockingRun run;
   // Baseline: the pool idle (no call issued yet).
   run.idle_us = co_await Spawn(SleepLoop(sleeps, period));
@@ -767,7 +851,8 @@ Task<BlockingRun> BlockingMain(int blockers, std::chrono::milliseconds call, int
   BlockingState state;
   std::vector<JoinHandle<void>> handles;
   const auto start = Clock::now();
-  for (int i = 0; i < blockers; ++i) handles.push_back(Spawn(Blocker(&state, call)));
+  for (int i = 0; i < blockers; ++i)
+    handles.push_back(Spawn(Blocker(&state, call)));
   co_await Sleep(call / 2);  // every call issued, the pool grown to size
   run.loaded_us = co_await Spawn(SleepLoop(sleeps, period));
   state.stop.store(true);
@@ -781,7 +866,8 @@ std::vector<Result> RunBlocking() {
   Runtime rt(BenchOptions(Workers()));
   const int blockers = absl::GetFlag(FLAGS_blocking_calls);
   BlockingRun r = rt.BlockOn(BlockingMain(
-      blockers, std::chrono::milliseconds(absl::GetFlag(FLAGS_blocking_call_ms)),
+      blockers,
+      std::chrono::milliseconds(absl::GetFlag(FLAGS_blocking_call_ms)),
       absl::GetFlag(FLAGS_blocking_sleeps),
       std::chrono::microseconds(absl::GetFlag(FLAGS_blocking_sleep_us))));
   const auto m = rt.Metrics();
@@ -794,14 +880,17 @@ std::vector<Result> RunBlocking() {
        Quantile(r.idle_us, 1.0), std::nullopt},
       {"blocking", "ToThread calls/s (base: ideal) (info)", "calls/s",
        static_cast<double>(r.calls) / r.loaded_s,
-       blockers * 1000.0 / static_cast<double>(absl::GetFlag(FLAGS_blocking_call_ms)), std::nullopt},
+       blockers * 1000.0 /
+           static_cast<double>(absl::GetFlag(FLAGS_blocking_call_ms)),
+       std::nullopt},
       {"blocking", "pool threads (base: concurrent calls) (info)", "threads",
        static_cast<double>(m.blocking.threads), static_cast<double>(blockers),
        std::nullopt},
   };
 }
 
-// --- 5. pingpong ----------------------------------------------------------------
+// --- 5. pingpong
+// ----------------------------------------------------------------
 
 // One round trip: spawn a no-op task and await its handle.
 Task<double> SpawnJoinRoundTrips(std::int64_t n) {
@@ -819,7 +908,8 @@ struct alignas(64) Token {
 Task<void> YieldPinger(Token* token, std::int64_t round_trips, int parity) {
   for (std::int64_t i = 0; i < round_trips; ++i) {
     const std::int64_t want = 2 * i + parity;
-    while (token->value.load(std::memory_order_acquire) != want) co_await Yield();
+    while (token->value.load(std::memory_order_acquire) != want)
+      co_await Yield();
     token->value.store(want + 1, std::memory_order_release);
   }
 }
@@ -842,9 +932,11 @@ Task<void> Yielder(std::int64_t n) {
 Task<double> ConcurrentYields(std::int64_t total, int tasks) {
   std::vector<JoinHandle<void>> handles;
   const auto start = Clock::now();
-  for (int i = 0; i < tasks; ++i) handles.push_back(Spawn(Yielder(total / tasks)));
+  for (int i = 0; i < tasks; ++i)
+    handles.push_back(Spawn(Yielder(total / tasks)));
   for (auto& h : handles) co_await h;
-  co_return Nanos(Clock::now() - start) / static_cast<double>(total / tasks * tasks);
+  co_return Nanos(Clock::now() - start) /
+      static_cast<double>(total / tasks * tasks);
 }
 
 // Baselines.
@@ -863,7 +955,8 @@ double ThreadYieldPingPong(std::int64_t round_trips) {
   auto body = [&token, round_trips](int parity) {
     for (std::int64_t i = 0; i < round_trips; ++i) {
       const std::int64_t want = 2 * i + parity;
-      while (token.value.load(std::memory_order_acquire) != want) std::this_thread::yield();
+      while (token.value.load(std::memory_order_acquire) != want)
+        std::this_thread::yield();
       token.value.store(want + 1, std::memory_order_release);
     }
   };
@@ -880,7 +973,8 @@ double SchedYieldNs(std::int64_t n) {
   return Nanos(Clock::now() - start) / static_cast<double>(n);
 }
 
-// --- cancel: spawn, cancel and join sleeping tasks ---------------------------------
+// --- cancel: spawn, cancel and join sleeping tasks
+// ---------------------------------
 
 Task<void> SleepLong() { co_await Sleep(std::chrono::hours(1)); }
 
@@ -941,11 +1035,12 @@ std::vector<Result> RunCancel() {
     base.push_back(rt.BlockOn(SpawnJoinBatches(n)));
   }
   LogReps("cancel", cancel);
-  return {{"cancel", "spawn+sleep+cancel+join (base: spawn+join)", "ns/task", Median(cancel),
-           Median(base), std::nullopt}};
+  return {{"cancel", "spawn+sleep+cancel+join (base: spawn+join)", "ns/task",
+           Median(cancel), Median(base), std::nullopt}};
 }
 
-// --- gather: Gather of 100,000 tasks ------------------------------------------------
+// --- gather: Gather of 100,000 tasks
+// ------------------------------------------------
 
 Task<int> Value(int i) { co_return i; }
 
@@ -953,7 +1048,8 @@ Task<double> GatherMany(std::int64_t n, bool one_by_one) {
   std::vector<JoinHandle<int>> hs;
   hs.reserve(static_cast<std::size_t>(n));
   const auto start = Clock::now();
-  for (std::int64_t i = 0; i < n; ++i) hs.push_back(Spawn(Value(static_cast<int>(i))));
+  for (std::int64_t i = 0; i < n; ++i)
+    hs.push_back(Spawn(Value(static_cast<int>(i))));
   std::int64_t sum = 0;
   if (one_by_one) {
     for (auto& h : hs) sum += co_await h;
@@ -962,7 +1058,9 @@ Task<double> GatherMany(std::int64_t n, bool one_by_one) {
     for (int v : r) sum += v;
   }
   const double ns = Nanos(Clock::now() - start) / static_cast<double>(n);
-  if (sum != n * (n - 1) / 2) std::fprintf(stderr, "gather: wrong sum %lld\n", static_cast<long long>(sum));
+  if (sum != n * (n - 1) / 2)
+    std::fprintf(stderr, "gather: wrong sum %lld\n",
+                 static_cast<long long>(sum));
   co_return ns;
 }
 
@@ -978,7 +1076,8 @@ std::vector<Result> RunGather() {
     joins.push_back(rt.BlockOn(GatherMany(n, true)));
   }
   LogReps("gather", gather);
-  return {{"gather", "Gather of " + std::to_string(n) + " tasks (base: join one by one)",
+  return {{"gather",
+           "Gather of " + std::to_string(n) + " tasks (base: join one by one)",
            "ns/task", Median(gather), Median(joins), std::nullopt}};
 }
 
@@ -986,10 +1085,11 @@ std::vector<Result> RunPingPong() {
   const std::int64_t trips = absl::GetFlag(FLAGS_pingpong_round_trips);
   const std::int64_t yields = absl::GetFlag(FLAGS_yields);
   const std::uint32_t workers = Workers();
-  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, workers);
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism,
+                            workers);
 
-  std::vector<double> spawn_join, spawn_join_1w, tbb_rtt, ping, ping_1w, thread_ping, yield1,
-      yield2, sched_yield;
+  std::vector<double> spawn_join, spawn_join_1w, tbb_rtt, ping, ping_1w,
+      thread_ping, yield1, yield2, sched_yield;
   {
     Runtime rt(BenchOptions(workers));
     Runtime rt1(BenchOptions(1));
@@ -1014,24 +1114,29 @@ std::vector<Result> RunPingPong() {
       Settle();
       yield2.push_back(rt1.BlockOn(ConcurrentYields(yields, 2)));
       Settle();
-      sched_yield.push_back(SchedYieldNs(std::min<std::int64_t>(yields, 1'000'000)));
+      sched_yield.push_back(
+          SchedYieldNs(std::min<std::int64_t>(yields, 1'000'000)));
     }
   }
   const std::string w = std::to_string(workers) + "w";
   return {
-      {"pingpong", "spawn+join round trip, " + w + " (base: tbb run+wait)", "ns",
-       Median(spawn_join), Median(tbb_rtt), std::nullopt},
-      {"pingpong", "spawn+join round trip, 1w", "ns", Median(spawn_join_1w), kNaN, std::nullopt},
-      {"pingpong", "Yield token ping-pong rtt, " + w + " (base: 2 threads)", "ns", Median(ping),
-       Median(thread_ping), std::nullopt},
-      {"pingpong", "Yield token ping-pong rtt, 1w", "ns", Median(ping_1w), kNaN, std::nullopt},
-      {"pingpong", "Yield, 1 task, 1w (base: sched_yield)", "ns/yield", Median(yield1),
-       Median(sched_yield), std::nullopt},
-      {"pingpong", "Yield, 2 tasks, 1w", "ns/yield", Median(yield2), kNaN, std::nullopt},
+      {"pingpong", "spawn+join round trip, " + w + " (base: tbb run+wait)",
+       "ns", Median(spawn_join), Median(tbb_rtt), std::nullopt},
+      {"pingpong", "spawn+join round trip, 1w", "ns", Median(spawn_join_1w),
+       kNaN, std::nullopt},
+      {"pingpong", "Yield token ping-pong rtt, " + w + " (base: 2 threads)",
+       "ns", Median(ping), Median(thread_ping), std::nullopt},
+      {"pingpong", "Yield token ping-pong rtt, 1w", "ns", Median(ping_1w), kNaN,
+       std::nullopt},
+      {"pingpong", "Yield, 1 task, 1w (base: sched_yield)", "ns/yield",
+       Median(yield1), Median(sched_yield), std::nullopt},
+      {"pingpong", "Yield, 2 tasks, 1w", "ns/yield", Median(yield2), kNaN,
+       std::nullopt},
   };
 }
 
-// --- Driver ---------------------------------------------------------------------
+// --- Driver
+// ---------------------------------------------------------------------
 
 struct Benchmark {
   const char* name;
@@ -1039,7 +1144,7 @@ struct Benchmark {
 };
 
 constexpr Benchmark kBenchmarks[] = {
-    {"fanout", RunFanout}, {"sleep", RunSleep},       {"skew", RunSkew},
+    {"fanout", RunFanout},     {"sleep", RunSleep},       {"skew", RunSkew},
     {"blocking", RunBlocking}, {"pingpong", RunPingPong}, {"cancel", RunCancel},
     {"gather", RunGather},
 };
@@ -1054,7 +1159,8 @@ const Benchmark* FindBenchmark(std::string_view name) {
 int RunChild(const std::string& name) {
   const Benchmark* b = FindBenchmark(name);
   if (b == nullptr) {
-    std::fprintf(stderr, "runtime_bench: unknown benchmark '%s'\n", name.c_str());
+    std::fprintf(stderr, "runtime_bench: unknown benchmark '%s'\n",
+                 name.c_str());
     return 2;
   }
   const std::vector<Result> results = b->run();
@@ -1090,7 +1196,8 @@ std::vector<Result> RunInChild(const std::string& name, int argc, char** argv) {
   posix_spawn_file_actions_addclose(&actions, fds[0]);
   posix_spawn_file_actions_addclose(&actions, fds[1]);
   pid_t pid;
-  const int err = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, cargs.data(), environ);
+  const int err = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr,
+                              cargs.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
   if (err != 0) {
@@ -1111,8 +1218,9 @@ std::vector<Result> RunInChild(const std::string& name, int argc, char** argv) {
   int status = 0;
   waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return failure(WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
-                                       : "exit status " + std::to_string(WEXITSTATUS(status)));
+    return failure(WIFSIGNALED(status)
+                       ? "killed by signal " + std::to_string(WTERMSIG(status))
+                       : "exit status " + std::to_string(WEXITSTATUS(status)));
   }
   // The last line that parses as a JSON object.
   std::istringstream lines(out);
@@ -1122,10 +1230,12 @@ std::vector<Result> RunInChild(const std::string& name, int argc, char** argv) {
     if (std::optional<Json> j = JsonParser(line).Parse()) parsed = std::move(j);
   }
   const Json* results = parsed ? parsed->Get("results") : nullptr;
-  if (results == nullptr || results->kind != Json::Kind::kArray) return failure("no JSON results");
+  if (results == nullptr || results->kind != Json::Kind::kArray)
+    return failure("no JSON results");
   std::vector<Result> out_results;
   for (const Json& j : results->array) {
-    if (std::optional<Result> r = ResultFromJson(j)) out_results.push_back(std::move(*r));
+    if (std::optional<Result> r = ResultFromJson(j))
+      out_results.push_back(std::move(*r));
   }
   return out_results;
 }
@@ -1179,28 +1289,37 @@ std::string FormatNumber(double v) {
 std::string FormatTarget(const Result& r) {
   if (!r.target) return "-";
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s %s %s", r.target->on == Target::On::kRatio ? "ratio" : "value",
-                r.target->at_most ? "<=" : ">=", FormatNumber(r.target->bound).c_str());
+  std::snprintf(
+      buf, sizeof buf, "%s %s %s",
+      r.target->on == Target::On::kRatio ? "ratio" : "value",
+      r.target->at_most ? "<=" : ">=", FormatNumber(r.target->bound).c_str());
   return buf;
 }
 
 void PrintTable(const MachineInfo& m, const std::vector<Result>& results) {
-  std::printf("# runtime_bench: nproc=%u cpu=\"%s\" workers=%u repetitions=%d loadavg=%s\n", m.nproc,
-              m.cpu_model.c_str(), m.workers, m.repetitions, m.loadavg.c_str());
-  std::vector<std::vector<std::string>> rows = {
-      {"benchmark", "metric", "value", "baseline", "ratio", "target", "result"}};
+  std::printf(
+      "# runtime_bench: nproc=%u cpu=\"%s\" workers=%u repetitions=%d "
+      "loadavg=%s\n",
+      m.nproc, m.cpu_model.c_str(), m.workers, m.repetitions,
+      m.loadavg.c_str());
+  std::vector<std::vector<std::string>> rows = {{"benchmark", "metric", "value",
+                                                 "baseline", "ratio", "target",
+                                                 "result"}};
   for (const Result& r : results) {
     const std::optional<bool> pass = r.pass();
     std::string value = FormatNumber(r.value);
     if (!r.unit.empty() && !std::isnan(r.value)) value += " " + r.unit;
     char ratio[32] = "-";
-    if (!std::isnan(r.ratio())) std::snprintf(ratio, sizeof ratio, "%.3f", r.ratio());
-    rows.push_back({r.benchmark, r.metric, value, FormatNumber(r.baseline), ratio, FormatTarget(r),
+    if (!std::isnan(r.ratio()))
+      std::snprintf(ratio, sizeof ratio, "%.3f", r.ratio());
+    rows.push_back({r.benchmark, r.metric, value, FormatNumber(r.baseline),
+                    ratio, FormatTarget(r),
                     pass ? (*pass ? "PASS" : "FAIL") : "-"});
   }
   std::vector<std::size_t> widths(rows[0].size(), 0);
   for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (std::size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
   }
   auto print_row = [&widths](const std::vector<std::string>& row) {
     std::string line;
@@ -1215,15 +1334,18 @@ void PrintTable(const MachineInfo& m, const std::vector<Result>& results) {
   };
   print_row(rows[0]);
   std::string rule;
-  for (std::size_t i = 0; i < widths.size(); ++i) rule += (i > 0 ? "-+-" : "") + std::string(widths[i], '-');
+  for (std::size_t i = 0; i < widths.size(); ++i)
+    rule += (i > 0 ? "-+-" : "") + std::string(widths[i], '-');
   std::printf("%s\n", rule.c_str());
   for (std::size_t i = 1; i < rows.size(); ++i) print_row(rows[i]);
 }
 
-bool WriteJson(const std::string& path, const MachineInfo& m, const std::vector<Result>& results) {
+bool WriteJson(const std::string& path, const MachineInfo& m,
+               const std::vector<Result>& results) {
   std::ofstream f(path);
   if (!f) return false;
-  f << "{\"machine\":{\"nproc\":" << m.nproc << ",\"cpu_model\":" << JsonString(m.cpu_model)
+  f << "{\"machine\":{\"nproc\":" << m.nproc
+    << ",\"cpu_model\":" << JsonString(m.cpu_model)
     << ",\"workers\":" << m.workers << ",\"repetitions\":" << m.repetitions
     << ",\"loadavg\":" << JsonString(m.loadavg) << "},\n\"results\":[\n";
   for (std::size_t i = 0; i < results.size(); ++i) {
@@ -1251,13 +1373,17 @@ std::vector<std::string> SplitNames(const std::string& s) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  if (const std::string child = absl::GetFlag(FLAGS_child); !child.empty()) return RunChild(child);
+  if (const std::string child = absl::GetFlag(FLAGS_child); !child.empty())
+    return RunChild(child);
 
   std::vector<std::string> names = SplitNames(absl::GetFlag(FLAGS_benchmarks));
   for (const std::string& n : names) {
     if (FindBenchmark(n) == nullptr) {
-      std::fprintf(stderr, "runtime_bench: unknown benchmark '%s' (known: fanout, sleep, skew, "
-                           "blocking, pingpong)\n", n.c_str());
+      std::fprintf(
+          stderr,
+          "runtime_bench: unknown benchmark '%s' (known: fanout, sleep, skew, "
+          "blocking, pingpong)\n",
+          n.c_str());
       return 2;
     }
   }
@@ -1276,6 +1402,7 @@ int main(int argc, char** argv) {
     }
   }
   bool all_pass = true;
-  for (const Result& r : results) all_pass = all_pass && r.pass().value_or(true);
+  for (const Result& r : results)
+    all_pass = all_pass && r.pass().value_or(true);
   return all_pass || !absl::GetFlag(FLAGS_fail_on_miss) ? 0 : 1;
 }

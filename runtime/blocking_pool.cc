@@ -64,7 +64,8 @@ void BlockingPool::ThreadMain() {
     }
     if (shutdown_) break;
     ++idle_;
-    const auto deadline = std::chrono::steady_clock::now() + options_.keep_alive;
+    const auto deadline =
+        std::chrono::steady_clock::now() + options_.keep_alive;
     bool timed_out = false;
     while (head_ == nullptr && !shutdown_ && pending_wakeups_ == 0) {
       if (!work_cv_.WaitUntil(&mu_, deadline)) {
@@ -74,7 +75,8 @@ void BlockingPool::ThreadMain() {
     }
     --idle_;
     if (pending_wakeups_ > 0) --pending_wakeups_;
-    if (timed_out && head_ == nullptr && !shutdown_ && threads_ > options_.min_threads) {
+    if (timed_out && head_ == nullptr && !shutdown_ &&
+        threads_ > options_.min_threads) {
       ++retired_;
       break;
     }

@@ -14,16 +14,18 @@ namespace internal {
 
 Task<std::optional<std::size_t>> GatherWait(std::vector<TaskHeader*> targets,
                                             bool return_exceptions) {
-  MultiWait w(targets, {.until = return_exceptions ? MultiWait::Until::kAllCompleted
-                                                   : MultiWait::Until::kFirstFailure,
-                        .cancel_counts_as_failure = true,
-                        .forward_cancel = true});
+  MultiWait w(targets,
+              {.until = return_exceptions ? MultiWait::Until::kAllCompleted
+                                          : MultiWait::Until::kFirstFailure,
+               .cancel_counts_as_failure = true,
+               .forward_cancel = true});
   co_await w;
   if (w.forwarded()) {
     // asyncio: a cancelled gather cancels its children (done by forwarding),
     // waits for all of them, then raises CancelledError.
-    MultiWait rest(std::move(targets), {.until = MultiWait::Until::kAllCompleted,
-                                        .forward_cancel = true});
+    MultiWait rest(
+        std::move(targets),
+        {.until = MultiWait::Until::kAllCompleted, .forward_cancel = true});
     co_await rest;
     throw CancelledError(RequireCurrentTask("Gather")->CancelMessage());
   }
@@ -34,8 +36,8 @@ Task<std::optional<std::size_t>> GatherWait(std::vector<TaskHeader*> targets,
 
 ExceptionGroup::ExceptionGroup(std::vector<std::exception_ptr> errors)
     : errors_(std::move(errors)) {
-  what_ = absl::StrCat("unhandled errors in a TaskGroup (", errors_.size(), " sub-exception",
-                       errors_.size() == 1 ? "" : "s", ")");
+  what_ = absl::StrCat("unhandled errors in a TaskGroup (", errors_.size(),
+                       " sub-exception", errors_.size() == 1 ? "" : "s", ")");
   for (const auto& e : errors_) {
     try {
       std::rethrow_exception(e);
@@ -104,12 +106,14 @@ struct TaskGroup::State : std::enable_shared_from_this<TaskGroup::State> {
 
   // Runs under the finished task's lock: it may not cancel tasks itself, so
   // the abort is deferred to when the worker has released it.
-  static void OnChildDone(internal::DoneCallback* cb, internal::TaskHeader* done) {
+  static void OnChildDone(internal::DoneCallback* cb,
+                          internal::TaskHeader* done) {
     State* self = static_cast<Callback*>(cb)->owner;
     if (!internal::TaskFailed(done, /*cancel_counts=*/false)) return;
     if (self->aborted.exchange(true, std::memory_order_acq_rel)) return;
-    internal::Worker::Current()->Defer(&State::DeferredAbort,
-                                       new std::shared_ptr<State>(self->shared_from_this()));
+    internal::Worker::Current()->Defer(
+        &State::DeferredAbort,
+        new std::shared_ptr<State>(self->shared_from_this()));
   }
 };
 
@@ -147,7 +151,8 @@ void TaskGroup::Add(internal::TaskHeader* t) {
     State::Callback& cb = state_->callbacks.emplace_back();
     cb.owner = state_.get();
     cb.fn = &State::OnChildDone;
-    if (!t->AddDoneCallback(&cb)) failed_already = internal::TaskFailed(t, false);
+    if (!t->AddDoneCallback(&cb))
+      failed_already = internal::TaskFailed(t, false);
   }
   if (failed_already && !state_->aborted.exchange(true)) {
     state_->CancelAll();
@@ -161,10 +166,12 @@ Task<void> TaskGroup::Join() {
   bool cancelled = false;
   // Loop: tasks may add more tasks to the group while it is being joined.
   for (;;) {
-    std::vector<internal::TaskHeader*> pending = st->Snapshot(/*pending_only=*/true);
+    std::vector<internal::TaskHeader*> pending =
+        st->Snapshot(/*pending_only=*/true);
     if (pending.empty()) break;
-    internal::MultiWait w(std::move(pending), {.until = internal::MultiWait::Until::kAllCompleted,
-                                               .forward_cancel = true});
+    internal::MultiWait w(std::move(pending),
+                          {.until = internal::MultiWait::Until::kAllCompleted,
+                           .forward_cancel = true});
     co_await w;
     cancelled |= w.forwarded();
   }
@@ -175,7 +182,9 @@ Task<void> TaskGroup::Join() {
     }
   }
   if (!errors.empty()) throw ExceptionGroup(std::move(errors));
-  if (cancelled) throw CancelledError(internal::RequireCurrentTask("TaskGroup")->CancelMessage());
+  if (cancelled)
+    throw CancelledError(
+        internal::RequireCurrentTask("TaskGroup")->CancelMessage());
 }
 
 }  // namespace awaitd::runtime

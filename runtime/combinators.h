@@ -142,7 +142,8 @@ Task<std::optional<std::size_t>> GatherWait(std::vector<TaskHeader*> targets,
 // raised once they all finished.
 template <typename T>
 Task<std::vector<T>> Gather(std::vector<JoinHandle<T>> handles) {
-  if (std::optional<std::size_t> i = co_await internal::GatherWait(internal::Headers(handles), false)) {
+  if (std::optional<std::size_t> i =
+          co_await internal::GatherWait(internal::Headers(handles), false)) {
     co_await handles[*i];  // rethrows its exception
   }
   std::vector<T> results;
@@ -152,7 +153,8 @@ Task<std::vector<T>> Gather(std::vector<JoinHandle<T>> handles) {
 }
 
 inline Task<void> Gather(std::vector<JoinHandle<void>> handles) {
-  if (std::optional<std::size_t> i = co_await internal::GatherWait(internal::Headers(handles), false)) {
+  if (std::optional<std::size_t> i =
+          co_await internal::GatherWait(internal::Headers(handles), false)) {
     co_await handles[*i];  // rethrows its exception
   }
   for (auto& h : handles) co_await h;
@@ -161,7 +163,8 @@ inline Task<void> Gather(std::vector<JoinHandle<void>> handles) {
 // asyncio.gather(*handles, return_exceptions=True): every outcome, in input
 // order, exceptions (including CancelledError) in place of results.
 template <typename T>
-Task<std::vector<Outcome<T>>> Gather(std::vector<JoinHandle<T>> handles, ReturnExceptionsTag) {
+Task<std::vector<Outcome<T>>> Gather(std::vector<JoinHandle<T>> handles,
+                                     ReturnExceptionsTag) {
   co_await internal::GatherWait(internal::Headers(handles), true);
   std::vector<Outcome<T>> out;
   out.reserve(handles.size());
@@ -185,15 +188,18 @@ Task<std::vector<Outcome<T>>> Gather(std::vector<JoinHandle<T>> handles, ReturnE
 // returns when a task raises (a cancelled task does not count), or when all
 // completed if none does.
 template <typename T>
-Task<WaitResult> Wait(std::vector<JoinHandle<T>>& handles,
-                      ReturnWhen return_when = ReturnWhen::kAllCompleted,
-                      std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+Task<WaitResult> Wait(
+    std::vector<JoinHandle<T>>& handles,
+    ReturnWhen return_when = ReturnWhen::kAllCompleted,
+    std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
   using Until = internal::MultiWait::Until;
-  const Until until = return_when == ReturnWhen::kFirstCompleted   ? Until::kFirstCompleted
-                      : return_when == ReturnWhen::kFirstException ? Until::kFirstFailure
-                                                                   : Until::kAllCompleted;
-  internal::MultiWait w(internal::Headers(handles),
-                        {.until = until, .deadline = internal::DeadlineAfter(timeout)});
+  const Until until =
+      return_when == ReturnWhen::kFirstCompleted   ? Until::kFirstCompleted
+      : return_when == ReturnWhen::kFirstException ? Until::kFirstFailure
+                                                   : Until::kAllCompleted;
+  internal::MultiWait w(
+      internal::Headers(handles),
+      {.until = until, .deadline = internal::DeadlineAfter(timeout)});
   co_await w;
   WaitResult r;
   for (std::size_t i = 0; i < handles.size(); ++i) {
@@ -207,17 +213,20 @@ Task<WaitResult> Wait(std::vector<JoinHandle<T>>& handles,
 // it finished with a result after all). Cancelling the awaiter cancels the
 // task too. No timeout waits forever.
 template <typename T>
-Task<T> WaitFor(JoinHandle<T>& handle, std::optional<std::chrono::nanoseconds> timeout) {
+Task<T> WaitFor(JoinHandle<T>& handle,
+                std::optional<std::chrono::nanoseconds> timeout) {
   if (timeout) {
-    internal::MultiWait w({handle.header()}, {.until = internal::MultiWait::Until::kAllCompleted,
-                                              .forward_cancel = true,
-                                              .deadline = internal::DeadlineAfter(timeout)});
+    internal::MultiWait w({handle.header()},
+                          {.until = internal::MultiWait::Until::kAllCompleted,
+                           .forward_cancel = true,
+                           .deadline = internal::DeadlineAfter(timeout)});
     co_await w;
     if (w.timed_out()) {
       handle.Cancel();
-      internal::MultiWait rest({handle.header()},
-                               {.until = internal::MultiWait::Until::kAllCompleted,
-                                .forward_cancel = true});
+      internal::MultiWait rest(
+          {handle.header()},
+          {.until = internal::MultiWait::Until::kAllCompleted,
+           .forward_cancel = true});
       co_await rest;
       if (handle.Cancelled()) throw TimeoutError("wait_for timed out");
     }
@@ -238,10 +247,11 @@ auto Shield(JoinHandle<T>& handle) {
 class AsCompleted {
  public:
   template <typename T>
-  explicit AsCompleted(const std::vector<JoinHandle<T>>& handles,
-                       std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
-      : queue_(std::make_unique<internal::CompletionQueue>(internal::Headers(handles),
-                                                           internal::DeadlineAfter(timeout))) {}
+  explicit AsCompleted(
+      const std::vector<JoinHandle<T>>& handles,
+      std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
+      : queue_(std::make_unique<internal::CompletionQueue>(
+            internal::Headers(handles), internal::DeadlineAfter(timeout))) {}
 
   internal::CompletionQueue::NextAwaiter Next() { return queue_->Next(); }
   std::size_t size() const { return queue_->size(); }
@@ -254,7 +264,9 @@ class AsCompleted {
 class ExceptionGroup : public std::exception {
  public:
   explicit ExceptionGroup(std::vector<std::exception_ptr> errors);
-  const std::vector<std::exception_ptr>& exceptions() const noexcept { return errors_; }
+  const std::vector<std::exception_ptr>& exceptions() const noexcept {
+    return errors_;
+  }
   const char* what() const noexcept override { return what_.c_str(); }
 
  private:
@@ -288,8 +300,10 @@ class TaskGroup {
   // returned handle may be awaited or dropped; the group tracks the task
   // either way.
   template <typename T>
-  [[nodiscard("the group tracks the task; drop the handle with Detach() or (void)")]]
-  JoinHandle<T> Spawn(Task<T> task) {
+  [[nodiscard(
+      "the group tracks the task; drop the handle with Detach() or "
+      "(void)")]] JoinHandle<T>
+  Spawn(Task<T> task) {
     JoinHandle<T> h = runtime::Spawn(std::move(task));
     Add(h.header());
     return h;

@@ -22,7 +22,8 @@ using awaitd::runtime::ToThread;
 Task<long> Factorial(std::string name, long number) {
   long f = 1;
   for (long i = 2; i <= number; ++i) {
-    std::printf("Task %s: Compute factorial(%ld), currently i=%ld...\n", name.c_str(), number, i);
+    std::printf("Task %s: Compute factorial(%ld), currently i=%ld...\n",
+                name.c_str(), number, i);
     co_await Sleep(std::chrono::milliseconds(100));
     f *= i;
   }
@@ -55,15 +56,18 @@ int main() {
   Runtime rt;
   int rc = rt.BlockOn(Main());
   auto m = rt.Metrics();
-  std::printf("workers=%zu spawned=%llu blocking_threads=%llu\n", m.workers.size(),
+  std::printf("workers=%zu spawned=%llu blocking_threads=%llu\n",
+              m.workers.size(),
               static_cast<unsigned long long>(m.tasks_spawned),
               static_cast<unsigned long long>(m.blocking.threads));
   for (std::size_t i = 0; i < m.workers.size(); ++i) {
-    std::printf("  worker %zu: tasks_run=%llu steals=%llu parks=%llu timers_fired=%llu\n", i,
-                static_cast<unsigned long long>(m.workers[i].tasks_run),
-                static_cast<unsigned long long>(m.workers[i].steal_operations),
-                static_cast<unsigned long long>(m.workers[i].parks),
-                static_cast<unsigned long long>(m.workers[i].timers_fired));
+    std::printf(
+        "  worker %zu: tasks_run=%llu steals=%llu parks=%llu "
+        "timers_fired=%llu\n",
+        i, static_cast<unsigned long long>(m.workers[i].tasks_run),
+        static_cast<unsigned long long>(m.workers[i].steal_operations),
+        static_cast<unsigned long long>(m.workers[i].parks),
+        static_cast<unsigned long long>(m.workers[i].timers_fired));
   }
   return rc;
 }

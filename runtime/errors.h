@@ -18,7 +18,8 @@ namespace awaitd::runtime {
 // at shutdown). what() is the message, possibly empty.
 class CancelledError : public std::runtime_error {
  public:
-  explicit CancelledError(const std::string& message = "") : std::runtime_error(message) {}
+  explicit CancelledError(const std::string& message = "")
+      : std::runtime_error(message) {}
 };
 
 namespace internal {
@@ -39,7 +40,8 @@ class TimeoutError : public std::runtime_error {
 // The runtime is shutting down and did not take the work.
 class RuntimeShutdownError : public std::runtime_error {
  public:
-  explicit RuntimeShutdownError(const std::string& message = "runtime is shutting down")
+  explicit RuntimeShutdownError(
+      const std::string& message = "runtime is shutting down")
       : std::runtime_error(message) {}
 };
 

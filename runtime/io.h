@@ -7,9 +7,11 @@
 //
 //   boost::asio::ip::tcp::socket sock(CurrentIoContext());
 //   auto [ec] = co_await AwaitAsio<boost::system::error_code>(
-//       [&](auto handler) { sock.async_connect(endpoint, std::move(handler)); });
+//       [&](auto handler) { sock.async_connect(endpoint, std::move(handler));
+//       });
 //   auto [ec2, n] = co_await AwaitAsio<boost::system::error_code, std::size_t>(
-//       [&](auto handler) { sock.async_read_some(buffer, std::move(handler)); });
+//       [&](auto handler) { sock.async_read_some(buffer, std::move(handler));
+//       });
 //
 // Cancellation uses Asio's per-operation cancellation slots: cancelling the
 // task emits a terminal cancellation on the operation's slot (on the thread
@@ -50,7 +52,8 @@ boost::asio::io_context& CurrentIoContext();
 template <typename Init, typename... Args>
 class [[nodiscard]] AsioAwaiter {
  public:
-  AsioAwaiter(Init init, boost::asio::io_context* io) : init_(std::move(init)), io_(io) {}
+  AsioAwaiter(Init init, boost::asio::io_context* io)
+      : init_(std::move(init)), io_(io) {}
   AsioAwaiter(const AsioAwaiter&) = delete;
   AsioAwaiter& operator=(const AsioAwaiter&) = delete;
 
@@ -85,7 +88,8 @@ class [[nodiscard]] AsioAwaiter {
     }
   };
   struct Node : internal::WaitNode {
-    explicit Node(AsioAwaiter* o) : WaitNode(&AsioAwaiter::OnCancel, nullptr), owner(o) {}
+    explicit Node(AsioAwaiter* o)
+        : WaitNode(&AsioAwaiter::OnCancel, nullptr), owner(o) {}
     AsioAwaiter* owner;
   };
 
@@ -100,7 +104,8 @@ class [[nodiscard]] AsioAwaiter {
     });
   }
   void Release() {
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) node_.task->Wake();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      node_.task->Wake();
   }
 
   Init init_;
@@ -116,7 +121,8 @@ class [[nodiscard]] AsioAwaiter {
 // handler. `io` is the io_context of the operation's I/O object (default:
 // the current worker's).
 template <typename... Args, typename Init>
-AsioAwaiter<Init, Args...> AwaitAsio(Init init, boost::asio::io_context* io = nullptr) {
+AsioAwaiter<Init, Args...> AwaitAsio(Init init,
+                                     boost::asio::io_context* io = nullptr) {
   return AsioAwaiter<Init, Args...>(std::move(init), io);
 }
 

@@ -32,7 +32,8 @@ template <typename T>
 class [[nodiscard]] JoinHandle {
  public:
   JoinHandle() noexcept = default;
-  JoinHandle(JoinHandle&& other) noexcept : header_(std::exchange(other.header_, nullptr)) {}
+  JoinHandle(JoinHandle&& other) noexcept
+      : header_(std::exchange(other.header_, nullptr)) {}
   JoinHandle& operator=(JoinHandle&& other) noexcept {
     if (this != &other) {
       Reset();
@@ -57,12 +58,15 @@ class [[nodiscard]] JoinHandle {
   // Task.cancel(msg): requests cancellation; CancelledError(message) is
   // raised inside the task at its next suspension point (at once if it is
   // suspended). Returns false if the task is already done.
-  bool Cancel(std::string_view message = {}) { return header_->RequestCancel(message); }
+  bool Cancel(std::string_view message = {}) {
+    return header_->RequestCancel(message);
+  }
 
   // Task.cancelled(): true once the task ended by CancelledError.
   bool Cancelled() const noexcept {
     const std::uint64_t s = header_->LoadState();
-    return (s & internal::TaskHeader::kComplete) && (s & internal::TaskHeader::kCancelled);
+    return (s & internal::TaskHeader::kComplete) &&
+           (s & internal::TaskHeader::kCancelled);
   }
 
   class Awaiter {
@@ -70,7 +74,9 @@ class [[nodiscard]] JoinHandle {
     Awaiter(internal::TaskHeader* h, bool forward_cancel) noexcept
         : header_(h), wait_(h, forward_cancel) {}
     bool await_ready() const noexcept { return wait_.await_ready(); }
-    bool await_suspend(std::coroutine_handle<> h) { return wait_.await_suspend(h); }
+    bool await_suspend(std::coroutine_handle<> h) {
+      return wait_.await_suspend(h);
+    }
     T await_resume() {
       wait_.Resume();
       return TakeResult(header_);
@@ -83,21 +89,30 @@ class [[nodiscard]] JoinHandle {
 
   // Moves the finished task's result out, or rethrows its exception.
   static T TakeResult(internal::TaskHeader* header) {
-    if (!header->root()) throw CancelledError("task was destroyed at runtime shutdown");
+    if (!header->root())
+      throw CancelledError("task was destroyed at runtime shutdown");
     using Handle = std::coroutine_handle<internal::Promise<T>>;
-    return Handle::from_address(header->root().address()).promise().TakeResult();
+    return Handle::from_address(header->root().address())
+        .promise()
+        .TakeResult();
   }
 
   // Requires valid().
   // Cancelling the awaiting task cancels this task too, and the awaiter keeps
   // waiting for it (asyncio's `await task`); see Shield for the alternative.
-  Awaiter operator co_await() & noexcept { return Awaiter(header_, /*forward_cancel=*/true); }
-  Awaiter operator co_await() && noexcept { return Awaiter(header_, /*forward_cancel=*/true); }
+  Awaiter operator co_await() & noexcept {
+    return Awaiter(header_, /*forward_cancel=*/true);
+  }
+  Awaiter operator co_await() && noexcept {
+    return Awaiter(header_, /*forward_cancel=*/true);
+  }
 
   // asyncio.shield: an awaitable for the result that, if the awaiting task is
   // cancelled, raises CancelledError there at once and leaves this task
   // running. (Cancel() on the task itself still cancels it.)
-  Awaiter Shielded() & noexcept { return Awaiter(header_, /*forward_cancel=*/false); }
+  Awaiter Shielded() & noexcept {
+    return Awaiter(header_, /*forward_cancel=*/false);
+  }
 
  private:
   friend class Runtime;
@@ -110,7 +125,6 @@ class [[nodiscard]] JoinHandle {
   internal::TaskHeader* header() const noexcept { return header_; }
 
  private:
-
   void Reset() noexcept {
     if (header_ != nullptr) {
       header_->DropJoinInterest();

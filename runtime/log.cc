@@ -24,7 +24,11 @@ std::string_view LogLevelName(LogLevel level) {
 void StderrLogSink(LogLevel level, std::string_view message) {
   std::string line;
   line.reserve(message.size() + 16);
-  line.append("level=").append(LogLevelName(level)).append(" ").append(message).append("\n");
+  line.append("level=")
+      .append(LogLevelName(level))
+      .append(" ")
+      .append(message)
+      .append("\n");
   // One write keeps concurrent lines whole.
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
 }

@@ -18,7 +18,8 @@
 //     for (Job& j : jobs) co_await q.Put(std::move(j));  // waits while full
 //     co_await q.Join();                                  // every job done
 //     for (auto& w : workers) w.Cancel();
-//     for (auto& w : workers) { try { co_await w; } catch (const CancelledError&) {} }
+//     for (auto& w : workers) { try { co_await w; } catch (const
+//     CancelledError&) {} }
 //   }
 //
 // Semantics (asyncio 3.12):
@@ -111,12 +112,15 @@ class FifoStore {
     entries_.pop_front();
     return e;
   }
-  void PutBack(Entry e) { entries_.insert(SeqUpperBound(entries_, e.seq), std::move(e)); }
+  void PutBack(Entry e) {
+    entries_.insert(SeqUpperBound(entries_, e.seq), std::move(e));
+  }
 
   // Entries are kept sorted by seq (Push appends the newest).
   static auto SeqUpperBound(std::deque<Entry>& entries, std::uint64_t seq) {
-    return std::upper_bound(entries.begin(), entries.end(), seq,
-                            [](std::uint64_t s, const Entry& e) { return s < e.seq; });
+    return std::upper_bound(
+        entries.begin(), entries.end(), seq,
+        [](std::uint64_t s, const Entry& e) { return s < e.seq; });
   }
 
  private:
@@ -381,7 +385,8 @@ class BasicQueue {
   void TaskDone() ABSL_LOCKS_EXCLUDED(mu_) {
     WakeList wakes;
     MutexLock lock(&mu_);
-    if (unfinished_ == 0) throw std::logic_error("task_done() called too many times");
+    if (unfinished_ == 0)
+      throw std::logic_error("task_done() called too many times");
     if (--unfinished_ > 0) return;
     wakes.Reserve(joiners_.size());
     while (SyncWaiter* w = joiners_.PopFired()) wakes.Add(w->task);
@@ -428,7 +433,8 @@ class BasicQueue {
   // A put that needs no wait: a free slot (by the invariant no putter waits
   // then). Moves from *item only on success.
   template <typename P>
-  bool TryPutLocked(P* item, WakeList* wakes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  bool TryPutLocked(P* item, WakeList* wakes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!HasFreeSlotLocked() || !putters_.empty()) return false;
     PushLocked(std::move(*item));
     PumpLocked(wakes);
@@ -437,7 +443,8 @@ class BasicQueue {
 
   // A get that needs no wait: an item in the store (by the invariant no
   // getter waits then).
-  bool TryGetLocked(std::optional<T>* out, WakeList* wakes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  bool TryGetLocked(std::optional<T>* out, WakeList* wakes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (store_.empty() || !getters_.empty()) return false;
     out->emplace(std::move(store_.Pop().item));
     PumpLocked(wakes);
@@ -489,9 +496,11 @@ class Queue : public internal::BasicQueue<T, internal::FifoStore<T>> {
 // asyncio.PriorityQueue: Get returns the smallest item by `Compare` first;
 // equal items in the order they were put.
 template <typename T, typename Compare = std::less<T>>
-class PriorityQueue : public internal::BasicQueue<T, internal::PriorityStore<T, Compare>> {
+class PriorityQueue
+    : public internal::BasicQueue<T, internal::PriorityStore<T, Compare>> {
  public:
-  using internal::BasicQueue<T, internal::PriorityStore<T, Compare>>::BasicQueue;
+  using internal::BasicQueue<T,
+                             internal::PriorityStore<T, Compare>>::BasicQueue;
 };
 
 // asyncio.LifoQueue: Get returns the most recently put item first.

@@ -61,13 +61,15 @@ class Runtime {
   template <typename T>
   JoinHandle<T> Spawn(Task<T> task) {
     auto handle = task.Release();
-    return JoinHandle<T>(scheduler_->Spawn(handle, &handle.promise(), /*join_interest=*/true));
+    return JoinHandle<T>(
+        scheduler_->Spawn(handle, &handle.promise(), /*join_interest=*/true));
   }
 
   // Like Spawn, for a task nobody will await: cheaper than Spawn(...).Detach().
   void SpawnDetached(Task<void> task) {
     auto handle = task.Release();
-    internal::TaskHeader* t = scheduler_->Spawn(handle, &handle.promise(), false);
+    internal::TaskHeader* t =
+        scheduler_->Spawn(handle, &handle.promise(), false);
     (void)t;
   }
 
@@ -98,7 +100,8 @@ template <typename T>
 JoinHandle<T> Spawn(Task<T> task) {
   internal::TaskHeader* self = internal::RequireCurrentTask("Spawn");
   auto handle = task.Release();
-  return JoinHandle<T>(self->scheduler()->Spawn(handle, &handle.promise(), true));
+  return JoinHandle<T>(
+      self->scheduler()->Spawn(handle, &handle.promise(), true));
 }
 
 // Spawns a task nobody will await (asyncio's fire-and-forget create_task);
@@ -115,7 +118,8 @@ inline std::uint64_t CurrentTaskId() {
   return t == nullptr ? 0 : t->id();
 }
 
-// --- Implementation ---------------------------------------------------------------
+// --- Implementation
+// ---------------------------------------------------------------
 
 namespace internal {
 
@@ -132,7 +136,8 @@ struct BlockOnState {
 class LatchGuard {
  public:
   explicit LatchGuard(std::latch* latch) : latch_(latch) {}
-  LatchGuard(LatchGuard&& other) noexcept : latch_(std::exchange(other.latch_, nullptr)) {}
+  LatchGuard(LatchGuard&& other) noexcept
+      : latch_(std::exchange(other.latch_, nullptr)) {}
   LatchGuard& operator=(LatchGuard&&) = delete;
   ~LatchGuard() {
     if (latch_ != nullptr) latch_->count_down();
@@ -162,7 +167,9 @@ Task<void> BlockOnWrapper(Task<T> task, BlockOnState<T>* state,
 template <typename T>
 T Runtime::BlockOn(Task<T> task) {
   if (scheduler_->OnWorkerThread()) {
-    std::fprintf(stderr, "awaitd runtime: BlockOn called on a worker thread (it would deadlock)\n");
+    std::fprintf(stderr,
+                 "awaitd runtime: BlockOn called on a worker thread (it would "
+                 "deadlock)\n");
     std::abort();
   }
   internal::BlockOnState<T> state;
@@ -170,7 +177,8 @@ T Runtime::BlockOn(Task<T> task) {
                                          internal::LatchGuard(&state.done)));
   state.done.wait();
   if (state.error) std::rethrow_exception(state.error);
-  if (!state.value) throw CancelledError("runtime shut down before the task finished");
+  if (!state.value)
+    throw CancelledError("runtime shut down before the task finished");
   if constexpr (!std::is_void_v<T>) return std::move(*state.value);
 }
 

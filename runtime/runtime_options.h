@@ -20,7 +20,8 @@ enum class ShutdownPolicy {
 };
 
 struct RuntimeOptions {
-  // Event-loop threads. 0 means one per core (std::thread::hardware_concurrency).
+  // Event-loop threads. 0 means one per core
+  // (std::thread::hardware_concurrency).
   std::uint32_t workers = 0;
 
   // Blocking pool bounds (ToThread). Threads idle for `blocking_keep_alive`

@@ -68,7 +68,8 @@ namespace internal {
 // free permit and a queued waiter never coexist.
 class PermitPool {
  public:
-  static constexpr std::size_t kUnbounded = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t kUnbounded =
+      std::numeric_limits<std::size_t>::max();
 
   // `name` is used in the message when an awaiter is used outside a task.
   PermitPool(std::size_t value, std::size_t bound, const char* name) noexcept
@@ -184,7 +185,8 @@ class PermitPool {
 class [[nodiscard]] PermitGuard {
  public:
   PermitGuard() noexcept = default;
-  PermitGuard(PermitGuard&& other) noexcept : pool_(std::exchange(other.pool_, nullptr)) {}
+  PermitGuard(PermitGuard&& other) noexcept
+      : pool_(std::exchange(other.pool_, nullptr)) {}
   PermitGuard& operator=(PermitGuard&& other) noexcept {
     if (this != &other) {
       Release();
@@ -200,7 +202,8 @@ class [[nodiscard]] PermitGuard {
   void Release() noexcept {
     // Cannot fail unless the permit was also released by hand (a bug that a
     // destructor cannot report by throwing).
-    if (pool_ != nullptr) static_cast<void>(std::exchange(pool_, nullptr)->Release());
+    if (pool_ != nullptr)
+      static_cast<void>(std::exchange(pool_, nullptr)->Release());
   }
   bool owns_permit() const noexcept { return pool_ != nullptr; }
 
@@ -214,12 +217,15 @@ class [[nodiscard]] PermitGuard {
 // `co_await x.Hold()`: Acquire, then a PermitGuard for the permit.
 class [[nodiscard]] HoldAwaiter {
  public:
-  explicit HoldAwaiter(internal::PermitPool* pool) noexcept : pool_(pool), acquire_(pool) {}
+  explicit HoldAwaiter(internal::PermitPool* pool) noexcept
+      : pool_(pool), acquire_(pool) {}
   HoldAwaiter(const HoldAwaiter&) = delete;
   HoldAwaiter& operator=(const HoldAwaiter&) = delete;
 
   bool await_ready() { return acquire_.await_ready(); }
-  bool await_suspend(std::coroutine_handle<> h) { return acquire_.await_suspend(h); }
+  bool await_suspend(std::coroutine_handle<> h) {
+    return acquire_.await_suspend(h);
+  }
   PermitGuard await_resume() {
     acquire_.await_resume();
     return PermitGuard(pool_);

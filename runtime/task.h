@@ -57,7 +57,9 @@ class TaskHeader;
 // the exception it ended with, if any.
 class PromiseBase {
  public:
-  static void* operator new(std::size_t size) { return FrameAllocator::Allocate(size); }
+  static void* operator new(std::size_t size) {
+    return FrameAllocator::Allocate(size);
+  }
   static void operator delete(void* p, std::size_t size) noexcept {
     FrameAllocator::Deallocate(p, size);
   }
@@ -67,7 +69,8 @@ class PromiseBase {
   struct FinalAwaiter {
     bool await_ready() const noexcept { return false; }
     template <typename Promise>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
+    std::coroutine_handle<> await_suspend(
+        std::coroutine_handle<Promise> h) noexcept {
       // A root task (spawned) has no continuation: control returns to the
       // worker, which sees the root done().
       std::coroutine_handle<> next = h.promise().continuation_;
@@ -79,10 +82,14 @@ class PromiseBase {
 
   void unhandled_exception() noexcept { exception_ = std::current_exception(); }
 
-  void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+  void set_continuation(std::coroutine_handle<> c) noexcept {
+    continuation_ = c;
+  }
   bool has_exception() const noexcept { return exception_ != nullptr; }
   const std::exception_ptr& exception() const noexcept { return exception_; }
-  void set_exception(std::exception_ptr e) noexcept { exception_ = std::move(e); }
+  void set_exception(std::exception_ptr e) noexcept {
+    exception_ = std::move(e);
+  }
 
  protected:
   void RethrowIfFailed() const {
@@ -100,8 +107,9 @@ class Promise final : public PromiseBase {
   Task<T> get_return_object() noexcept;
 
   template <typename U>
-    requires std::is_convertible_v<U&&, T>
-  void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+  requires std::is_convertible_v<U&&, T>
+  void return_value(U&& value) noexcept(
+      std::is_nothrow_constructible_v<T, U&&>) {
     value_.emplace(std::forward<U>(value));
   }
 
@@ -128,7 +136,8 @@ class Promise<void> final : public PromiseBase {
 template <typename T>
 class [[nodiscard]] Task {
  public:
-  static_assert(!std::is_reference_v<T>, "Task<T&> is not supported; return a pointer");
+  static_assert(!std::is_reference_v<T>,
+                "Task<T&> is not supported; return a pointer");
   using promise_type = internal::Promise<T>;
   using Handle = std::coroutine_handle<promise_type>;
   using value_type = T;
@@ -155,7 +164,8 @@ class [[nodiscard]] Task {
     struct Awaiter {
       Handle child;
       bool await_ready() const noexcept { return false; }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) noexcept {
+      std::coroutine_handle<> await_suspend(
+          std::coroutine_handle<> parent) noexcept {
         child.promise().set_continuation(parent);
         return child;  // symmetric transfer: no stack growth
       }

@@ -9,9 +9,11 @@
 namespace awaitd::runtime {
 
 namespace internal {
-std::chrono::steady_clock::time_point DeadlineIn(std::chrono::nanoseconds d) noexcept {
+std::chrono::steady_clock::time_point DeadlineIn(
+    std::chrono::nanoseconds d) noexcept {
   const auto now = std::chrono::steady_clock::now();
-  const auto max_ahead = std::chrono::nanoseconds(std::chrono::hours(24 * 365 * 100));
+  const auto max_ahead =
+      std::chrono::nanoseconds(std::chrono::hours(24 * 365 * 100));
   if (d <= d.zero()) return now;
   if (TaskHeader* t = CurrentTaskHeader()) {
     const double scale = t->scheduler()->options().time_scale;
@@ -28,7 +30,8 @@ std::chrono::steady_clock::time_point DeadlineIn(std::chrono::nanoseconds d) noe
 
 SleepAwaiter::~SleepAwaiter() {
   // Linked only if the frame is destroyed mid-sleep (runtime shutdown).
-  if (task != nullptr && worker_ != nullptr && linked) worker_->RemoveTimer(this);
+  if (task != nullptr && worker_ != nullptr && linked)
+    worker_->RemoveTimer(this);
 }
 
 void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
@@ -49,7 +52,8 @@ void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
 }
 
 void SleepAwaiter::await_resume() {
-  const bool cancelled = worker_ != nullptr ? task->EndWait(this) : task->TakePendingCancel();
+  const bool cancelled =
+      worker_ != nullptr ? task->EndWait(this) : task->TakePendingCancel();
   if (cancelled) throw CancelledError(task->CancelMessage());
 }
 

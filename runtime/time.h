@@ -36,7 +36,8 @@ struct WaitTimer : TimerEntry {
 
 // The awaiter is its own timer entry and wait node: a sleeping task's frame
 // carries nothing else (the million-sleepers benchmark counts every byte).
-class [[nodiscard]] SleepAwaiter : private internal::TimerEntry, private internal::WaitNode {
+class [[nodiscard]] SleepAwaiter : private internal::TimerEntry,
+                                   private internal::WaitNode {
  public:
   explicit SleepAwaiter(std::chrono::steady_clock::time_point deadline) noexcept
       : WaitNode(&SleepAwaiter::OnCancel, nullptr), deadline_(deadline) {}
@@ -74,14 +75,16 @@ class [[nodiscard]] YieldAwaiter {
 };
 
 // Suspends the task until `deadline`.
-inline SleepAwaiter SleepUntil(std::chrono::steady_clock::time_point deadline) noexcept {
+inline SleepAwaiter SleepUntil(
+    std::chrono::steady_clock::time_point deadline) noexcept {
   return SleepAwaiter(deadline);
 }
 
 namespace internal {
 // now + d, scaled by the current runtime's time_scale (RuntimeOptions) and
 // saturated far in the future instead of overflowing.
-std::chrono::steady_clock::time_point DeadlineIn(std::chrono::nanoseconds d) noexcept;
+std::chrono::steady_clock::time_point DeadlineIn(
+    std::chrono::nanoseconds d) noexcept;
 }  // namespace internal
 
 // Suspends the task for `d` (asyncio.sleep); non-positive durations yield.
@@ -90,8 +93,8 @@ SleepAwaiter Sleep(std::chrono::duration<Rep, Period> d) noexcept {
   if (d <= d.zero()) return SleepAwaiter(std::chrono::steady_clock::now());
   const auto max_ahead = std::chrono::hours(24 * 365 * 100);
   if (d >= max_ahead) return SleepAwaiter(internal::DeadlineIn(max_ahead));
-  return SleepAwaiter(
-      internal::DeadlineIn(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
+  return SleepAwaiter(internal::DeadlineIn(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
 }
 
 // Requeues the running task behind every task already ready on its worker.

@@ -37,7 +37,9 @@ struct TimeoutScope::State : TimerEntry {
   static void Fire(TimerEntry* e) {
     auto* s = static_cast<State*>(e);
     int expected = kArmed;
-    if (!s->phase.compare_exchange_strong(expected, kFired, std::memory_order_acq_rel)) return;
+    if (!s->phase.compare_exchange_strong(expected, kFired,
+                                          std::memory_order_acq_rel))
+      return;
     s->refs.fetch_add(1, std::memory_order_relaxed);
     Worker::Current()->Defer(&State::Deliver, s);
   }
@@ -46,7 +48,8 @@ struct TimeoutScope::State : TimerEntry {
   static void Deliver(void* arg) {
     auto* s = static_cast<State*>(arg);
     int expected = kFired;
-    if (s->phase.compare_exchange_strong(expected, kDelivering, std::memory_order_acq_rel)) {
+    if (s->phase.compare_exchange_strong(expected, kDelivering,
+                                         std::memory_order_acq_rel)) {
       s->task->RequestCancel("timeout");
       s->phase.store(kDelivered, std::memory_order_release);
     }
@@ -54,7 +57,8 @@ struct TimeoutScope::State : TimerEntry {
   }
 };
 
-TimeoutScope::TimeoutScope(std::chrono::nanoseconds timeout) : state_(new State()) {
+TimeoutScope::TimeoutScope(std::chrono::nanoseconds timeout)
+    : state_(new State()) {
   TaskHeader* t = RequireCurrentTask("WithTimeout");
   t->Ref();
   state_->task = t;
@@ -75,7 +79,8 @@ bool TimeoutScope::Close(bool body_raised_cancelled) {
     switch (p) {
       case State::kArmed:
       case State::kFired:
-        if (state_->phase.compare_exchange_weak(p, State::kClosed, std::memory_order_acq_rel)) {
+        if (state_->phase.compare_exchange_weak(p, State::kClosed,
+                                                std::memory_order_acq_rel)) {
           if (p == State::kArmed) state_->worker->RemoveTimer(state_);
           return false;
         }

@@ -1,7 +1,8 @@
 // ToThread: run blocking work on the blocking pool and await its result.
 //
-//   std::string body = co_await ToThread([path] { return ReadWholeFile(path); });
-//   co_await ToThread([](std::stop_token stop) { while (!stop.stop_requested()) Poll(); });
+//   std::string body = co_await ToThread([path] { return ReadWholeFile(path);
+//   }); co_await ToThread([](std::stop_token stop) { while
+//   (!stop.stop_requested()) Poll(); });
 //
 // The function runs on a BlockingPool thread (never on an event loop) while
 // the awaiting task is suspended; when it returns, the task is woken on the
@@ -45,7 +46,8 @@ constexpr bool kTakesStopToken = std::is_invocable_v<F&, std::stop_token>;
 
 template <typename F>
 using ToThreadResult =
-    typename std::conditional_t<kTakesStopToken<F>, std::invoke_result<F&, std::stop_token>,
+    typename std::conditional_t<kTakesStopToken<F>,
+                                std::invoke_result<F&, std::stop_token>,
                                 std::invoke_result<F&>>::type;
 
 // Shared by the awaiting task and the pool thread; the last to let go frees
@@ -57,7 +59,8 @@ struct ToThreadCall final : BlockingPool::Job {
   explicit ToThreadCall(F f) : fn(std::move(f)), node(this) {}
 
   struct Node : WaitNode {
-    explicit Node(ToThreadCall* o) : WaitNode(&ToThreadCall::OnCancel, nullptr), owner(o) {}
+    explicit Node(ToThreadCall* o)
+        : WaitNode(&ToThreadCall::OnCancel, nullptr), owner(o) {}
     ToThreadCall* owner;
   };
 
@@ -79,7 +82,8 @@ struct ToThreadCall final : BlockingPool::Job {
   // Then (pool lock held): publish and wake, unless a cancellation won.
   static void Complete(BlockingPool::Job* job, bool cancelled) {
     auto* self = static_cast<ToThreadCall*>(job);
-    if (cancelled) self->error = std::make_exception_ptr(RuntimeShutdownError());
+    if (cancelled)
+      self->error = std::make_exception_ptr(RuntimeShutdownError());
     if (self->node.TryFire()) self->node.task->Wake();
     self->Unref();
   }
@@ -116,7 +120,8 @@ class [[nodiscard]] ToThreadAwaiter {
  public:
   using Result = internal::ToThreadResult<F>;
 
-  explicit ToThreadAwaiter(F fn) : call_(new internal::ToThreadCall<F>(std::move(fn))) {}
+  explicit ToThreadAwaiter(F fn)
+      : call_(new internal::ToThreadCall<F>(std::move(fn))) {}
   ToThreadAwaiter(const ToThreadAwaiter&) = delete;
   ToThreadAwaiter& operator=(const ToThreadAwaiter&) = delete;
   ~ToThreadAwaiter() {
@@ -149,7 +154,8 @@ class [[nodiscard]] ToThreadAwaiter {
     // Move the outcome out of the shared call, so that whatever it holds is
     // destroyed on this thread, not by the pool thread's last reference (an
     // exception's own reference count is invisible to ThreadSanitizer).
-    if (call_->error) std::rethrow_exception(std::exchange(call_->error, nullptr));
+    if (call_->error)
+      std::rethrow_exception(std::exchange(call_->error, nullptr));
     if constexpr (!std::is_void_v<Result>) return std::move(*call_->value);
   }
 
@@ -166,9 +172,11 @@ ToThreadAwaiter<std::decay_t<F>> ToThread(F&& fn) {
   // expression twice (reproduced with a plain coroutine, independent of this
   // library): a capture with a destructor (a shared_ptr, a string...) is then
   // released twice. Binding the callable to a local first avoids it.
-  static_assert(std::is_lvalue_reference_v<F> || std::is_trivially_destructible_v<std::decay_t<F>>,
-                "GCC < 13: pass ToThread a named callable (auto fn = [..]{..}; "
-                "co_await ToThread(fn);) when it captures objects with destructors");
+  static_assert(
+      std::is_lvalue_reference_v<F> ||
+          std::is_trivially_destructible_v<std::decay_t<F>>,
+      "GCC < 13: pass ToThread a named callable (auto fn = [..]{..}; "
+      "co_await ToThread(fn);) when it captures objects with destructors");
 #endif
   return ToThreadAwaiter<std::decay_t<F>>(std::forward<F>(fn));
 }

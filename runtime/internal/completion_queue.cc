@@ -8,9 +8,12 @@
 
 namespace awaitd::runtime::internal {
 
-CompletionQueue::CompletionQueue(std::vector<TaskHeader*> targets,
-                                 std::optional<std::chrono::steady_clock::time_point> deadline)
-    : targets_(std::move(targets)), deadline_(deadline), callbacks_(new Callback[targets_.size()]) {
+CompletionQueue::CompletionQueue(
+    std::vector<TaskHeader*> targets,
+    std::optional<std::chrono::steady_clock::time_point> deadline)
+    : targets_(std::move(targets)),
+      deadline_(deadline),
+      callbacks_(new Callback[targets_.size()]) {
   for (std::size_t i = 0; i < targets_.size(); ++i) {
     Callback& c = callbacks_[i];
     c.owner = this;
@@ -100,12 +103,14 @@ void CompletionQueue::NextAwaiter::Disarm() {
 
 std::optional<std::size_t> CompletionQueue::NextAwaiter::await_resume() {
   Disarm();
-  if (published_ && task_->EndWait(&node_)) throw CancelledError(task_->CancelMessage());
+  if (published_ && task_->EndWait(&node_))
+    throw CancelledError(task_->CancelMessage());
   MutexLock lock(&q_->mu_);
   // A result that is already in beats a deadline that passed meanwhile.
   if (std::optional<std::size_t> i = q_->PopLocked()) return i;
   if (q_->returned_ == q_->targets_.size()) return std::nullopt;
-  if (timed_out_ || (q_->deadline_ && std::chrono::steady_clock::now() >= *q_->deadline_)) {
+  if (timed_out_ ||
+      (q_->deadline_ && std::chrono::steady_clock::now() >= *q_->deadline_)) {
     throw TimeoutError("as_completed timed out");
   }
   return std::nullopt;  // unreachable: woken only by a result or the deadline

@@ -29,8 +29,9 @@ class Worker;
 
 class CompletionQueue {
  public:
-  CompletionQueue(std::vector<TaskHeader*> targets,
-                  std::optional<std::chrono::steady_clock::time_point> deadline);
+  CompletionQueue(
+      std::vector<TaskHeader*> targets,
+      std::optional<std::chrono::steady_clock::time_point> deadline);
   CompletionQueue(const CompletionQueue&) = delete;
   CompletionQueue& operator=(const CompletionQueue&) = delete;
   ~CompletionQueue();
@@ -52,7 +53,8 @@ class CompletionQueue {
 
    private:
     struct Node : WaitNode {
-      explicit Node(NextAwaiter* o) : WaitNode(&NextAwaiter::OnCancel, nullptr), owner(o) {}
+      explicit Node(NextAwaiter* o)
+          : WaitNode(&NextAwaiter::OnCancel, nullptr), owner(o) {}
       NextAwaiter* owner;
     };
     static void OnCancel(WaitNode* n);

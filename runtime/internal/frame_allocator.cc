@@ -35,15 +35,19 @@ constexpr bool kPassthrough = false;
 // time costs more than the 4 KiB faults it saves.)
 constexpr std::size_t kFirstSlabBytes = 64 * 1024;
 constexpr std::size_t kMaxSlabBytes = 1024 * 1024;
-constexpr std::uint32_t kBatch = 128;      // blocks moved to/from the depot at once
+constexpr std::uint32_t kBatch = 128;  // blocks moved to/from the depot at once
 constexpr std::uint32_t kCacheHigh = 512;  // per class, per thread
 
 struct FreeBlock {
   FreeBlock* next;
 };
 
-std::size_t ClassOf(std::size_t size) { return (size + FrameAllocator::kGranule - 1) / FrameAllocator::kGranule - 1; }
-std::size_t ClassSize(std::size_t cls) { return (cls + 1) * FrameAllocator::kGranule; }
+std::size_t ClassOf(std::size_t size) {
+  return (size + FrameAllocator::kGranule - 1) / FrameAllocator::kGranule - 1;
+}
+std::size_t ClassSize(std::size_t cls) {
+  return (cls + 1) * FrameAllocator::kGranule;
+}
 
 // Global depot of full batches plus the slab registry. Thread-safe.
 class Depot {
@@ -96,9 +100,11 @@ class Depot {
 
  private:
   Mutex mu_;
-  std::vector<FreeBlock*> batches_[FrameAllocator::kNumClasses] ABSL_GUARDED_BY(mu_);
+  std::vector<FreeBlock*> batches_[FrameAllocator::kNumClasses] ABSL_GUARDED_BY(
+      mu_);
   FreeBlock* partial_[FrameAllocator::kNumClasses] ABSL_GUARDED_BY(mu_) = {};
-  std::uint32_t partial_count_[FrameAllocator::kNumClasses] ABSL_GUARDED_BY(mu_) = {};
+  std::uint32_t partial_count_[FrameAllocator::kNumClasses] ABSL_GUARDED_BY(
+      mu_) = {};
   // Slabs are never freed; keeping them listed also keeps them reachable for
   // leak checkers.
   std::vector<char*> slabs_ ABSL_GUARDED_BY(mu_);
@@ -107,7 +113,8 @@ class Depot {
 };
 
 Depot& GlobalDepot() {
-  static Depot* depot = new Depot();  // intentionally leaked: outlives every thread
+  static Depot* depot =
+      new Depot();  // intentionally leaked: outlives every thread
   return *depot;
 }
 
@@ -127,7 +134,8 @@ thread_local ThreadCache tl_cache;
 
 ThreadCache::~ThreadCache() {
   for (std::size_t cls = 0; cls < FrameAllocator::kNumClasses; ++cls) {
-    if (head[cls] != nullptr) GlobalDepot().PutChain(cls, head[cls], count[cls]);
+    if (head[cls] != nullptr)
+      GlobalDepot().PutChain(cls, head[cls], count[cls]);
     head[cls] = nullptr;
     count[cls] = 0;
   }
@@ -141,7 +149,8 @@ void* AllocateSlow(ThreadCache& c, std::size_t cls) {
     return batch;
   }
   const std::size_t size = ClassSize(cls);
-  if (c.bump == nullptr || static_cast<std::size_t>(c.bump_end - c.bump) < size) {
+  if (c.bump == nullptr ||
+      static_cast<std::size_t>(c.bump_end - c.bump) < size) {
     const std::size_t bytes = c.next_slab_bytes;
     c.bump = GlobalDepot().NewSlab(bytes);
     c.bump_end = c.bump + bytes;
@@ -165,7 +174,8 @@ void FlushBatch(ThreadCache& c, std::size_t cls) {
 }  // namespace
 
 void* FrameAllocator::Allocate(std::size_t size) {
-  if (kPassthrough || size > kMaxSmallSize || size == 0) return ::operator new(size);
+  if (kPassthrough || size > kMaxSmallSize || size == 0)
+    return ::operator new(size);
   const std::size_t cls = ClassOf(size);
   if (tl_cache_gone) {
     // Thread-exit path: a frame created by a thread_local's destructor.
@@ -199,6 +209,8 @@ void FrameAllocator::Deallocate(void* p, std::size_t size) noexcept {
   if (++c.count[cls] > kCacheHigh) FlushBatch(c, cls);
 }
 
-FrameAllocator::Stats FrameAllocator::GetStats() { return GlobalDepot().GetStats(); }
+FrameAllocator::Stats FrameAllocator::GetStats() {
+  return GlobalDepot().GetStats();
+}
 
 }  // namespace awaitd::runtime::internal

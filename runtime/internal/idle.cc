@@ -9,7 +9,8 @@
 namespace awaitd::runtime::internal {
 
 Idle::Idle(std::uint32_t num_workers)
-    : num_workers_(num_workers), state_(std::uint64_t{num_workers} << kUnparkShift) {
+    : num_workers_(num_workers),
+      state_(std::uint64_t{num_workers} << kUnparkShift) {
   sleepers_.reserve(num_workers);
 }
 
@@ -61,7 +62,8 @@ bool Idle::TransitionWorkerToParked(std::uint32_t worker, bool is_searching) {
 
 bool Idle::IsNotified(std::uint32_t worker) {
   MutexLock lock(&mu_);
-  return std::find(sleepers_.begin(), sleepers_.end(), worker) == sleepers_.end();
+  return std::find(sleepers_.begin(), sleepers_.end(), worker) ==
+         sleepers_.end();
 }
 
 bool Idle::UnparkSelf(std::uint32_t worker) {
@@ -82,10 +84,12 @@ std::vector<std::uint32_t> Idle::TakeAllSleepers() {
 }
 
 std::uint32_t Idle::NumSearching() const {
-  return static_cast<std::uint32_t>(state_.load(std::memory_order_relaxed) & kSearchMask);
+  return static_cast<std::uint32_t>(state_.load(std::memory_order_relaxed) &
+                                    kSearchMask);
 }
 std::uint32_t Idle::NumUnparked() const {
-  return static_cast<std::uint32_t>(state_.load(std::memory_order_relaxed) >> kUnparkShift);
+  return static_cast<std::uint32_t>(state_.load(std::memory_order_relaxed) >>
+                                    kUnparkShift);
 }
 
 }  // namespace awaitd::runtime::internal

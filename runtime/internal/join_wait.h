@@ -56,7 +56,8 @@ class JoinWait {
  private:
   struct Node : WaitNode {
     Node(JoinWait* o, bool forward)
-        : WaitNode(forward ? nullptr : &JoinWait::OnCancel, forward ? &JoinWait::Forward : nullptr),
+        : WaitNode(forward ? nullptr : &JoinWait::OnCancel,
+                   forward ? &JoinWait::Forward : nullptr),
           owner(o) {}
     JoinWait* owner;
   };

@@ -90,13 +90,15 @@ class LocalQueue {
   // stolen task to run at once (the rest are in `dst`), or null.
   TaskHeader* StealInto(LocalQueue& dst, std::uint32_t* stolen_count) {
     const std::uint32_t dst_tail = dst.tail_.load(std::memory_order_relaxed);
-    const std::uint32_t dst_steal = Steal(dst.head_.load(std::memory_order_acquire));
+    const std::uint32_t dst_steal =
+        Steal(dst.head_.load(std::memory_order_acquire));
     if (dst_tail - dst_steal > kCapacity / 2) return nullptr;  // no room
     std::uint32_t n = StealInto2(dst, dst_tail);
     *stolen_count = n;
     if (n == 0) return nullptr;
     --n;
-    TaskHeader* ret = dst.buffer_[(dst_tail + n) & kMask].load(std::memory_order_relaxed);
+    TaskHeader* ret =
+        dst.buffer_[(dst_tail + n) & kMask].load(std::memory_order_relaxed);
     if (n > 0) dst.tail_.store(dst_tail + n, std::memory_order_release);
     return ret;
   }
@@ -116,27 +118,33 @@ class LocalQueue {
   }
 
  private:
-  static std::uint32_t Steal(std::uint64_t head) { return static_cast<std::uint32_t>(head >> 32); }
-  static std::uint32_t Real(std::uint64_t head) { return static_cast<std::uint32_t>(head); }
+  static std::uint32_t Steal(std::uint64_t head) {
+    return static_cast<std::uint32_t>(head >> 32);
+  }
+  static std::uint32_t Real(std::uint64_t head) {
+    return static_cast<std::uint32_t>(head);
+  }
   static std::uint64_t Pack(std::uint32_t steal, std::uint32_t real) {
     return (static_cast<std::uint64_t>(steal) << 32) | real;
   }
 
   template <typename Overflow>
-  bool PushOverflow(TaskHeader* task, std::uint32_t head, [[maybe_unused]] std::uint32_t tail,
-                    Overflow& overflow) {
+  bool PushOverflow(TaskHeader* task, std::uint32_t head,
+                    [[maybe_unused]] std::uint32_t tail, Overflow& overflow) {
     constexpr std::uint32_t kHalf = kCapacity / 2;
     assert(tail - head == kCapacity);
     // Claim the older half; fails if a stealer got there first.
     std::uint64_t expected = Pack(head, head);
-    if (!head_.compare_exchange_strong(expected, Pack(head + kHalf, head + kHalf),
-                                       std::memory_order_release, std::memory_order_relaxed)) {
+    if (!head_.compare_exchange_strong(
+            expected, Pack(head + kHalf, head + kHalf),
+            std::memory_order_release, std::memory_order_relaxed)) {
       return false;
     }
     TaskHeader* first = buffer_[head & kMask].load(std::memory_order_relaxed);
     TaskHeader* prev = first;
     for (std::uint32_t i = 1; i < kHalf; ++i) {
-      TaskHeader* t = buffer_[(head + i) & kMask].load(std::memory_order_relaxed);
+      TaskHeader* t =
+          buffer_[(head + i) & kMask].load(std::memory_order_relaxed);
       prev->queue_next_ = t;
       prev = t;
     }
@@ -166,7 +174,8 @@ class LocalQueue {
     }
     const std::uint32_t first = Real(prev);
     for (std::uint32_t i = 0; i < n; ++i) {
-      TaskHeader* t = buffer_[(first + i) & kMask].load(std::memory_order_relaxed);
+      TaskHeader* t =
+          buffer_[(first + i) & kMask].load(std::memory_order_relaxed);
       dst.buffer_[(dst_tail + i) & kMask].store(t, std::memory_order_relaxed);
     }
     // Release the claim: move `steal` up to `real` (the owner may have popped

@@ -38,7 +38,8 @@ bool MultiWait::ConditionMet() const noexcept {
     if (!t->IsComplete()) continue;
     ++done;
     if (options_.until == Until::kFirstCompleted) return true;
-    if (options_.until == Until::kFirstFailure && TaskFailed(t, options_.cancel_counts_as_failure)) {
+    if (options_.until == Until::kFirstFailure &&
+        TaskFailed(t, options_.cancel_counts_as_failure)) {
       return true;
     }
   }
@@ -51,8 +52,10 @@ bool MultiWait::await_ready() const noexcept {
 }
 
 bool MultiWait::Account(std::size_t i) noexcept {
-  if (callbacks_[i].done.exchange(true, std::memory_order_acq_rel)) return false;
-  const bool failed = TaskFailed(targets_[i], options_.cancel_counts_as_failure);
+  if (callbacks_[i].done.exchange(true, std::memory_order_acq_rel))
+    return false;
+  const bool failed =
+      TaskFailed(targets_[i], options_.cancel_counts_as_failure);
   if (failed) {
     std::size_t none = SIZE_MAX;
     first_failure_.compare_exchange_strong(none, i, std::memory_order_acq_rel);
@@ -120,7 +123,8 @@ void MultiWait::Cleanup() noexcept {
 void MultiWait::OnDone(DoneCallback* cb, TaskHeader*) {
   auto* c = static_cast<Callback*>(cb);
   MultiWait* self = c->owner;
-  if (self->Account(c->index) && self->node_.TryFire()) self->node_.task->Wake();
+  if (self->Account(c->index) && self->node_.TryFire())
+    self->node_.task->Wake();
 }
 
 void MultiWait::OnTimer(TimerEntry* e) {

@@ -68,7 +68,8 @@ class MultiWait {
   };
   struct Node : WaitNode {
     Node(MultiWait* o, bool forward)
-        : WaitNode(forward ? nullptr : &MultiWait::OnCancel, forward ? &MultiWait::Forward : nullptr),
+        : WaitNode(forward ? nullptr : &MultiWait::OnCancel,
+                   forward ? &MultiWait::Forward : nullptr),
           owner(o) {}
     MultiWait* owner;
   };

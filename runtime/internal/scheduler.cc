@@ -18,14 +18,17 @@ namespace awaitd::runtime::internal {
 TaskHeader* RequireCurrentTask(const char* what) {
   TaskHeader* t = CurrentTaskHeader();
   if (t == nullptr) {
-    std::fprintf(stderr, "awaitd runtime: %s must be awaited inside a task running on a Runtime\n",
+    std::fprintf(stderr,
+                 "awaitd runtime: %s must be awaited inside a task running on "
+                 "a Runtime\n",
                  what);
     std::abort();
   }
   return t;
 }
 
-// --- OwnedTasks -------------------------------------------------------------------
+// --- OwnedTasks
+// -------------------------------------------------------------------
 
 bool Scheduler::OwnedTasks::Insert(TaskHeader* t) {
   Shard& s = shards_[t->id() % kShards];
@@ -35,7 +38,8 @@ bool Scheduler::OwnedTasks::Insert(TaskHeader* t) {
   t->owned_next_ = s.head;
   if (s.head != nullptr) s.head->owned_prev_ = t;
   s.head = t;
-  s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  s.count.store(s.count.load(std::memory_order_relaxed) + 1,
+                std::memory_order_relaxed);
   return true;
 }
 
@@ -49,7 +53,8 @@ void Scheduler::OwnedTasks::Remove(TaskHeader* t) {
   }
   if (t->owned_next_ != nullptr) t->owned_next_->owned_prev_ = t->owned_prev_;
   t->owned_prev_ = t->owned_next_ = nullptr;
-  s.count.store(s.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  s.count.store(s.count.load(std::memory_order_relaxed) - 1,
+                std::memory_order_relaxed);
 }
 
 std::uint64_t Scheduler::OwnedTasks::Count() const {
@@ -75,7 +80,8 @@ std::vector<TaskHeader*> Scheduler::OwnedTasks::CloseAndTakeAll() {
   return all;
 }
 
-// --- Scheduler --------------------------------------------------------------------
+// --- Scheduler
+// --------------------------------------------------------------------
 
 namespace {
 
@@ -95,14 +101,17 @@ class SchedulerRegistry {
         return static_cast<std::uint16_t>(slot);
       }
     }
-    std::fprintf(stderr, "awaitd runtime: more than %zu runtimes alive at once\n", kMax);
+    std::fprintf(
+        stderr, "awaitd runtime: more than %zu runtimes alive at once\n", kMax);
     std::abort();
   }
   void Remove(std::uint16_t i) {
     MutexLock lock(&mu_);
     slots_[i].store(nullptr, std::memory_order_release);
   }
-  Scheduler* Get(std::uint16_t i) const { return slots_[i].load(std::memory_order_acquire); }
+  Scheduler* Get(std::uint16_t i) const {
+    return slots_[i].load(std::memory_order_acquire);
+  }
 
  private:
   Mutex mu_;
@@ -111,7 +120,8 @@ class SchedulerRegistry {
 };
 
 SchedulerRegistry& Registry() {
-  static SchedulerRegistry* r = new SchedulerRegistry();  // outlives every scheduler
+  static SchedulerRegistry* r =
+      new SchedulerRegistry();  // outlives every scheduler
   return *r;
 }
 
@@ -132,7 +142,8 @@ BlockingPool::Options PoolOptions(const RuntimeOptions& o) {
 Scheduler::Scheduler(RuntimeOptions options)
     : options_([&] {
         options.workers = ResolveWorkers(options.workers);
-        options.global_queue_interval = std::max(1u, options.global_queue_interval);
+        options.global_queue_interval =
+            std::max(1u, options.global_queue_interval);
         options.event_interval = std::max(1u, options.event_interval);
         if (!options.log_sink) options.log_sink = StderrLogSink;
         return options;
@@ -153,7 +164,9 @@ Scheduler::~Scheduler() {
   Registry().Remove(registry_index_);
 }
 
-Scheduler* Scheduler::FromIndex(std::uint16_t index) { return Registry().Get(index); }
+Scheduler* Scheduler::FromIndex(std::uint16_t index) {
+  return Registry().Get(index);
+}
 
 void Scheduler::Start() {
   threads_.reserve(workers_.size());
@@ -164,18 +177,23 @@ void Scheduler::Start() {
 }
 
 std::uint64_t Scheduler::NowTick() const {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                        std::chrono::steady_clock::now() - origin_)
-                                        .count());
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now() - origin_)
+          .count());
 }
 
-std::uint64_t Scheduler::TickFor(std::chrono::steady_clock::time_point t) const {
+std::uint64_t Scheduler::TickFor(
+    std::chrono::steady_clock::time_point t) const {
   if (t <= origin_) return 0;
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t - origin_).count();
-  return static_cast<std::uint64_t>((ns + 999) / 1000);  // round up: never early
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t - origin_).count();
+  return static_cast<std::uint64_t>((ns + 999) /
+                                    1000);  // round up: never early
 }
 
-std::chrono::steady_clock::time_point Scheduler::TimeOfTick(std::uint64_t tick) const {
+std::chrono::steady_clock::time_point Scheduler::TimeOfTick(
+    std::uint64_t tick) const {
   return origin_ + std::chrono::microseconds(static_cast<std::int64_t>(
                        std::min<std::uint64_t>(tick, std::uint64_t{1} << 62)));
 }
@@ -241,7 +259,8 @@ void Scheduler::Schedule(TaskHeader* task) {
 }
 
 void Scheduler::NotifyParked() {
-  if (std::optional<std::uint32_t> w = idle_.WorkerToNotify()) workers_[*w]->Unpark();
+  if (std::optional<std::uint32_t> w = idle_.WorkerToNotify())
+    workers_[*w]->Unpark();
 }
 
 void Scheduler::NotifyIfWorkPending() {
@@ -261,7 +280,8 @@ void Scheduler::Complete(TaskHeader* task) {
   bool cancelled = false;
   const std::uint64_t prev = task->Complete(&cancelled);  // runs done callbacks
   const bool failed = promise->has_exception();
-  if (failed && !cancelled && !(prev & (TaskHeader::kJoinInterest | TaskHeader::kObserved))) {
+  if (failed && !cancelled &&
+      !(prev & (TaskHeader::kJoinInterest | TaskHeader::kObserved))) {
     // asyncio's "Task exception was never retrieved".
     std::string what = "unknown exception";
     try {
@@ -271,14 +291,15 @@ void Scheduler::Complete(TaskHeader* task) {
     } catch (...) {
     }
     Log(LogLevel::kWarning,
-        absl::StrCat("component=runtime event=detached_task_failed task_id=", task->id(),
-                     " error=\"", what, "\""));
+        absl::StrCat("component=runtime event=detached_task_failed task_id=",
+                     task->id(), " error=\"", what, "\""));
   }
   if (task->registered()) owned_.Remove(task);
   task->UnrefMany(2);  // the scheduler's reference and this run's notification
 }
 
-bool Scheduler::Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace) {
+bool Scheduler::Shutdown(ShutdownPolicy policy,
+                         std::chrono::nanoseconds grace) {
   if (shutdown_started_.exchange(true)) return false;
   assert(Worker::Current() == nullptr);
   // 1. Stop admitting from outside; optionally drain.
@@ -289,9 +310,10 @@ bool Scheduler::Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace) 
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (TasksAlive() > 0) {
-      Log(LogLevel::kWarning, absl::StrCat("component=runtime event=shutdown_grace_expired "
-                                           "tasks_cancelled=",
-                                           TasksAlive()));
+      Log(LogLevel::kWarning,
+          absl::StrCat("component=runtime event=shutdown_grace_expired "
+                       "tasks_cancelled=",
+                       TasksAlive()));
     }
   }
   // 2. Signal and unpark every worker.
@@ -338,9 +360,11 @@ bool Scheduler::Shutdown(ShutdownPolicy policy, std::chrono::nanoseconds grace) 
 }
 
 void Scheduler::StallDetectorMain() {
-  pthread_setname_np(pthread_self(), (options_.thread_name.substr(0, 10) + "-stall").c_str());
+  pthread_setname_np(pthread_self(),
+                     (options_.thread_name.substr(0, 10) + "-stall").c_str());
   const auto threshold = options_.stall_threshold;
-  const auto period = std::max<std::chrono::nanoseconds>(threshold / 4, std::chrono::milliseconds(1));
+  const auto period = std::max<std::chrono::nanoseconds>(
+      threshold / 4, std::chrono::milliseconds(1));
   struct Seen {
     std::uint64_t seq = 0;
     std::chrono::steady_clock::time_point since;
@@ -363,9 +387,10 @@ void Scheduler::StallDetectorMain() {
         seen[i].reported = true;
         w.CountStall();
         Log(LogLevel::kWarning,
-            absl::StrCat("component=runtime event=stall worker=", i, " task_id=", task,
-                         " running_for_ms_at_least=",
-                         std::chrono::duration_cast<std::chrono::milliseconds>(now - seen[i].since)
+            absl::StrCat("component=runtime event=stall worker=", i,
+                         " task_id=", task, " running_for_ms_at_least=",
+                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                             now - seen[i].since)
                              .count()));
       }
     }

@@ -53,7 +53,8 @@ class Scheduler {
   // `join_interest` the caller receives a reference for its JoinHandle.
   // After shutdown began (for outside threads) the task is completed as
   // cancelled without running.
-  TaskHeader* Spawn(std::coroutine_handle<> root, PromiseBase* promise, bool join_interest);
+  TaskHeader* Spawn(std::coroutine_handle<> root, PromiseBase* promise,
+                    bool join_interest);
 
   // Queues a woken task (TransitionToNotified returned true).
   void Schedule(TaskHeader* task);
@@ -70,7 +71,9 @@ class Scheduler {
 
   Idle& idle() { return idle_; }
   TaskList& inject() { return inject_; }
-  std::uint32_t num_workers() const { return static_cast<std::uint32_t>(workers_.size()); }
+  std::uint32_t num_workers() const {
+    return static_cast<std::uint32_t>(workers_.size());
+  }
   Worker& worker(std::uint32_t i) { return *workers_[i]; }
   // Reserves `n` consecutive task ids; returns the first.
   std::uint64_t ReserveTaskIds(std::uint64_t n) {
@@ -78,7 +81,9 @@ class Scheduler {
   }
   const RuntimeOptions& options() const { return options_; }
   BlockingPool& blocking_pool() { return blocking_; }
-  bool shutting_down() const { return shutdown_.load(std::memory_order_acquire); }
+  bool shutting_down() const {
+    return shutdown_.load(std::memory_order_acquire);
+  }
   // True on one of this scheduler's worker threads.
   bool OnWorkerThread() const { return IsOwnWorker(Worker::Current()); }
 
@@ -119,7 +124,8 @@ class Scheduler {
   };
 
   bool IsOwnWorker(const Worker* w) const {
-    return w != nullptr && w->index() < workers_.size() && workers_[w->index()].get() == w;
+    return w != nullptr && w->index() < workers_.size() &&
+           workers_[w->index()].get() == w;
   }
   void StallDetectorMain();
   void CompleteCancelledUnstarted(TaskHeader* task);

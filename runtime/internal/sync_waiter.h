@@ -149,7 +149,8 @@ class WakeList {
   // Makes room for `n` more tasks, so that Add does not allocate (and cannot
   // fail) after a waiter was fired.
   void Reserve(std::size_t n) {
-    if (n_inline_ + overflow_.size() + n > kInline) overflow_.reserve(overflow_.size() + n);
+    if (n_inline_ + overflow_.size() + n > kInline)
+      overflow_.reserve(overflow_.size() + n);
   }
 
   void Add(TaskHeader* t) {
@@ -189,7 +190,8 @@ class SyncWait {
 
   // In await_suspend, with `*mu` held, once the awaiter must wait: links the
   // node at the back of `list`. The task's resume point must be set already.
-  void Enqueue(TaskHeader* task, Mutex* mu, SyncWaiterList* list) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  void Enqueue(TaskHeader* task, Mutex* mu, SyncWaiterList* list)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     node.Prepare(task, mu, list);
     list->PushBack(&node);
     task_ = task;

@@ -17,11 +17,14 @@
 
 namespace awaitd::runtime::internal {
 
-TaskHeader* TaskHeader::Create(Scheduler* scheduler, std::coroutine_handle<> root,
-                               PromiseBase* promise, std::uint64_t id, bool join_interest) {
+TaskHeader* TaskHeader::Create(Scheduler* scheduler,
+                               std::coroutine_handle<> root,
+                               PromiseBase* promise, std::uint64_t id,
+                               bool join_interest) {
   // Scheduler reference + the first notification (+ the JoinHandle).
   const std::uint64_t refs = join_interest ? 3 : 2;
-  const std::uint64_t state = kNotified | (join_interest ? kJoinInterest : 0) | refs * kRefOne;
+  const std::uint64_t state =
+      kNotified | (join_interest ? kJoinInterest : 0) | refs * kRefOne;
   const std::ptrdiff_t offset =
       reinterpret_cast<char*>(promise) - static_cast<char*>(root.address());
   assert(offset >= 0 && offset <= UINT16_MAX);
@@ -37,13 +40,15 @@ bool TaskHeader::TransitionToNotified() noexcept {
     if (s & kRunning) {
       // The worker running it sees kNotified in TransitionToIdle and re-queues
       // it with the reference it already holds.
-      if (state_.compare_exchange_weak(s, s | kNotified, std::memory_order_acq_rel,
+      if (state_.compare_exchange_weak(s, s | kNotified,
+                                       std::memory_order_acq_rel,
                                        std::memory_order_relaxed)) {
         return false;
       }
       continue;
     }
-    if (state_.compare_exchange_weak(s, (s | kNotified) + kRefOne, std::memory_order_acq_rel,
+    if (state_.compare_exchange_weak(s, (s | kNotified) + kRefOne,
+                                     std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
       return true;
     }
@@ -52,7 +57,8 @@ bool TaskHeader::TransitionToNotified() noexcept {
 
 bool TaskHeader::TransitionToRunning() noexcept {
   // kNotified (bit 1) set and kRunning (bit 0) clear: subtracting 1 flips both.
-  const std::uint64_t prev = state_.fetch_sub(kNotified - kRunning, std::memory_order_acquire);
+  const std::uint64_t prev =
+      state_.fetch_sub(kNotified - kRunning, std::memory_order_acquire);
   assert((prev & kNotified) && !(prev & kRunning) && !(prev & kComplete));
   if (prev & kStarted) return false;
   state_.fetch_or(kStarted, std::memory_order_relaxed);
@@ -64,14 +70,16 @@ bool TaskHeader::TransitionToIdle() noexcept {
   for (;;) {
     assert(s & kRunning);
     if (s & kNotified) {
-      if (state_.compare_exchange_weak(s, s & ~kRunning, std::memory_order_acq_rel,
+      if (state_.compare_exchange_weak(s, s & ~kRunning,
+                                       std::memory_order_acq_rel,
                                        std::memory_order_relaxed)) {
         return true;
       }
       continue;
     }
     // The scheduler's own reference is still held, so this never reaches zero.
-    if (state_.compare_exchange_weak(s, (s & ~kRunning) - kRefOne, std::memory_order_acq_rel,
+    if (state_.compare_exchange_weak(s, (s & ~kRunning) - kRefOne,
+                                     std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
       return false;
     }
@@ -93,16 +101,21 @@ void TaskHeader::Lock() noexcept {
   }
 }
 
-void TaskHeader::Unlock() noexcept { state_.fetch_and(~kLock, std::memory_order_release); }
+void TaskHeader::Unlock() noexcept {
+  state_.fetch_and(~kLock, std::memory_order_release);
+}
 
 std::uint64_t TaskHeader::Complete(bool* cancelled) {
   PromiseBase* p = promise();
   Lock();
-  if (!p->has_exception() && (state_.load(std::memory_order_relaxed) & kCancelRequested)) {
-    p->set_exception(std::make_exception_ptr(CancelledError(CancelMessageLocked())));
+  if (!p->has_exception() &&
+      (state_.load(std::memory_order_relaxed) & kCancelRequested)) {
+    p->set_exception(
+        std::make_exception_ptr(CancelledError(CancelMessageLocked())));
   }
   *cancelled = p->has_exception() && IsCancelledError(p->exception());
-  const std::uint64_t bits = kRunning | kComplete | (*cancelled ? kCancelled : 0);
+  const std::uint64_t bits =
+      kRunning | kComplete | (*cancelled ? kCancelled : 0);
   std::uint64_t prev = state_.fetch_xor(bits, std::memory_order_acq_rel);
   assert((prev & kRunning) && !(prev & kComplete));
   DoneCallback* cb = std::exchange(callbacks_, nullptr);
@@ -119,7 +132,8 @@ std::uint64_t TaskHeader::Complete(bool* cancelled) {
 
 std::uint64_t TaskHeader::DestroyUnfinished() noexcept {
   Lock();
-  std::uint64_t prev = state_.fetch_or(kComplete | kCancelled, std::memory_order_acq_rel);
+  std::uint64_t prev =
+      state_.fetch_or(kComplete | kCancelled, std::memory_order_acq_rel);
   assert(!(prev & kComplete) && !(prev & kRunning));
   // Everything that waits on this task is being destroyed as well (shutdown):
   // detach the callbacks without invoking them.
@@ -248,16 +262,19 @@ void TaskHeader::SuspendOn(WaitNode* node) {
 bool TaskHeader::EndWait(WaitNode* node) noexcept {
   Lock();
   if (current_wait_ == node) current_wait_ = nullptr;
-  const bool cancel = node->state() == WaitNode::kCancelled ||
-                      (state_.load(std::memory_order_relaxed) & kCancelRequested);
+  const bool cancel =
+      node->state() == WaitNode::kCancelled ||
+      (state_.load(std::memory_order_relaxed) & kCancelRequested);
   if (cancel) state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel);
   Unlock();
   return cancel;
 }
 
 bool TaskHeader::TakePendingCancel() noexcept {
-  if (!(state_.load(std::memory_order_acquire) & kCancelRequested)) return false;
-  return (state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel) & kCancelRequested) != 0;
+  if (!(state_.load(std::memory_order_acquire) & kCancelRequested))
+    return false;
+  return (state_.fetch_and(~kCancelRequested, std::memory_order_acq_rel) &
+          kCancelRequested) != 0;
 }
 
 namespace {
@@ -286,7 +303,8 @@ class CancelMessages {
  private:
   struct Shard {
     Mutex mu;
-    std::unordered_map<const TaskHeader*, std::string> messages ABSL_GUARDED_BY(mu);
+    std::unordered_map<const TaskHeader*, std::string> messages
+        ABSL_GUARDED_BY(mu);
   };
   Shard& ShardOf(const TaskHeader* t) {
     return shards_[(reinterpret_cast<std::uintptr_t>(t) >> 7) % kShards];
@@ -303,13 +321,16 @@ CancelMessages& Messages() {
 }  // namespace
 
 void TaskHeader::SetCancelMessageLocked(std::string_view message) {
-  if (message.empty() && !(state_.load(std::memory_order_relaxed) & kHasMessage)) return;
+  if (message.empty() &&
+      !(state_.load(std::memory_order_relaxed) & kHasMessage))
+    return;
   Messages().Set(this, message);
   state_.fetch_or(kHasMessage, std::memory_order_relaxed);
 }
 
 std::string TaskHeader::CancelMessageLocked() {
-  if (!(state_.load(std::memory_order_relaxed) & kHasMessage)) return std::string();
+  if (!(state_.load(std::memory_order_relaxed) & kHasMessage))
+    return std::string();
   return Messages().Get(this);
 }
 
@@ -320,7 +341,9 @@ std::string TaskHeader::CancelMessage() {
   return m;
 }
 
-Scheduler* TaskHeader::scheduler() const noexcept { return Scheduler::FromIndex(scheduler_index_); }
+Scheduler* TaskHeader::scheduler() const noexcept {
+  return Scheduler::FromIndex(scheduler_index_);
+}
 
 void TaskHeader::Unref() noexcept { UnrefMany(1); }
 
@@ -332,7 +355,8 @@ void TaskHeader::UnrefMany(std::uint64_t n) noexcept {
 
 void TaskHeader::Destroy() noexcept {
   if (root_) root_.destroy();
-  if (state_.load(std::memory_order_relaxed) & kHasMessage) Messages().Erase(this);
+  if (state_.load(std::memory_order_relaxed) & kHasMessage)
+    Messages().Erase(this);
   this->~TaskHeader();
   FrameAllocator::Deallocate(this, sizeof(TaskHeader));
 }

@@ -1,4 +1,5 @@
-// TaskHeader: the scheduler's record of one spawned task, and its state machine.
+// TaskHeader: the scheduler's record of one spawned task, and its state
+// machine.
 //
 // A spawned Task<T> is driven through a TaskHeader: the header owns the root
 // coroutine, remembers where the task is suspended (`resume_point`), and holds
@@ -92,7 +93,8 @@ class TaskHeader {
   // kNotified | (join_interest ? kJoinInterest : 0): a new task is about to be
   // queued for its first run.
   static TaskHeader* Create(Scheduler* scheduler, std::coroutine_handle<> root,
-                            PromiseBase* promise, std::uint64_t id, bool join_interest);
+                            PromiseBase* promise, std::uint64_t id,
+                            bool join_interest);
 
   TaskHeader(const TaskHeader&) = delete;
   TaskHeader& operator=(const TaskHeader&) = delete;
@@ -103,7 +105,8 @@ class TaskHeader {
   // The root's promise; null once the root was destroyed (shutdown).
   PromiseBase* promise() const noexcept {
     if (!root_) return nullptr;
-    return reinterpret_cast<PromiseBase*>(static_cast<char*>(root_.address()) + promise_offset_);
+    return reinterpret_cast<PromiseBase*>(static_cast<char*>(root_.address()) +
+                                          promise_offset_);
   }
 
   // Runtime shutdown only, with every worker stopped: destroys the suspended
@@ -113,20 +116,33 @@ class TaskHeader {
 
   // Where the next run resumes. Set by an awaiter while the task is running,
   // just before it publishes a way to wake the task.
-  void set_resume_point(std::coroutine_handle<> h) noexcept { resume_point_ = h; }
-  std::coroutine_handle<> resume_point() const noexcept { return resume_point_; }
+  void set_resume_point(std::coroutine_handle<> h) noexcept {
+    resume_point_ = h;
+  }
+  std::coroutine_handle<> resume_point() const noexcept {
+    return resume_point_;
+  }
 
   // Whether the task is in the scheduler's owned-task list. A task is listed
   // only once it has suspended (a task that finishes within its first run
   // never touches the list); read and written only by the thread that has
   // the task running, or by shutdown.
-  bool registered() const noexcept { return (LoadState(std::memory_order_relaxed) & kRegistered) != 0; }
-  void set_registered() noexcept { state_.fetch_or(kRegistered, std::memory_order_relaxed); }
+  bool registered() const noexcept {
+    return (LoadState(std::memory_order_relaxed) & kRegistered) != 0;
+  }
+  void set_registered() noexcept {
+    state_.fetch_or(kRegistered, std::memory_order_relaxed);
+  }
 
-  std::uint32_t home_worker() const noexcept { return home_worker_.load(std::memory_order_relaxed); }
-  void set_home_worker(std::uint32_t w) noexcept { home_worker_.store(w, std::memory_order_relaxed); }
+  std::uint32_t home_worker() const noexcept {
+    return home_worker_.load(std::memory_order_relaxed);
+  }
+  void set_home_worker(std::uint32_t w) noexcept {
+    home_worker_.store(w, std::memory_order_relaxed);
+  }
 
-  std::uint64_t LoadState(std::memory_order order = std::memory_order_acquire) const noexcept {
+  std::uint64_t LoadState(
+      std::memory_order order = std::memory_order_acquire) const noexcept {
     return state_.load(order);
   }
   bool IsComplete() const noexcept { return (LoadState() & kComplete) != 0; }
@@ -165,7 +181,9 @@ class TaskHeader {
 
   // JoinHandle destruction: clears kJoinInterest.
   void DropJoinInterest() noexcept;
-  void MarkObserved() noexcept { state_.fetch_or(kObserved, std::memory_order_relaxed); }
+  void MarkObserved() noexcept {
+    state_.fetch_or(kObserved, std::memory_order_relaxed);
+  }
 
   // --- Cancellation (see wait_node.h) ---
 
@@ -191,7 +209,9 @@ class TaskHeader {
   // The message of the last Cancel() (empty if none).
   std::string CancelMessage();
 
-  bool IsCancelRequested() const noexcept { return (LoadState() & kCancelRequested) != 0; }
+  bool IsCancelRequested() const noexcept {
+    return (LoadState() & kCancelRequested) != 0;
+  }
 
   void Ref() noexcept { state_.fetch_add(kRefOne, std::memory_order_relaxed); }
   void Unref() noexcept;
@@ -209,7 +229,8 @@ class TaskHeader {
 
  private:
   TaskHeader(std::uint16_t scheduler_index, std::coroutine_handle<> root,
-             std::uint16_t promise_offset, std::uint64_t id, std::uint64_t state) noexcept
+             std::uint16_t promise_offset, std::uint64_t id,
+             std::uint64_t state) noexcept
       : state_(state),
         root_(root),
         resume_point_(root),

@@ -34,7 +34,8 @@ class TaskList {
     MutexLock lock(&mu_);
     if (closed_) return false;
     chains_.push_back(Chain{first, last, count});
-    len_.store(len_.load(std::memory_order_relaxed) + count, std::memory_order_release);
+    len_.store(len_.load(std::memory_order_relaxed) + count,
+               std::memory_order_release);
     return true;
   }
   bool Push(TaskHeader* task) { return PushChain(task, task, 1); }
@@ -50,7 +51,8 @@ class TaskList {
   // Like PopChain(max), but stops taking whole chains once `want` tasks are
   // taken, and cuts a chain only where it would exceed `max`: a consumer
   // asking for its fair share gets whole spilled chunks without a walk.
-  TaskHeader* PopChain(std::uint32_t want, std::uint32_t max, std::uint32_t* count) {
+  TaskHeader* PopChain(std::uint32_t want, std::uint32_t max,
+                       std::uint32_t* count) {
     *count = 0;
     if (max == 0 || len_.load(std::memory_order_acquire) == 0) return nullptr;
     MutexLock lock(&mu_);
@@ -80,7 +82,8 @@ class TaskList {
       last = take.last;
       n += take.count;
     }
-    len_.store(len_.load(std::memory_order_relaxed) - n, std::memory_order_release);
+    len_.store(len_.load(std::memory_order_relaxed) - n,
+               std::memory_order_release);
     *count = n;
     return first;
   }

@@ -8,7 +8,9 @@
 namespace awaitd::runtime::internal {
 namespace {
 constexpr std::uint64_t kSlotMask = TimerWheel::kSlots - 1;
-std::uint64_t LevelRange(int level) { return std::uint64_t{1} << (TimerWheel::kSlotBits * level); }
+std::uint64_t LevelRange(int level) {
+  return std::uint64_t{1} << (TimerWheel::kSlotBits * level);
+}
 }  // namespace
 
 int TimerWheel::LevelFor(std::uint64_t elapsed, std::uint64_t when) {
@@ -53,7 +55,8 @@ void TimerWheel::Insert(TimerEntry* e) {
     return;
   }
   const int level = LevelFor(elapsed_, e->deadline);
-  const int slot = static_cast<int>((e->deadline >> (kSlotBits * level)) & kSlotMask);
+  const int slot =
+      static_cast<int>((e->deadline >> (kSlotBits * level)) & kSlotMask);
   Link(e, level, slot);
 }
 
@@ -82,7 +85,8 @@ std::optional<TimerWheel::Expiration> TimerWheel::NextExpiration() const {
   for (int level = 0; level < kLevels; ++level) {
     const std::uint64_t occupied = levels_[level].occupied;
     if (occupied == 0) continue;
-    const int pos = static_cast<int>((elapsed_ >> (kSlotBits * level)) & kSlotMask);
+    const int pos =
+        static_cast<int>((elapsed_ >> (kSlotBits * level)) & kSlotMask);
     const std::uint64_t ahead = occupied >> pos;
     // Entries of a level always lie at or after the current position: they
     // share every higher digit with elapsed_.
@@ -90,7 +94,9 @@ std::optional<TimerWheel::Expiration> TimerWheel::NextExpiration() const {
     if (ahead == 0) continue;
     const int slot = pos + std::countr_zero(ahead);
     const std::uint64_t level_base = elapsed_ & ~(LevelRange(level + 1) - 1);
-    return Expiration{level, slot, level_base + static_cast<std::uint64_t>(slot) * LevelRange(level)};
+    return Expiration{
+        level, slot,
+        level_base + static_cast<std::uint64_t>(slot) * LevelRange(level)};
   }
   return std::nullopt;
 }

@@ -46,7 +46,8 @@ class TimerWheel {
   static constexpr int kLevels = 8;
   static constexpr int kSlotBits = 6;
   static constexpr int kSlots = 1 << kSlotBits;
-  static constexpr std::uint64_t kMaxTick = (std::uint64_t{1} << (kLevels * kSlotBits)) - 1;
+  static constexpr std::uint64_t kMaxTick =
+      (std::uint64_t{1} << (kLevels * kSlotBits)) - 1;
 
   TimerWheel() = default;
   TimerWheel(const TimerWheel&) = delete;

@@ -13,9 +13,9 @@
 //   await_suspend: record the resume point, set node.task (the source may
 //     fire from another thread as soon as it is registered), register with
 //     the source, then task->SuspendOn(&node) — which also handles a
-//     cancellation that is already pending — and return true (suspend). If the source reports that
-//     the event already happened before registering, return false instead
-//     without publishing.
+//     cancellation that is already pending — and return true (suspend). If the
+//     source reports that the event already happened before registering, return
+//     false instead without publishing.
 //   source: if (node.TryFire()) node.task->Wake();
 //   on_cancel (called by the canceller after it won TryCancel): unregister
 //     from the source, then wake the task (or arrange for the source to).
@@ -60,16 +60,19 @@ class WaitNode {
   // The event source ends the wait. True if it won (it must wake the task).
   bool TryFire() noexcept {
     std::uint32_t expected = kWaiting;
-    return state_.compare_exchange_strong(expected, kFired, std::memory_order_acq_rel,
-                                          std::memory_order_acquire);
+    return state_.compare_exchange_strong(
+        expected, kFired, std::memory_order_acq_rel, std::memory_order_acquire);
   }
   // A cancellation ends the wait. True if it won (it must call on_cancel).
   bool TryCancel() noexcept {
     std::uint32_t expected = kWaiting;
-    return state_.compare_exchange_strong(expected, kCancelled, std::memory_order_acq_rel,
+    return state_.compare_exchange_strong(expected, kCancelled,
+                                          std::memory_order_acq_rel,
                                           std::memory_order_acquire);
   }
-  State state() const noexcept { return static_cast<State>(state_.load(std::memory_order_acquire)); }
+  State state() const noexcept {
+    return static_cast<State>(state_.load(std::memory_order_acquire));
+  }
   // Re-arms a node for another suspension (it must not be published).
   void Reset() noexcept { state_.store(kWaiting, std::memory_order_relaxed); }
 

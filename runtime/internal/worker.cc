@@ -41,7 +41,8 @@ Worker* Worker::Current() { return tl_context.worker; }
 void Worker::Run() {
   tl_context.worker = this;
   {
-    std::string name = scheduler_->options().thread_name.substr(0, 10) + "-" + std::to_string(index_);
+    std::string name = scheduler_->options().thread_name.substr(0, 10) + "-" +
+                       std::to_string(index_);
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   }
   busy_since_ns_.store(MonoNowNs(), std::memory_order_relaxed);
@@ -61,14 +62,17 @@ void Worker::Run() {
     is_searching_ = false;
     scheduler_->idle().TransitionWorkerFromSearching();
   }
-  const std::int64_t since = busy_since_ns_.exchange(-1, std::memory_order_relaxed);
-  if (since >= 0) busy_ns_.fetch_add(MonoNowNs() - since, std::memory_order_relaxed);
+  const std::int64_t since =
+      busy_since_ns_.exchange(-1, std::memory_order_relaxed);
+  if (since >= 0)
+    busy_ns_.fetch_add(MonoNowNs() - since, std::memory_order_relaxed);
   tl_context.worker = nullptr;
 }
 
 // --- Queues -----------------------------------------------------------------
 
-void Worker::PushOverflow(TaskHeader* first, TaskHeader* last, std::uint32_t count) {
+void Worker::PushOverflow(TaskHeader* first, TaskHeader* last,
+                          std::uint32_t count) {
   Bump(overflows_);
   if (!scheduler_->inject().PushChain(first, last, count)) {
     // Closed: only during shutdown, after every worker stopped. Unreachable
@@ -82,16 +86,18 @@ void Worker::PushOverflow(TaskHeader* first, TaskHeader* last, std::uint32_t cou
 }
 
 void Worker::PushLocal(TaskHeader* task) {
-  run_queue_.PushBack(task, [this](TaskHeader* first, TaskHeader* last, std::uint32_t n) {
-    PushOverflow(first, last, n);
-  });
+  run_queue_.PushBack(
+      task, [this](TaskHeader* first, TaskHeader* last, std::uint32_t n) {
+        PushOverflow(first, last, n);
+      });
 }
 
 void Worker::NotifyIfStealable() {
   // A searching worker will find the work itself (and chain wake-ups); a
   // single worker has nobody to share with.
   if (is_searching_ || scheduler_->num_workers() == 1) return;
-  if (run_queue_.Len() + (lifo_slot_ != nullptr ? 1 : 0) > 1) scheduler_->NotifyParked();
+  if (run_queue_.Len() + (lifo_slot_ != nullptr ? 1 : 0) > 1)
+    scheduler_->NotifyParked();
 }
 
 void Worker::ScheduleLocal(TaskHeader* task) {
@@ -104,7 +110,8 @@ void Worker::ScheduleLifo(TaskHeader* task) {
   assert(IsCurrent());
   TaskHeader* prev = lifo_slot_;
   lifo_slot_ = task;
-  if (prev == nullptr) return;  // the LIFO slot is not stealable: no one to notify
+  if (prev == nullptr)
+    return;  // the LIFO slot is not stealable: no one to notify
   PushLocal(prev);
   NotifyIfStealable();
 }
@@ -191,7 +198,8 @@ TaskHeader* Worker::Steal() {
     const std::uint32_t victim = (start + i) % n;
     if (victim == index_) continue;
     std::uint32_t stolen = 0;
-    if (TaskHeader* t = scheduler_->worker(victim).run_queue().StealInto(run_queue_, &stolen)) {
+    if (TaskHeader* t = scheduler_->worker(victim).run_queue().StealInto(
+            run_queue_, &stolen)) {
       Bump(steal_operations_);
       Bump(tasks_stolen_, stolen);
       return t;
@@ -210,12 +218,14 @@ std::uint64_t Worker::NextTaskId() {
   return next_id_++;
 }
 
-// --- Running ------------------------------------------------------------------
+// --- Running
+// ------------------------------------------------------------------
 
 void Worker::RunTask(TaskHeader* task) {
   if (is_searching_) {
     is_searching_ = false;
-    if (scheduler_->idle().TransitionWorkerFromSearching()) scheduler_->NotifyParked();
+    if (scheduler_->idle().TransitionWorkerFromSearching())
+      scheduler_->NotifyParked();
   }
   RunOne(task);
   for (int polls = 1; lifo_slot_ != nullptr; ++polls) {
@@ -247,7 +257,8 @@ void Worker::RunOne(TaskHeader* task) {
     in_task_ = false;
     return;
   }
-  run_seq_.store(run_seq_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  run_seq_.store(run_seq_.load(std::memory_order_relaxed) + 1,
+                 std::memory_order_relaxed);
   running_task_.store(task->id(), std::memory_order_relaxed);
   tl_context.task = task;
   in_task_ = true;
@@ -274,7 +285,8 @@ void Worker::RunOne(TaskHeader* task) {
   running_task_.store(0, std::memory_order_relaxed);
 }
 
-// --- Timers, I/O and parking --------------------------------------------------
+// --- Timers, I/O and parking
+// --------------------------------------------------
 
 void Worker::InsertTimer(TimerEntry* e) {
   MutexLock lock(&timers_mu_);
@@ -327,9 +339,10 @@ void Worker::ArmDriver(std::uint64_t deadline_tick) {
   if (driver_armed_ && *driver_armed_ <= deadline_tick) return;
   driver_armed_ = deadline_tick;
   driver_.expires_at(scheduler_->TimeOfTick(deadline_tick));
-  driver_.async_wait([this, deadline_tick](const boost::system::error_code& ec) {
-    if (!ec && driver_armed_ == deadline_tick) driver_armed_.reset();
-  });
+  driver_.async_wait(
+      [this, deadline_tick](const boost::system::error_code& ec) {
+        if (!ec && driver_armed_ == deadline_tick) driver_armed_.reset();
+      });
 }
 
 void Worker::Park() {
@@ -339,8 +352,10 @@ void Worker::Park() {
     scheduler_->NotifyIfWorkPending();
   }
   Bump(parks_);
-  const std::int64_t since = busy_since_ns_.exchange(-1, std::memory_order_relaxed);
-  if (since >= 0) busy_ns_.fetch_add(MonoNowNs() - since, std::memory_order_relaxed);
+  const std::int64_t since =
+      busy_since_ns_.exchange(-1, std::memory_order_relaxed);
+  if (since >= 0)
+    busy_ns_.fetch_add(MonoNowNs() - since, std::memory_order_relaxed);
 
   parked_.store(true, std::memory_order_relaxed);
   SeqCstFence();
@@ -355,14 +370,17 @@ void Worker::Park() {
     io_.run_one();
     io_.poll();
     FireTimers();
-    if (HasLocalWork() || idle.IsNotified(index_) || scheduler_->shutting_down()) break;
+    if (HasLocalWork() || idle.IsNotified(index_) ||
+        scheduler_->shutting_down())
+      break;
   }
   parked_.store(false, std::memory_order_relaxed);
   busy_since_ns_.store(MonoNowNs(), std::memory_order_relaxed);
   is_searching_ = idle.UnparkSelf(index_);
 }
 
-// --- Introspection and shutdown -------------------------------------------------
+// --- Introspection and shutdown
+// -------------------------------------------------
 
 WorkerMetrics Worker::Metrics() const {
   WorkerMetrics m;

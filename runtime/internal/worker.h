@@ -104,10 +104,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/steady_timer.hpp"
-#include "absl/base/thread_annotations.h"
 #include "runtime/internal/local_queue.h"
 #include "runtime/internal/mutex.h"
 #include "runtime/internal/task_header.h"
@@ -174,8 +174,12 @@ class Worker {
 
   // Stall detector (any thread): a sequence number bumped at every task
   // start, and the id of the running task (0 when none).
-  std::uint64_t run_seq() const { return run_seq_.load(std::memory_order_relaxed); }
-  std::uint64_t running_task_id() const { return running_task_.load(std::memory_order_relaxed); }
+  std::uint64_t run_seq() const {
+    return run_seq_.load(std::memory_order_relaxed);
+  }
+  std::uint64_t running_task_id() const {
+    return running_task_.load(std::memory_order_relaxed);
+  }
   void CountStall() { stalls_.fetch_add(1, std::memory_order_relaxed); }
 
   // --- Shutdown (step 5), with the thread joined ---
@@ -205,7 +209,8 @@ class Worker {
   Scheduler* const scheduler_;
   const std::uint32_t index_;
   boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_guard_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type>
+      work_guard_;
   boost::asio::steady_timer driver_;
   std::optional<std::uint64_t> driver_armed_;  // tick the driver is armed for
   Mutex timers_mu_;
@@ -236,8 +241,9 @@ class Worker {
   std::atomic<std::uint64_t> timers_fired_{0};
   std::atomic<std::uint64_t> timers_pending_{0};
   std::atomic<std::uint64_t> stalls_{0};
-  std::atomic<std::int64_t> busy_ns_{0};        // closed busy intervals
-  std::atomic<std::int64_t> busy_since_ns_{-1};  // open interval start, -1 if parked
+  std::atomic<std::int64_t> busy_ns_{0};  // closed busy intervals
+  std::atomic<std::int64_t> busy_since_ns_{
+      -1};  // open interval start, -1 if parked
 };
 
 }  // namespace awaitd::runtime::internal

@@ -16,8 +16,8 @@
 namespace awaitd::runtime {
 namespace {
 
-using testing::Watchdog;
 using testing::WaitFor;
+using testing::Watchdog;
 using namespace std::chrono_literals;
 
 // A job that records how it was run and can be held on a gate.
@@ -215,7 +215,8 @@ TEST(BlockingPoolStressTest, ConcurrentSubmittersHaveEveryJobRunOnce) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_TRUE(WaitFor([&] { return pool.Metrics().completed == kSubmitters * per; }, 60s));
+  EXPECT_TRUE(WaitFor(
+      [&] { return pool.Metrics().completed == kSubmitters * per; }, 60s));
   for (auto& v : jobs) {
     for (auto& j : v) {
       ASSERT_EQ(j.runs.load(), 1);

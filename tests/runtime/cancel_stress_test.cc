@@ -7,10 +7,10 @@
 // normally (its body's last line ran once, its value came back, Cancelled()
 // is false) or cancelled (awaiting it raises CancelledError, Cancelled() is
 // true, and its last line never ran, or ran once just before an accepted
-// Cancel() landed, which asyncio also ends cancelled); a task whose Cancel() returned true
-// and that never caught a CancelledError ended cancelled (asyncio's rule);
-// every child frame was destroyed; TasksAlive() returns to 0. Nothing may
-// hang: every wait is bounded (a watchdog aborts a hung BlockOn).
+// Cancel() landed, which asyncio also ends cancelled); a task whose Cancel()
+// returned true and that never caught a CancelledError ended cancelled
+// (asyncio's rule); every child frame was destroyed; TasksAlive() returns to 0.
+// Nothing may hang: every wait is bounded (a watchdog aborts a hung BlockOn).
 //
 // Sizes scale with AWAITD_STRESS_SCALE (sanitizer runs use 0.05-0.1).
 #include <algorithm>
@@ -52,8 +52,9 @@ struct StormState {
   std::vector<std::atomic<int>> caught;    // the body caught a CancelledError
   std::vector<std::atomic<int>> accepted;  // Cancel() returned true
   std::atomic<int> child_frames{0};        // child coroutine frames alive
-  std::atomic<std::size_t> published{0};   // handles[0, published) may be cancelled
-  std::atomic<bool> stop{false};           // the cancellers stop
+  std::atomic<std::size_t> published{
+      0};                         // handles[0, published) may be cancelled
+  std::atomic<bool> stop{false};  // the cancellers stop
   std::atomic<long> cancels{0};
   JoinHandle<int>* handles = nullptr;
 };
@@ -63,7 +64,8 @@ struct StormState {
 class FrameCount {
  public:
   explicit FrameCount(std::atomic<int>* n) : n_(n) { n_->fetch_add(1); }
-  FrameCount(FrameCount&& other) noexcept : n_(std::exchange(other.n_, nullptr)) {}
+  FrameCount(FrameCount&& other) noexcept
+      : n_(std::exchange(other.n_, nullptr)) {}
   FrameCount(const FrameCount&) = delete;
   FrameCount& operator=(const FrameCount&) = delete;
   ~FrameCount() {
@@ -105,8 +107,10 @@ Task<int> Stormed(std::size_t index, StormState* st) {
       case 5: {
         const int spin_us = static_cast<int>(rng() % 100);
         auto fn = [spin_us](std::stop_token stop) {
-          const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
-          while (!stop.stop_requested() && std::chrono::steady_clock::now() < until) {
+          const auto until = std::chrono::steady_clock::now() +
+                             std::chrono::microseconds(spin_us);
+          while (!stop.stop_requested() &&
+                 std::chrono::steady_clock::now() < until) {
             std::this_thread::yield();
           }
           return spin_us;
@@ -116,7 +120,8 @@ Task<int> Stormed(std::size_t index, StormState* st) {
       }
       case 6:
       case 7: {
-        JoinHandle<int> child = Spawn(Child(FrameCount(&st->child_frames), static_cast<std::uint32_t>(rng())));
+        JoinHandle<int> child = Spawn(Child(FrameCount(&st->child_frames),
+                                            static_cast<std::uint32_t>(rng())));
         co_await child;
         break;
       }
@@ -124,7 +129,8 @@ Task<int> Stormed(std::size_t index, StormState* st) {
         std::vector<JoinHandle<int>> children;
         const int n = 2 + static_cast<int>(rng() % 2);
         for (int i = 0; i < n; ++i) {
-          children.push_back(Spawn(Child(FrameCount(&st->child_frames), static_cast<std::uint32_t>(rng()))));
+          children.push_back(Spawn(Child(FrameCount(&st->child_frames),
+                                         static_cast<std::uint32_t>(rng()))));
         }
         co_await Gather(std::move(children));
         break;
@@ -202,7 +208,8 @@ Task<void> Collect(StormState* st, std::size_t n, std::vector<Ended>* ended) {
 
 void RunStorm(std::uint32_t workers) {
   const std::size_t n = Scaled(50000, 200);
-  Runtime rt({.workers = workers, .blocking_max_threads = 16, .stall_threshold = 0ns});
+  Runtime rt(
+      {.workers = workers, .blocking_max_threads = 16, .stall_threshold = 0ns});
   StormState st(n);
   std::vector<JoinHandle<int>> handles;
   handles.reserve(n);  // never reallocates: cancellers read through st.handles
@@ -212,16 +219,19 @@ void RunStorm(std::uint32_t workers) {
   JoinHandle<void> inside = rt.Spawn(Canceller(&st, 1, "inside"));
   // An outside thread that spawns a canceller task and also cancels directly.
   std::thread outside([&rt, &st] {
-    JoinHandle<void> spawned = rt.Spawn(Canceller(&st, 2, "spawned from outside"));
+    JoinHandle<void> spawned =
+        rt.Spawn(Canceller(&st, 2, "spawned from outside"));
     std::minstd_rand rng(3);
     while (!st.stop.load(std::memory_order_acquire)) {
-      const std::size_t published = st.published.load(std::memory_order_acquire);
+      const std::size_t published =
+          st.published.load(std::memory_order_acquire);
       if (published > 0) {
         const std::size_t i = PickVictim(rng, published);
         if (st.handles[i].Cancel("outside thread")) st.accepted[i].fetch_add(1);
         st.cancels.fetch_add(1, std::memory_order_relaxed);
       }
-      if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 50));
+      if (rng() % 8 == 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 50));
     }
     rt.BlockOn(contract_test::Settle(&spawned));
   });
@@ -246,20 +256,22 @@ void RunStorm(std::uint32_t workers) {
     // the coroutine returned" (_must_cancel): only with an accepted Cancel().
     const bool ok =
         e.how == Ending::kNormal
-            ? (ran_to_end == 1 && e.value == static_cast<int>(i) && !handles[i].Cancelled())
+            ? (ran_to_end == 1 && e.value == static_cast<int>(i) &&
+               !handles[i].Cancelled())
             : (e.how == Ending::kCancelled && handles[i].Cancelled() &&
-               (ran_to_end == 0 || (ran_to_end == 1 && st.accepted[i].load() > 0)));
+               (ran_to_end == 0 ||
+                (ran_to_end == 1 && st.accepted[i].load() > 0)));
     if (!ok) {
       ++broken;
-      ADD_FAILURE() << "task " << i << ": ending " << static_cast<int>(e.how) << ", value " << e.value
-                    << ", last line ran " << ran_to_end << " times, Cancelled() "
-                    << handles[i].Cancelled();
+      ADD_FAILURE() << "task " << i << ": ending " << static_cast<int>(e.how)
+                    << ", value " << e.value << ", last line ran " << ran_to_end
+                    << " times, Cancelled() " << handles[i].Cancelled();
       continue;
     }
     // asyncio: cancel() returned True and the body never caught the
     // CancelledError => the task ended cancelled.
-    if (kCheckAcceptedCancelTakesEffect && e.how == Ending::kNormal && st.accepted[i].load() > 0 &&
-        st.caught[i].load() == 0) {
+    if (kCheckAcceptedCancelTakesEffect && e.how == Ending::kNormal &&
+        st.accepted[i].load() > 0 && st.caught[i].load() == 0) {
       ++broken;
       ADD_FAILURE() << "task " << i << " accepted " << st.accepted[i].load()
                     << " cancel(s), never caught one, yet ended normally";
@@ -273,8 +285,10 @@ void RunStorm(std::uint32_t workers) {
       << rt.TasksAlive() << " tasks still alive";
   EXPECT_TRUE(WaitUntil([&] { return st.child_frames.load() == 0; }))
       << st.child_frames.load() << " child frames never destroyed";
-  std::printf("[ storm    ] %u workers: %zu tasks, %zu normal, %zu cancelled, %ld cancel calls\n",
-              workers, n, normal, cancelled, st.cancels.load());
+  std::printf(
+      "[ storm    ] %u workers: %zu tasks, %zu normal, %zu cancelled, %ld "
+      "cancel calls\n",
+      workers, n, normal, cancelled, st.cancels.load());
 }
 
 // Runs briefly without suspending, then returns: a Cancel() may land while
@@ -301,7 +315,8 @@ TEST(CancelStressTest, CancelRacingCompletionReturnsFalseOrCancels) {
   for (std::size_t r = 0; r < rounds && broken == 0; ++r) {
     std::vector<JoinHandle<int>> hs;
     hs.reserve(kBatch);
-    for (std::size_t i = 0; i < kBatch; ++i) hs.push_back(rt.Spawn(BriefWork(static_cast<int>(rng() % 200))));
+    for (std::size_t i = 0; i < kBatch; ++i)
+      hs.push_back(rt.Spawn(BriefWork(static_cast<int>(rng() % 200))));
     std::vector<bool> took(kBatch);
     for (std::size_t i = 0; i < kBatch; ++i) took[i] = hs[i].Cancel("race");
     for (std::size_t i = 0; i < kBatch; ++i) {
@@ -310,17 +325,22 @@ TEST(CancelStressTest, CancelRacingCompletionReturnsFalseOrCancels) {
       ++accepted;
       if (!out.cancelled() || !hs[i].Cancelled()) {
         ++broken;
-        ADD_FAILURE() << "round " << r << " task " << i
-                      << ": Cancel() returned true, yet the task ended with its value";
+        ADD_FAILURE()
+            << "round " << r << " task " << i
+            << ": Cancel() returned true, yet the task ended with its value";
       }
     }
   }
   EXPECT_GT(accepted, 0u);
 }
 
-TEST(CancelStressTest, CancelStormOnTwoWorkersAccountsForEveryTask) { RunStorm(2); }
+TEST(CancelStressTest, CancelStormOnTwoWorkersAccountsForEveryTask) {
+  RunStorm(2);
+}
 
-TEST(CancelStressTest, CancelStormOnFourWorkersAccountsForEveryTask) { RunStorm(4); }
+TEST(CancelStressTest, CancelStormOnFourWorkersAccountsForEveryTask) {
+  RunStorm(4);
+}
 
 }  // namespace
 }  // namespace awaitd::runtime

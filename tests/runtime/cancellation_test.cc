@@ -56,7 +56,8 @@ Task<int> Raise(std::string message) {
   throw std::runtime_error(message);
 }
 
-// --- Task.cancel(msg) ------------------------------------------------------------
+// --- Task.cancel(msg)
+// ------------------------------------------------------------
 
 TEST(TaskCancelTest, CancelRaisesCancelledErrorAtNextSuspension) {
   Runtime rt({.workers = 2});
@@ -73,7 +74,8 @@ TEST(TaskCancelTest, CancelRaisesCancelledErrorAtNextSuspension) {
   EXPECT_TRUE(h.IsFinished());
   EXPECT_TRUE(h.Cancelled());
   EXPECT_TRUE(lines.Get().empty());  // nothing ran after the sleep
-  EXPECT_LT(clock.Elapsed(), std::chrono::minutes(1));  // far less than its hour of sleep
+  EXPECT_LT(clock.Elapsed(),
+            std::chrono::minutes(1));  // far less than its hour of sleep
 }
 
 Task<std::string> CatchMessage(Gate* started) {
@@ -231,7 +233,8 @@ TEST(TaskCancelTest, TaskMaySuppressCancellationAndContinue) {
   ASSERT_TRUE(out.ok()) << WhatOf(out.error());
   EXPECT_EQ(out.value(), 5);
   EXPECT_FALSE(h.Cancelled());
-  EXPECT_EQ(lines.Get(), (std::vector<std::string>{"caught: stop", "continued"}));
+  EXPECT_EQ(lines.Get(),
+            (std::vector<std::string>{"caught: stop", "continued"}));
 }
 
 TEST(TaskCancelTest, CancelWhileRunningTakesEffectAtNextAwait) {
@@ -246,7 +249,8 @@ TEST(TaskCancelTest, CancelWhileRunningTakesEffectAtNextAwait) {
   Outcome<int> out = SettleFromOutside(rt, &h);
   EXPECT_TRUE(out.cancelled());
   EXPECT_EQ(WhatOf(out.error()), "while running");
-  EXPECT_EQ(lines.Get(), (std::vector<std::string>{"still running after cancel()"}));
+  EXPECT_EQ(lines.Get(),
+            (std::vector<std::string>{"still running after cancel()"}));
   EXPECT_LT(clock.Elapsed(), std::chrono::minutes(1));
 }
 
@@ -269,7 +273,8 @@ TEST(TaskCancelTest, CancelWhileRunningThenReturningEndsCancelled) {
   EXPECT_TRUE(h.Cancel("too late?"));
   go.Open();
   Outcome<int> out = SettleFromOutside(rt, &h);
-  EXPECT_TRUE(out.cancelled()) << "ended with " << (out.ok() ? "a value" : WhatOf(out.error()));
+  EXPECT_TRUE(out.cancelled())
+      << "ended with " << (out.ok() ? "a value" : WhatOf(out.error()));
   EXPECT_TRUE(h.Cancelled());
 }
 
@@ -347,8 +352,9 @@ Task<int> AwaitChild(Gate* child_started, Lines* lines) {
   } catch (const CancelledError&) {
     error = std::current_exception();
   }
-  lines->Add(child.IsFinished() && child.Cancelled() ? "parent: child ended cancelled"
-                                                     : "parent: child still running");
+  lines->Add(child.IsFinished() && child.Cancelled()
+                 ? "parent: child ended cancelled"
+                 : "parent: child still running");
   std::rethrow_exception(error);
 }
 
@@ -363,8 +369,9 @@ TEST(TaskCancelTest, CancelWakesTaskWaitingOnChildAndCancelsChild) {
   EXPECT_TRUE(out.cancelled());
   EXPECT_EQ(WhatOf(out.error()), "cascade");
   EXPECT_TRUE(parent.Cancelled());
-  EXPECT_EQ(lines.Get(), (std::vector<std::string>{"child cancelled: cascade", "child cleaned up",
-                                                   "parent: child ended cancelled"}));
+  EXPECT_EQ(lines.Get(), (std::vector<std::string>{
+                             "child cancelled: cascade", "child cleaned up",
+                             "parent: child ended cancelled"}));
 }
 
 Task<int> AwaitSuppressingChild(Gate* child_started, Lines* lines) {
@@ -382,7 +389,8 @@ TEST(TaskCancelTest, ParentAwaitingChildThatSuppressesCancelGetsItsResult) {
   Runtime rt({.workers = 2});
   Gate child_started;
   Lines lines;
-  JoinHandle<int> parent = rt.Spawn(AwaitSuppressingChild(&child_started, &lines));
+  JoinHandle<int> parent =
+      rt.Spawn(AwaitSuppressingChild(&child_started, &lines));
   ASSERT_TRUE(WaitUntil([&] { return child_started.IsOpen(); }));
   ASSERT_TRUE(parent.Cancel());
   Outcome<int> out = SettleFromOutside(rt, &parent);
@@ -392,7 +400,8 @@ TEST(TaskCancelTest, ParentAwaitingChildThatSuppressesCancelGetsItsResult) {
   EXPECT_EQ(lines.Get(), (std::vector<std::string>{"parent continued"}));
 }
 
-// --- shield ------------------------------------------------------------------------
+// --- shield
+// ------------------------------------------------------------------------
 
 Task<int> SleepThenValue(Gate* started, std::chrono::milliseconds d, int v) {
   started->Open();
@@ -410,7 +419,8 @@ TEST(TaskCancelTest, ShieldSurvivesOuterCancel) {
   Gate inner_started, waiting, release;
   JoinHandle<int> inner = rt.Spawn(SleepThenValue(&inner_started, 20ms, 7));
   JoinHandle<int> outer = rt.Spawn(AwaitShielded(&inner, &waiting));
-  ASSERT_TRUE(WaitUntil([&] { return waiting.IsOpen() && inner_started.IsOpen(); }));
+  ASSERT_TRUE(
+      WaitUntil([&] { return waiting.IsOpen() && inner_started.IsOpen(); }));
 
   ASSERT_TRUE(outer.Cancel("outer only"));
   Outcome<int> outer_out = SettleFromOutside(rt, &outer);
@@ -429,7 +439,8 @@ TEST(TaskCancelTest, ShieldedOuterCancelRaisesAtOnce) {
   Lines lines;
   JoinHandle<int> inner = rt.Spawn(SleepLong(&inner_started, &lines));
   JoinHandle<int> outer = rt.Spawn(AwaitShielded(&inner, &waiting));
-  ASSERT_TRUE(WaitUntil([&] { return waiting.IsOpen() && inner_started.IsOpen(); }));
+  ASSERT_TRUE(
+      WaitUntil([&] { return waiting.IsOpen() && inner_started.IsOpen(); }));
   ASSERT_TRUE(outer.Cancel());
   // The outer task does not wait for the (hour-long) inner one.
   EXPECT_TRUE(SettleFromOutside(rt, &outer).cancelled());
@@ -444,7 +455,8 @@ TEST(TaskCancelTest, CancellingShieldedTaskItselfStillCancelsIt) {
   Lines lines;
   JoinHandle<int> inner = rt.Spawn(SleepLong(&inner_started, &lines));
   JoinHandle<int> outer = rt.Spawn(AwaitShielded(&inner, &waiting));
-  ASSERT_TRUE(WaitUntil([&] { return waiting.IsOpen() && inner_started.IsOpen(); }));
+  ASSERT_TRUE(
+      WaitUntil([&] { return waiting.IsOpen() && inner_started.IsOpen(); }));
 
   ASSERT_TRUE(inner.Cancel("inner itself"));
   ASSERT_TRUE(WaitUntil([&] { return inner.IsFinished(); }));
@@ -455,7 +467,8 @@ TEST(TaskCancelTest, CancellingShieldedTaskItselfStillCancelsIt) {
   EXPECT_EQ(WhatOf(outer_out.error()), "inner itself");
 }
 
-// --- to_thread -------------------------------------------------------------------------
+// --- to_thread
+// -------------------------------------------------------------------------
 
 struct ThreadProbe {
   std::atomic<bool> started{false};
@@ -498,7 +511,8 @@ TEST(TaskCancelTest, ToThreadCancelStopsWaitingAtOnce) {
 
 // Catches the cancellation of a ToThread await, then suspends again while
 // the function completes: its late completion must not wake the task.
-Task<int> DiscardThreadResult(std::shared_ptr<ThreadProbe> probe, Lines* lines) {
+Task<int> DiscardThreadResult(std::shared_ptr<ThreadProbe> probe,
+                              Lines* lines) {
   auto fn = [probe] {  // no stop token: cannot be told
     probe->started = true;
     while (!probe->release.IsOpen()) std::this_thread::sleep_for(100us);
@@ -512,7 +526,9 @@ Task<int> DiscardThreadResult(std::shared_ptr<ThreadProbe> probe, Lines* lines) 
   }
   probe->saw_stop = true;  // here: "the awaiter saw its CancelledError"
   // Suspend until the function has returned (and tried to complete).
-  std::function<bool()> finished = [p = probe.get()] { return p->finished.load(); };
+  std::function<bool()> finished = [p = probe.get()] {
+    return p->finished.load();
+  };
   co_await Until(finished);
   co_await Sleep(2ms);
   lines->Add("after the thread finished");
@@ -532,7 +548,8 @@ TEST(TaskCancelTest, ToThreadResultDiscardedAfterCancel) {
   Outcome<int> out = SettleFromOutside(rt, &h);
   ASSERT_TRUE(out.ok()) << WhatOf(out.error());
   EXPECT_EQ(out.value(), -1);  // never the thread's 42
-  EXPECT_EQ(lines.Get(), (std::vector<std::string>{"cancelled", "after the thread finished"}));
+  EXPECT_EQ(lines.Get(), (std::vector<std::string>{
+                             "cancelled", "after the thread finished"}));
 }
 
 Task<int> BlockOnThread(std::shared_ptr<ThreadProbe> probe) {
@@ -553,7 +570,9 @@ Task<void> OpenAfterYields(ThreadProbe* probe) {
 // another task on that same loop opens.
 Task<int> ToThreadAndLoopTogether(std::shared_ptr<ThreadProbe> probe) {
   JoinHandle<int> blocking = Spawn(BlockOnThread(probe));
-  std::function<bool()> started = [p = probe.get()] { return p->started.load(); };
+  std::function<bool()> started = [p = probe.get()] {
+    return p->started.load();
+  };
   co_await Until(started);
   JoinHandle<void> other = Spawn(OpenAfterYields(probe.get()));
   co_await other;
@@ -591,10 +610,12 @@ Task<void> LifeCycle(Lines* lines) {
 }
 
 TEST(TaskContractTest, TaskIsDoneOnlyOnceFinished) {
-  Runtime rt({.workers = 1});  // the child cannot run before the parent suspends
+  Runtime rt(
+      {.workers = 1});  // the child cannot run before the parent suspends
   Lines lines;
   BlockOnWithin(rt, LifeCycle(&lines));
-  EXPECT_EQ(lines.Get(), (std::vector<std::string>{"False", "True", "Hello World!"}));
+  EXPECT_EQ(lines.Get(),
+            (std::vector<std::string>{"False", "True", "Hello World!"}));
 }
 
 TEST(TaskContractTest, TaskIsDoneAfterRaisingOrBeingCancelled) {

@@ -7,6 +7,8 @@
 // established with gates (a child blocks until the test opens its gate), not
 // with timing. Coroutines are free functions taking pointers (lambda
 // captures would dangle).
+#include "runtime/combinators.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,7 +20,6 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "runtime/combinators.h"
 #include "runtime/errors.h"
 #include "runtime/join_handle.h"
 #include "runtime/runtime.h"
@@ -97,7 +98,8 @@ Task<void> SettleAll(std::vector<JoinHandle<int>>* hs) {
   for (auto& h : *hs) co_await Settle(&h);
 }
 
-// --- gather ------------------------------------------------------------------------
+// --- gather
+// ------------------------------------------------------------------------
 
 Task<std::vector<int>> GatherReversed(Lines* order) {
   std::vector<JoinHandle<int>> hs;
@@ -108,7 +110,8 @@ Task<std::vector<int>> GatherReversed(Lines* order) {
 TEST(GatherTest, GatherReturnsResultsInInputOrder) {
   Runtime rt({.workers = 1});
   Lines order;
-  EXPECT_EQ(BlockOnWithin(rt, GatherReversed(&order)), (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(BlockOnWithin(rt, GatherReversed(&order)),
+            (std::vector<int>{0, 1, 2, 3}));
   // They finished in the reverse order.
   EXPECT_EQ(order.Get(), (std::vector<std::string>{"3", "2", "1", "0"}));
 }
@@ -127,7 +130,8 @@ Task<std::string> GatherWithFailure(const Gate* gate, Tracker* t) {
   } catch (const std::runtime_error& e) {
     what = e.what();
   }
-  EXPECT_EQ(t->normal.load() + t->cancelled.load(), 0) << "siblings ended before the exception";
+  EXPECT_EQ(t->normal.load() + t->cancelled.load(), 0)
+      << "siblings ended before the exception";
   co_return what;
 }
 
@@ -137,7 +141,8 @@ TEST(GatherTest, GatherPropagatesFirstExceptionImmediately) {
   Tracker t;
   EXPECT_EQ(BlockOnWithin(rt, GatherWithFailure(&gate, &t)), "boom");
   gate.Open();
-  EXPECT_TRUE(WaitUntil([&] { return t.normal.load() + t.cancelled.load() == 2; }));
+  EXPECT_TRUE(
+      WaitUntil([&] { return t.normal.load() + t.cancelled.load() == 2; }));
 }
 
 TEST(GatherTest, GatherDoesNotCancelSiblingsWhenOneRaises) {
@@ -146,7 +151,8 @@ TEST(GatherTest, GatherDoesNotCancelSiblingsWhenOneRaises) {
   Tracker t;
   EXPECT_EQ(BlockOnWithin(rt, GatherWithFailure(&gate, &t)), "boom");
   gate.Open();  // the siblings were detached, not cancelled: they run on
-  EXPECT_TRUE(WaitUntil([&] { return t.normal.load() + t.cancelled.load() == 2; }));
+  EXPECT_TRUE(
+      WaitUntil([&] { return t.normal.load() + t.cancelled.load() == 2; }));
   EXPECT_EQ(t.normal.load(), 2);
   EXPECT_EQ(t.cancelled.load(), 0);
   EXPECT_TRUE(WaitUntil([&] { return rt.TasksAlive() == 0; }));
@@ -171,7 +177,8 @@ TEST(GatherTest, GatherReturnExceptionsReturnsThemInPlace) {
   ASSERT_TRUE(r[0].ok());
   EXPECT_EQ(r[0].value(), 1);
   ASSERT_FALSE(r[1].ok());
-  EXPECT_FALSE(r[1].cancelled());  // a failure, distinguishable from a cancellation
+  EXPECT_FALSE(
+      r[1].cancelled());  // a failure, distinguishable from a cancellation
   EXPECT_TRUE(Is<std::runtime_error>(r[1].error()));
   EXPECT_EQ(WhatOf(r[1].error()), "bad");
   ASSERT_FALSE(r[2].ok());
@@ -215,11 +222,13 @@ TEST(GatherTest, GatherCancelledChildCountsAsCancelledError) {
   EXPECT_EQ(t.cancelled.load(), 1);
 }
 
-Task<int> GatherOfGated(const Gate* gate, Tracker* t, int n, bool return_exceptions) {
+Task<int> GatherOfGated(const Gate* gate, Tracker* t, int n,
+                        bool return_exceptions) {
   std::vector<JoinHandle<int>> hs;
   for (int i = 0; i < n; ++i) hs.push_back(Spawn(Gated(i, gate, t)));
   if (return_exceptions) {
-    co_return static_cast<int>((co_await Gather(std::move(hs), kReturnExceptions)).size());
+    co_return static_cast<int>(
+        (co_await Gather(std::move(hs), kReturnExceptions)).size());
   }
   co_return static_cast<int>((co_await Gather(std::move(hs))).size());
 }
@@ -228,7 +237,8 @@ void ExpectGatherCancelCancelsChildren(bool return_exceptions) {
   Runtime rt({.workers = 2});
   Gate gate;  // never opened
   Tracker t;
-  JoinHandle<int> outer = rt.Spawn(GatherOfGated(&gate, &t, 3, return_exceptions));
+  JoinHandle<int> outer =
+      rt.Spawn(GatherOfGated(&gate, &t, 3, return_exceptions));
   ASSERT_TRUE(WaitUntil([&] { return t.started.load() == 3; }));
   ASSERT_TRUE(outer.Cancel("stop all"));
   Outcome<int> out = SettleFromOutside(rt, &outer);
@@ -240,7 +250,9 @@ void ExpectGatherCancelCancelsChildren(bool return_exceptions) {
   EXPECT_TRUE(outer.Cancelled());
 }
 
-TEST(GatherTest, GatherCancelledCancelsChildren) { ExpectGatherCancelCancelsChildren(false); }
+TEST(GatherTest, GatherCancelledCancelsChildren) {
+  ExpectGatherCancelCancelsChildren(false);
+}
 
 TEST(GatherTest, GatherWithReturnExceptionsCancelledCancelsChildren) {
   ExpectGatherCancelCancelsChildren(true);
@@ -274,7 +286,8 @@ TEST(GatherTest, GatherCancelledRaisesEvenIfAChildSuppresses) {
   EXPECT_EQ(t.cancelled.load(), 1);
 }
 
-// --- wait ----------------------------------------------------------------------------
+// --- wait
+// ----------------------------------------------------------------------------
 
 Task<WaitResult> WaitFirstCompleted(Gate* gate, Tracker* t) {
   std::vector<JoinHandle<int>> hs;
@@ -382,7 +395,8 @@ TEST(WaitTest, WaitFirstExceptionDoesNotCountCancellation) {
   EXPECT_TRUE(r.pending.empty());
 }
 
-Task<WaitResult> WaitAllOf(ReturnWhen when, bool with_failure_and_cancel, Tracker* t) {
+Task<WaitResult> WaitAllOf(ReturnWhen when, bool with_failure_and_cancel,
+                           Tracker* t) {
   std::vector<JoinHandle<int>> hs;
   hs.reserve(4);
   hs.push_back(Spawn(AfterYields(0, 5, nullptr)));
@@ -403,7 +417,8 @@ Task<WaitResult> WaitAllOf(ReturnWhen when, bool with_failure_and_cancel, Tracke
 TEST(WaitTest, WaitFirstExceptionWithoutExceptionsWaitsForAll) {
   Runtime rt({.workers = 2});
   Tracker t;
-  WaitResult r = BlockOnWithin(rt, WaitAllOf(ReturnWhen::kFirstException, false, &t));
+  WaitResult r =
+      BlockOnWithin(rt, WaitAllOf(ReturnWhen::kFirstException, false, &t));
   EXPECT_EQ(r.done, (Indices{0, 1, 2}));
   EXPECT_TRUE(r.pending.empty());
 }
@@ -411,7 +426,8 @@ TEST(WaitTest, WaitFirstExceptionWithoutExceptionsWaitsForAll) {
 TEST(WaitTest, WaitAllCompletedWaitsForAll) {
   Runtime rt({.workers = 2});
   Tracker t;
-  WaitResult r = BlockOnWithin(rt, WaitAllOf(ReturnWhen::kAllCompleted, true, &t));
+  WaitResult r =
+      BlockOnWithin(rt, WaitAllOf(ReturnWhen::kAllCompleted, true, &t));
   EXPECT_EQ(r.done, (Indices{0, 1, 2, 3}));
   EXPECT_TRUE(r.pending.empty());
 }
@@ -421,8 +437,10 @@ Task<std::vector<WaitResult>> WaitWithTimeouts(Gate* gate, Tracker* t) {
   for (int i = 0; i < 3; ++i) hs.push_back(Spawn(Gated(i, gate, t)));
   std::vector<WaitResult> rs;
   for (ReturnWhen when :
-       {ReturnWhen::kFirstCompleted, ReturnWhen::kFirstException, ReturnWhen::kAllCompleted}) {
-    rs.push_back(co_await Wait(hs, when, std::chrono::milliseconds(500)));  // 5 ms at 0.01
+       {ReturnWhen::kFirstCompleted, ReturnWhen::kFirstException,
+        ReturnWhen::kAllCompleted}) {
+    rs.push_back(co_await Wait(
+        hs, when, std::chrono::milliseconds(500)));  // 5 ms at 0.01
   }
   EXPECT_EQ(t->cancelled.load(), 0);
   gate->Open();
@@ -446,14 +464,16 @@ TEST(WaitTest, WaitTimeoutNeverRaisesAndNeverCancels) {
   EXPECT_EQ(t.cancelled.load(), 0);
 }
 
-// --- wait_for ------------------------------------------------------------------------
+// --- wait_for
+// ------------------------------------------------------------------------
 
 Task<int> SleepThen(std::chrono::milliseconds d, int v) {
   co_await Sleep(d);
   co_return v;
 }
 
-Task<int> WaitForSleeper(std::chrono::milliseconds sleep, std::optional<std::chrono::nanoseconds> timeout) {
+Task<int> WaitForSleeper(std::chrono::milliseconds sleep,
+                         std::optional<std::chrono::nanoseconds> timeout) {
   JoinHandle<int> h = Spawn(SleepThen(sleep, 3));
   co_return co_await WaitFor(h, timeout);
 }
@@ -490,7 +510,8 @@ Task<std::string> WaitForTimesOut(Lines* lines) {
     co_await WaitFor(h, std::chrono::milliseconds(5));
   } catch (const TimeoutError&) {
     lines->Add("TimeoutError");
-    what = h.IsFinished() && h.Cancelled() ? "child cancelled and finished" : "child still running";
+    what = h.IsFinished() && h.Cancelled() ? "child cancelled and finished"
+                                           : "child still running";
   }
   co_return what;
 }
@@ -498,8 +519,10 @@ Task<std::string> WaitForTimesOut(Lines* lines) {
 TEST(WaitForTest, WaitForTimeoutCancelsAndWaits) {
   Runtime rt({.workers = 2});
   Lines lines;
-  EXPECT_EQ(BlockOnWithin(rt, WaitForTimesOut(&lines)), "child cancelled and finished");
-  EXPECT_EQ(lines.Get(), (std::vector<std::string>{"child cleaned up", "TimeoutError"}));
+  EXPECT_EQ(BlockOnWithin(rt, WaitForTimesOut(&lines)),
+            "child cancelled and finished");
+  EXPECT_EQ(lines.Get(),
+            (std::vector<std::string>{"child cleaned up", "TimeoutError"}));
 }
 
 Task<int> WaitForSuppressor(Tracker* t) {
@@ -546,7 +569,8 @@ TEST(WaitForTest, WaitForWaiterCancelledCancelsTask) {
   EXPECT_EQ(t.cleaned_up.load(), 1);
 }
 
-// --- as_completed --------------------------------------------------------------------
+// --- as_completed
+// --------------------------------------------------------------------
 
 Task<std::vector<int>> CompletionOrder() {
   std::vector<JoinHandle<int>> hs;
@@ -555,7 +579,8 @@ Task<std::vector<int>> CompletionOrder() {
   hs.push_back(Spawn(AfterYields(2, 4, nullptr)));
   AsCompleted ac(hs);
   std::vector<int> got;
-  while (std::optional<std::size_t> i = co_await ac.Next()) got.push_back(co_await hs[*i]);
+  while (std::optional<std::size_t> i = co_await ac.Next())
+    got.push_back(co_await hs[*i]);
   co_return got;
 }
 
@@ -593,11 +618,13 @@ TEST(AsCompletedTest, AsCompletedTimeoutRaisesAndCancelsNothing) {
   Runtime rt({.workers = 2, .time_scale = 0.01});
   Gate gate;
   Tracker t;
-  EXPECT_EQ(BlockOnWithin(rt, AsCompletedTimesOut(&gate, &t)), "1 TimeoutError");
+  EXPECT_EQ(BlockOnWithin(rt, AsCompletedTimesOut(&gate, &t)),
+            "1 TimeoutError");
   EXPECT_EQ(t.normal.load(), 2);
 }
 
-// --- TaskGroup -----------------------------------------------------------------------
+// --- TaskGroup
+// -----------------------------------------------------------------------
 
 Task<int> GroupOfSleepers(Tracker* t) {
   TaskGroup g;
@@ -618,7 +645,8 @@ TEST(TaskGroupTest, TaskGroupWaitsForAll) {
   EXPECT_EQ(BlockOnWithin(rt, GroupOfSleepers(&t)), 3);
 }
 
-Task<std::vector<std::string>> GroupWithOneFailure(const Gate* never, Tracker* t) {
+Task<std::vector<std::string>> GroupWithOneFailure(const Gate* never,
+                                                   Tracker* t) {
   TaskGroup g;
   JoinHandle<int> a = g.Spawn(Gated(0, never, t));
   JoinHandle<int> b = g.Spawn(Gated(1, never, t));
@@ -647,17 +675,21 @@ TEST(TaskGroupTest, TaskGroupFirstFailureCancelsTheRest) {
 
 // Raises once `peers` such tasks are running at the same time (a barrier in
 // running code, no suspension): no cancellation can reach any of them first.
-Task<int> FailTogether(std::string message, std::atomic<int>* arrived, int peers) {
+Task<int> FailTogether(std::string message, std::atomic<int>* arrived,
+                       int peers) {
   arrived->fetch_add(1);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (arrived->load() < peers && std::chrono::steady_clock::now() < give_up) {
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (arrived->load() < peers &&
+         std::chrono::steady_clock::now() < give_up) {
     std::this_thread::yield();
   }
   throw std::runtime_error(message);
   co_return 0;
 }
 
-Task<std::vector<std::string>> GroupWithTwoFailures(const Gate* never, Tracker* t) {
+Task<std::vector<std::string>> GroupWithTwoFailures(const Gate* never,
+                                                    Tracker* t) {
   TaskGroup g;
   std::atomic<int> arrived{0};
   g.Spawn(Gated(0, never, t)).Detach();
@@ -679,7 +711,8 @@ TEST(TaskGroupTest, TaskGroupReportsEveryFailure) {
   Tracker t;
   EXPECT_EQ(BlockOnWithin(rt, GroupWithTwoFailures(&never, &t)),
             (std::vector<std::string>{"first", "second"}));
-  EXPECT_EQ(t.cancelled.load(), t.started.load());  // the bystander was cancelled
+  EXPECT_EQ(t.cancelled.load(),
+            t.started.load());  // the bystander was cancelled
 }
 
 Task<std::vector<std::string>> GroupFailingAfterTheSameYield() {
@@ -750,7 +783,8 @@ TEST(TaskGroupTest, TaskGroupJoinCancelledCancelsChildren) {
   EXPECT_TRUE(outer.Cancelled());
 }
 
-// --- sleep -------------------------------------------------------------------------
+// --- sleep
+// -------------------------------------------------------------------------
 
 Task<void> SleepZeroLoop(std::string name, int rounds, Lines* lines) {
   for (int i = 0; i < rounds; ++i) {
@@ -783,12 +817,15 @@ Task<std::int64_t> TimedSleep(std::chrono::milliseconds d, Lines* lines) {
   Stopwatch clock;
   co_await Sleep(d);
   lines->Add(std::to_string(d.count()));
-  co_return std::chrono::duration_cast<std::chrono::microseconds>(clock.Elapsed()).count();
+  co_return std::chrono::duration_cast<std::chrono::microseconds>(
+      clock.Elapsed())
+      .count();
 }
 
 Task<std::vector<std::int64_t>> SleepsOf(Lines* lines) {
   std::vector<JoinHandle<std::int64_t>> hs;
-  for (int ms : {60, 20, 40}) hs.push_back(Spawn(TimedSleep(std::chrono::milliseconds(ms), lines)));
+  for (int ms : {60, 20, 40})
+    hs.push_back(Spawn(TimedSleep(std::chrono::milliseconds(ms), lines)));
   co_return co_await Gather(std::move(hs));
 }
 

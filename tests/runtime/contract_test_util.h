@@ -73,7 +73,8 @@ class Gate {
 // scaled by time_scale) until it holds. Cancellable like any sleep.
 inline Task<void> Until(std::function<bool()> pred) {
   while (!pred()) {
-    co_await SleepUntil(std::chrono::steady_clock::now() + std::chrono::microseconds(200));
+    co_await SleepUntil(std::chrono::steady_clock::now() +
+                        std::chrono::microseconds(200));
   }
 }
 
@@ -81,7 +82,8 @@ inline Task<void> Until(std::function<bool()> pred) {
 // task is cancelled meanwhile.
 inline Task<void> WaitGate(const Gate* gate) {
   while (!gate->IsOpen()) {
-    co_await SleepUntil(std::chrono::steady_clock::now() + std::chrono::microseconds(200));
+    co_await SleepUntil(std::chrono::steady_clock::now() +
+                        std::chrono::microseconds(200));
   }
 }
 
@@ -104,8 +106,10 @@ class Watchdog {
       : thread_([this, what = std::move(what), limit] {
           std::unique_lock<std::mutex> lock(mu_);
           if (!cv_.wait_for(lock, limit, [this] { return disarmed_; })) {
-            std::fprintf(stderr, "contract test watchdog: %s did not finish within %llds\n",
-                         what.c_str(), static_cast<long long>(limit.count()));
+            std::fprintf(
+                stderr,
+                "contract test watchdog: %s did not finish within %llds\n",
+                what.c_str(), static_cast<long long>(limit.count()));
             std::abort();
           }
         }) {}
@@ -129,7 +133,8 @@ class Watchdog {
 
 // rt.BlockOn(task), aborting with a message if it hangs.
 template <typename T>
-T BlockOnWithin(Runtime& rt, Task<T> task, std::chrono::seconds limit = kHangLimit) {
+T BlockOnWithin(Runtime& rt, Task<T> task,
+                std::chrono::seconds limit = kHangLimit) {
   Watchdog dog("BlockOn", limit);
   return rt.BlockOn(std::move(task));
 }
@@ -192,16 +197,20 @@ inline double StressScale() {
 }
 
 inline std::size_t Scaled(std::size_t n, std::size_t at_least = 1) {
-  return std::max(at_least, static_cast<std::size_t>(static_cast<double>(n) * StressScale()));
+  return std::max(at_least, static_cast<std::size_t>(static_cast<double>(n) *
+                                                     StressScale()));
 }
 
 // Elapsed real time since construction.
 class Stopwatch {
  public:
-  std::chrono::nanoseconds Elapsed() const { return std::chrono::steady_clock::now() - start_; }
+  std::chrono::nanoseconds Elapsed() const {
+    return std::chrono::steady_clock::now() - start_;
+  }
 
  private:
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point start_ =
+      std::chrono::steady_clock::now();
 };
 
 }  // namespace awaitd::runtime::contract_test

@@ -37,16 +37,20 @@ bool Intact(const Block& b) {
 }
 
 Block NewBlock(std::size_t size, unsigned char tag) {
-  Block b{static_cast<unsigned char*>(FrameAllocator::Allocate(size)), size, tag};
+  Block b{static_cast<unsigned char*>(FrameAllocator::Allocate(size)), size,
+          tag};
   Fill(b);
   return b;
 }
 
 TEST(FrameAllocatorTest, ReturnsAlignedWritableBlocksOfEverySize) {
   std::vector<Block> blocks;
-  for (std::size_t size = 1; size <= 2 * FrameAllocator::kMaxSmallSize; size += 7) {
+  for (std::size_t size = 1; size <= 2 * FrameAllocator::kMaxSmallSize;
+       size += 7) {
     Block b = NewBlock(size, static_cast<unsigned char>(size));
-    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b.p) % alignof(std::max_align_t), 0u) << size;
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b.p) % alignof(std::max_align_t),
+              0u)
+        << size;
     blocks.push_back(b);
   }
   for (const Block& b : blocks) EXPECT_TRUE(Intact(b)) << b.size;
@@ -54,7 +58,8 @@ TEST(FrameAllocatorTest, ReturnsAlignedWritableBlocksOfEverySize) {
 }
 
 TEST(FrameAllocatorTest, FreedBlockIsReusedForTheSameSizeClass) {
-  if (kAddressSanitizer) GTEST_SKIP() << "the allocator forwards to operator new under ASan";
+  if (kAddressSanitizer)
+    GTEST_SKIP() << "the allocator forwards to operator new under ASan";
   void* p = FrameAllocator::Allocate(200);
   FrameAllocator::Deallocate(p, 200);
   // 200 and 208 share the 208-byte class.
@@ -64,7 +69,8 @@ TEST(FrameAllocatorTest, FreedBlockIsReusedForTheSameSizeClass) {
 }
 
 TEST(FrameAllocatorTest, SteadyAllocateFreeCyclesDoNotGrowSlabs) {
-  if (kAddressSanitizer) GTEST_SKIP() << "the allocator forwards to operator new under ASan";
+  if (kAddressSanitizer)
+    GTEST_SKIP() << "the allocator forwards to operator new under ASan";
   std::vector<void*> ptrs(2000);
   auto cycle = [&] {
     for (auto& p : ptrs) p = FrameAllocator::Allocate(96);
@@ -118,7 +124,8 @@ TEST(FrameAllocatorTest, BlocksFreedOnAnotherThreadAreReusable) {
   const std::size_t n = 10'000;  // enough to push several batches to the depot
   std::vector<Block> blocks;
   std::thread producer([&] {
-    for (std::size_t i = 0; i < n; ++i) blocks.push_back(NewBlock(128, static_cast<unsigned char>(i)));
+    for (std::size_t i = 0; i < n; ++i)
+      blocks.push_back(NewBlock(128, static_cast<unsigned char>(i)));
   });
   producer.join();
   std::thread consumer([&] {
@@ -131,7 +138,8 @@ TEST(FrameAllocatorTest, BlocksFreedOnAnotherThreadAreReusable) {
   const std::uint64_t slabs_before = FrameAllocator::GetStats().slab_bytes;
   std::vector<Block> again;
   std::thread third([&] {
-    for (std::size_t i = 0; i < n / 2; ++i) again.push_back(NewBlock(128, 0x5a));
+    for (std::size_t i = 0; i < n / 2; ++i)
+      again.push_back(NewBlock(128, 0x5a));
   });
   third.join();
   for (const Block& b : again) EXPECT_TRUE(Intact(b));
@@ -144,7 +152,8 @@ TEST(FrameAllocatorTest, BlocksFreedOnAnotherThreadAreReusable) {
 
 // Producers allocate and fill, consumers on other threads check and free, so
 // blocks migrate between thread caches through the depot all the time.
-TEST(FrameAllocatorStressTest, ConcurrentCrossThreadAllocateAndFreeKeepsBlocksIntact) {
+TEST(FrameAllocatorStressTest,
+     ConcurrentCrossThreadAllocateAndFreeKeepsBlocksIntact) {
   constexpr int kPairs = 2;
   const std::size_t per_producer = Scaled(400'000, 20'000);
   std::atomic<int> corrupt{0};
@@ -161,7 +170,8 @@ TEST(FrameAllocatorStressTest, ConcurrentCrossThreadAllocateAndFreeKeepsBlocksIn
       std::vector<Block> batch;
       for (std::size_t i = 0; i < per_producer; ++i) {
         rng = Mix(rng);
-        batch.push_back(NewBlock(1 + rng % 600, static_cast<unsigned char>(rng >> 50)));
+        batch.push_back(
+            NewBlock(1 + rng % 600, static_cast<unsigned char>(rng >> 50)));
         // Also free a few locally.
         if (rng % 5 == 0) {
           Block b = batch.back();
@@ -171,12 +181,14 @@ TEST(FrameAllocatorStressTest, ConcurrentCrossThreadAllocateAndFreeKeepsBlocksIn
         }
         if (batch.size() >= 256) {
           std::lock_guard lock(channels[k].mu);
-          channels[k].blocks.insert(channels[k].blocks.end(), batch.begin(), batch.end());
+          channels[k].blocks.insert(channels[k].blocks.end(), batch.begin(),
+                                    batch.end());
           batch.clear();
         }
       }
       std::lock_guard lock(channels[k].mu);
-      channels[k].blocks.insert(channels[k].blocks.end(), batch.begin(), batch.end());
+      channels[k].blocks.insert(channels[k].blocks.end(), batch.begin(),
+                                batch.end());
       channels[k].done = true;
     });
     threads.emplace_back([&, k] {

@@ -33,12 +33,15 @@ Task<std::size_t> ServeOne(tcp::acceptor* acceptor) {
   std::array<char, 4096> buf;
   std::size_t echoed = 0;
   for (;;) {
-    auto [rec, n] = co_await AwaitAsio<error_code, std::size_t>(
-        [&](auto h) { sock.async_read_some(boost::asio::buffer(buf), std::move(h)); });
+    auto [rec, n] = co_await AwaitAsio<error_code, std::size_t>([&](auto h) {
+      sock.async_read_some(boost::asio::buffer(buf), std::move(h));
+    });
     if (rec == boost::asio::error::eof) break;
     if (rec) throw boost::system::system_error(rec, "server read");
-    auto [wec, w] = co_await AwaitAsio<error_code, std::size_t>(
-        [&](auto h) { boost::asio::async_write(sock, boost::asio::buffer(buf.data(), n), std::move(h)); });
+    auto [wec, w] = co_await AwaitAsio<error_code, std::size_t>([&](auto h) {
+      boost::asio::async_write(sock, boost::asio::buffer(buf.data(), n),
+                               std::move(h));
+    });
     if (wec) throw boost::system::system_error(wec, "server write");
     echoed += w;
   }
@@ -48,18 +51,23 @@ Task<std::size_t> ServeOne(tcp::acceptor* acceptor) {
 Task<std::string> Client(std::uint16_t port, std::string message) {
   tcp::socket sock(CurrentIoContext());
   auto [cec] = co_await AwaitAsio<error_code>([&](auto h) {
-    sock.async_connect(tcp::endpoint(boost::asio::ip::address_v4::loopback(), port), std::move(h));
+    sock.async_connect(
+        tcp::endpoint(boost::asio::ip::address_v4::loopback(), port),
+        std::move(h));
   });
   if (cec) throw boost::system::system_error(cec, "connect");
-  auto [wec, written] = co_await AwaitAsio<error_code, std::size_t>(
-      [&](auto h) { boost::asio::async_write(sock, boost::asio::buffer(message), std::move(h)); });
+  auto [wec,
+        written] = co_await AwaitAsio<error_code, std::size_t>([&](auto h) {
+    boost::asio::async_write(sock, boost::asio::buffer(message), std::move(h));
+  });
   if (wec) throw boost::system::system_error(wec, "client write");
   if (written != message.size()) throw std::runtime_error("short write");
   std::string got;
   std::array<char, 8192> buf;
   while (got.size() < message.size()) {
-    auto [rec, n] = co_await AwaitAsio<error_code, std::size_t>(
-        [&](auto h) { sock.async_read_some(boost::asio::buffer(buf), std::move(h)); });
+    auto [rec, n] = co_await AwaitAsio<error_code, std::size_t>([&](auto h) {
+      sock.async_read_some(boost::asio::buffer(buf), std::move(h));
+    });
     if (rec) throw boost::system::system_error(rec, "client read");
     got.append(buf.data(), n);
   }
@@ -69,12 +77,15 @@ Task<std::string> Client(std::uint16_t port, std::string message) {
 
 std::string Pattern(std::size_t n, int seed) {
   std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + seed) % 26);
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>('a' + (i * 7 + seed) % 26);
   return s;
 }
 
 Task<bool> EchoSession(int clients, std::size_t bytes) {
-  tcp::acceptor acceptor(CurrentIoContext(), tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+  tcp::acceptor acceptor(
+      CurrentIoContext(),
+      tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
   const std::uint16_t port = acceptor.local_endpoint().port();
   std::vector<JoinHandle<std::size_t>> servers;
   std::vector<JoinHandle<std::string>> peers;
@@ -89,25 +100,27 @@ Task<bool> EchoSession(int clients, std::size_t bytes) {
     ok = ok && got == Pattern(bytes, c);
   }
   for (auto& s : servers) total_echoed += co_await s;
-  co_return ok && total_echoed == bytes * clients;
+  co_return ok&& total_echoed == bytes* clients;
 }
 
 TEST(IoTest, TcpEchoOverLoopback) {
   Watchdog wd(60s);
   Runtime rt({.workers = 2});
-  EXPECT_TRUE(testing::BlockOnWithin(rt, EchoSession(1, 100'000), 30'000ms, false));
+  EXPECT_TRUE(
+      testing::BlockOnWithin(rt, EchoSession(1, 100'000), 30'000ms, false));
 }
 
 TEST(IoTest, ConcurrentTcpEchoSessions) {
   Watchdog wd(120s);
   Runtime rt({.workers = 2});
-  EXPECT_TRUE(testing::BlockOnWithin(rt, EchoSession(8, 64 * 1024), 60'000ms, false));
+  EXPECT_TRUE(
+      testing::BlockOnWithin(rt, EchoSession(8, 64 * 1024), 60'000ms, false));
 }
-
 
 // A task blocked in an accept that never comes; `io` is the io_context the
 // acceptor belongs to (where the cancellation must be emitted).
-Task<int> AcceptForever(tcp::acceptor* a, boost::asio::io_context* io, std::atomic<bool>* waiting) {
+Task<int> AcceptForever(tcp::acceptor* a, boost::asio::io_context* io,
+                        std::atomic<bool>* waiting) {
   waiting->store(true);
   auto [ec, sock] = co_await AwaitAsio<error_code, tcp::socket>(
       [a](auto h) { a->async_accept(std::move(h)); }, io);
@@ -116,7 +129,8 @@ Task<int> AcceptForever(tcp::acceptor* a, boost::asio::io_context* io, std::atom
 
 Task<bool> CancelPendingAccept(std::string* message) {
   boost::asio::io_context* io = &CurrentIoContext();
-  tcp::acceptor acceptor(*io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+  tcp::acceptor acceptor(
+      *io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
   std::atomic<bool> waiting{false};
   JoinHandle<int> h = Spawn(AcceptForever(&acceptor, io, &waiting));
   while (!waiting.load()) co_await Yield();
@@ -131,7 +145,7 @@ Task<bool> CancelPendingAccept(std::string* message) {
   }
   // The acceptor still works after the cancelled operation.
   EXPECT_TRUE(acceptor.is_open());
-  co_return raised && h.Cancelled();
+  co_return raised&& h.Cancelled();
 }
 
 TEST(IoTest, CancelInterruptsAPendingAcceptThroughItsCancellationSlot) {

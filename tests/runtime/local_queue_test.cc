@@ -21,9 +21,12 @@ using ::awaitd::runtime::testing::Scaled;
 class FakeTasks {
  public:
   explicit FakeTasks(std::size_t n) : storage_(n) {}
-  TaskHeader* at(std::size_t i) { return reinterpret_cast<TaskHeader*>(&storage_[i]); }
+  TaskHeader* at(std::size_t i) {
+    return reinterpret_cast<TaskHeader*>(&storage_[i]);
+  }
   std::size_t index(TaskHeader* t) const {
-    return static_cast<std::size_t>(reinterpret_cast<const Slot*>(t) - storage_.data());
+    return static_cast<std::size_t>(reinterpret_cast<const Slot*>(t) -
+                                    storage_.data());
   }
   std::size_t size() const { return storage_.size(); }
 
@@ -56,15 +59,19 @@ auto Collect(Spill* spill) {
 }
 
 auto NoOverflow() {
-  return [](TaskHeader*, TaskHeader*, std::uint32_t) { ADD_FAILURE() << "unexpected overflow"; };
+  return [](TaskHeader*, TaskHeader*, std::uint32_t) {
+    ADD_FAILURE() << "unexpected overflow";
+  };
 }
 
 TEST(LocalQueueTest, PopsInPushOrder) {
   FakeTasks tasks(100);
   LocalQueue q;
-  for (std::size_t i = 0; i < tasks.size(); ++i) EXPECT_FALSE(q.PushBack(tasks.at(i), NoOverflow()));
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    EXPECT_FALSE(q.PushBack(tasks.at(i), NoOverflow()));
   EXPECT_EQ(q.Len(), 100u);
-  for (std::size_t i = 0; i < tasks.size(); ++i) EXPECT_EQ(q.Pop(), tasks.at(i));
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    EXPECT_EQ(q.Pop(), tasks.at(i));
   EXPECT_EQ(q.Pop(), nullptr);
   EXPECT_TRUE(q.IsEmpty());
 }
@@ -91,7 +98,8 @@ TEST(LocalQueueTest, InterleavedPushAndPopKeepFifoAcrossWrapAround) {
 TEST(LocalQueueTest, HoldsCapacityTasksWithoutOverflow) {
   FakeTasks tasks(LocalQueue::kCapacity);
   LocalQueue q;
-  for (std::size_t i = 0; i < tasks.size(); ++i) EXPECT_FALSE(q.PushBack(tasks.at(i), NoOverflow()));
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    EXPECT_FALSE(q.PushBack(tasks.at(i), NoOverflow()));
   EXPECT_EQ(q.Len(), LocalQueue::kCapacity);
   EXPECT_EQ(q.RemainingSlots(), 0u);
 }
@@ -100,17 +108,20 @@ TEST(LocalQueueTest, OverflowMovesOlderHalfPlusNewTaskInOrder) {
   FakeTasks tasks(LocalQueue::kCapacity + 1);
   LocalQueue q;
   Spill spill;
-  for (std::size_t i = 0; i < LocalQueue::kCapacity; ++i) q.PushBack(tasks.at(i), Collect(&spill));
+  for (std::size_t i = 0; i < LocalQueue::kCapacity; ++i)
+    q.PushBack(tasks.at(i), Collect(&spill));
   ASSERT_EQ(spill.calls, 0);
   EXPECT_TRUE(q.PushBack(tasks.at(LocalQueue::kCapacity), Collect(&spill)));
   ASSERT_EQ(spill.calls, 1);
   EXPECT_EQ(spill.last_count, LocalQueue::kCapacity / 2 + 1);
   ASSERT_EQ(spill.tasks.size(), LocalQueue::kCapacity / 2 + 1);
-  for (std::size_t i = 0; i < LocalQueue::kCapacity / 2; ++i) EXPECT_EQ(spill.tasks[i], tasks.at(i));
+  for (std::size_t i = 0; i < LocalQueue::kCapacity / 2; ++i)
+    EXPECT_EQ(spill.tasks[i], tasks.at(i));
   EXPECT_EQ(spill.tasks.back(), tasks.at(LocalQueue::kCapacity));
   // The newer half stays, in order.
   EXPECT_EQ(q.Len(), LocalQueue::kCapacity / 2);
-  for (std::size_t i = LocalQueue::kCapacity / 2; i < LocalQueue::kCapacity; ++i) {
+  for (std::size_t i = LocalQueue::kCapacity / 2; i < LocalQueue::kCapacity;
+       ++i) {
     EXPECT_EQ(q.Pop(), tasks.at(i));
   }
   EXPECT_EQ(q.Pop(), nullptr);
@@ -120,7 +131,8 @@ TEST(LocalQueueTest, RepeatedOverflowLosesNothing) {
   FakeTasks tasks(5000);
   LocalQueue q;
   Spill spill;
-  for (std::size_t i = 0; i < tasks.size(); ++i) q.PushBack(tasks.at(i), Collect(&spill));
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    q.PushBack(tasks.at(i), Collect(&spill));
   std::vector<TaskHeader*> all = spill.tasks;
   while (TaskHeader* t = q.Pop()) all.push_back(t);
   ASSERT_EQ(all.size(), tasks.size());
@@ -132,7 +144,8 @@ TEST(LocalQueueTest, StealTakesHalfRoundedUpAndReturnsOne) {
   FakeTasks tasks(11);
   LocalQueue victim;
   LocalQueue thief;
-  for (std::size_t i = 0; i < tasks.size(); ++i) victim.PushBack(tasks.at(i), NoOverflow());
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    victim.PushBack(tasks.at(i), NoOverflow());
   std::uint32_t stolen = 0;
   TaskHeader* got = victim.StealInto(thief, &stolen);
   ASSERT_NE(got, nullptr);
@@ -153,7 +166,8 @@ TEST(LocalQueueTest, StealTakesHalfRoundedUpAndReturnsOne) {
     seen.insert(i);
   }
   EXPECT_EQ(seen, (std::set<std::size_t>{0, 1, 2, 3, 4, 5}));
-  for (std::size_t i = 6; i < tasks.size(); ++i) EXPECT_EQ(victim.Pop(), tasks.at(i));
+  for (std::size_t i = 6; i < tasks.size(); ++i)
+    EXPECT_EQ(victim.Pop(), tasks.at(i));
   EXPECT_EQ(victim.Pop(), nullptr);
 }
 
@@ -181,7 +195,8 @@ TEST(LocalQueueTest, StealRefusesWhenThiefQueueHasNoRoomForHalf) {
   FakeTasks tasks(LocalQueue::kCapacity + 10);
   LocalQueue victim;
   LocalQueue thief;
-  for (std::size_t i = 0; i < 10; ++i) victim.PushBack(tasks.at(i), NoOverflow());
+  for (std::size_t i = 0; i < 10; ++i)
+    victim.PushBack(tasks.at(i), NoOverflow());
   for (std::size_t i = 10; i < 10 + LocalQueue::kCapacity / 2 + 1; ++i) {
     thief.PushBack(tasks.at(i), NoOverflow());
   }
@@ -194,7 +209,8 @@ TEST(LocalQueueTest, StealOfFullQueueMovesHalf) {
   FakeTasks tasks(LocalQueue::kCapacity);
   LocalQueue victim;
   LocalQueue thief;
-  for (std::size_t i = 0; i < tasks.size(); ++i) victim.PushBack(tasks.at(i), NoOverflow());
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    victim.PushBack(tasks.at(i), NoOverflow());
   std::uint32_t stolen = 0;
   ASSERT_NE(victim.StealInto(thief, &stolen), nullptr);
   EXPECT_EQ(stolen, LocalQueue::kCapacity / 2);
@@ -210,7 +226,9 @@ void RunStealRace(int thieves) {
   FakeTasks tasks(Scaled(300'000, 20'000));
   std::vector<std::atomic<int>> seen(tasks.size());
   for (auto& s : seen) s.store(0, std::memory_order_relaxed);
-  auto mark = [&](TaskHeader* t) { seen[tasks.index(t)].fetch_add(1, std::memory_order_relaxed); };
+  auto mark = [&](TaskHeader* t) {
+    seen[tasks.index(t)].fetch_add(1, std::memory_order_relaxed);
+  };
 
   LocalQueue owner_queue;
   std::atomic<bool> done{false};
@@ -236,7 +254,8 @@ void RunStealRace(int thieves) {
     });
   }
   std::uint64_t overflowed = 0;
-  auto overflow = [&](TaskHeader* first, TaskHeader* last, std::uint32_t count) {
+  auto overflow = [&](TaskHeader* first, TaskHeader* last,
+                      std::uint32_t count) {
     std::uint32_t n = 0;
     for (TaskHeader* t = first;; t = t->queue_next_) {
       mark(t);
@@ -273,9 +292,15 @@ void RunStealRace(int thieves) {
   ::testing::Test::RecordProperty("overflowed", static_cast<int>(overflowed));
 }
 
-TEST(LocalQueueStressTest, OneThiefSeesEveryTaskExactlyOnce) { RunStealRace(1); }
-TEST(LocalQueueStressTest, TwoThievesSeeEveryTaskExactlyOnce) { RunStealRace(2); }
-TEST(LocalQueueStressTest, ThreeThievesSeeEveryTaskExactlyOnce) { RunStealRace(3); }
+TEST(LocalQueueStressTest, OneThiefSeesEveryTaskExactlyOnce) {
+  RunStealRace(1);
+}
+TEST(LocalQueueStressTest, TwoThievesSeeEveryTaskExactlyOnce) {
+  RunStealRace(2);
+}
+TEST(LocalQueueStressTest, ThreeThievesSeeEveryTaskExactlyOnce) {
+  RunStealRace(3);
+}
 
 }  // namespace
 }  // namespace awaitd::runtime::internal

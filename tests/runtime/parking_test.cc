@@ -43,7 +43,8 @@ void SpawnIntoIdleRuntime(std::uint32_t workers) {
     rt.Spawn(Fulfil(static_cast<int>(i), &p)).Detach();
     if (f.wait_for(5s) != std::future_status::ready) {
       ++lost;
-      ADD_FAILURE() << "spawned task " << i << " did not run within 5s (lost wake-up)";
+      ADD_FAILURE() << "spawned task " << i
+                    << " did not run within 5s (lost wake-up)";
       // The promise lives on this stack: do not leave the loop while the
       // task could still run.
       rt.Shutdown();
@@ -54,16 +55,23 @@ void SpawnIntoIdleRuntime(std::uint32_t workers) {
   EXPECT_EQ(lost, 0u);
 }
 
-TEST(ParkingTest, NoLostWakeUpSpawningIntoIdleSingleWorker) { SpawnIntoIdleRuntime(1); }
-TEST(ParkingTest, NoLostWakeUpSpawningIntoIdleTwoWorkers) { SpawnIntoIdleRuntime(2); }
-TEST(ParkingTest, NoLostWakeUpSpawningIntoIdleFourWorkers) { SpawnIntoIdleRuntime(4); }
+TEST(ParkingTest, NoLostWakeUpSpawningIntoIdleSingleWorker) {
+  SpawnIntoIdleRuntime(1);
+}
+TEST(ParkingTest, NoLostWakeUpSpawningIntoIdleTwoWorkers) {
+  SpawnIntoIdleRuntime(2);
+}
+TEST(ParkingTest, NoLostWakeUpSpawningIntoIdleFourWorkers) {
+  SpawnIntoIdleRuntime(4);
+}
 
 TEST(ParkingTest, BlockOnInALoopAlwaysReturns) {
   Watchdog wd(300s);
   Runtime rt({.workers = 2});
   const std::size_t n = Scaled(20'000, 1'000);
   for (std::size_t i = 0; i < n; ++i) {
-    const int v = testing::BlockOnWithin(rt, Echo(static_cast<int>(i)), 5000ms, -1);
+    const int v =
+        testing::BlockOnWithin(rt, Echo(static_cast<int>(i)), 5000ms, -1);
     ASSERT_EQ(v, static_cast<int>(i));
   }
 }
@@ -81,7 +89,8 @@ class Mailbox {
   // Waits for a handler; returns null on timeout.
   std::function<void(int)> Take(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return handler_ != nullptr; })) return nullptr;
+    if (!cv_.wait_for(lock, timeout, [&] { return handler_ != nullptr; }))
+      return nullptr;
     return std::exchange(handler_, nullptr);
   }
 
@@ -110,7 +119,8 @@ TEST(ParkingTest, PingPongBetweenOutsideThreadAndTaskNeverStalls) {
   Mailbox box;
   auto result = std::make_shared<std::promise<long>>();
   std::future<long> f = result->get_future();
-  rt.Spawn(testing::internal_util::FulfilWith(PingPong(rounds, &box), result)).Detach();
+  rt.Spawn(testing::internal_util::FulfilWith(PingPong(rounds, &box), result))
+      .Detach();
   for (int i = 0; i < rounds; ++i) {
     std::function<void(int)> h = box.Take(5000ms);
     if (!h) {
@@ -133,7 +143,8 @@ TEST(ParkingTest, IdleWorkersParkAndStopAccruingBusyTime) {
   Runtime rt({.workers = 2});
   rt.BlockOn(BusyWork(1000));
   // Every worker eventually parks.
-  ASSERT_TRUE(testing::WaitFor([&] { return rt.Metrics().unparked_workers == 0; }));
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return rt.Metrics().unparked_workers == 0; }));
   const RuntimeMetrics before = rt.Metrics();
   std::this_thread::sleep_for(300ms);  // idle period being measured
   const RuntimeMetrics after = rt.Metrics();

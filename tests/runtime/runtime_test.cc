@@ -11,7 +11,7 @@
 namespace awaitd::runtime {
 namespace {
 
-Task<int> Square(int x) { co_return x * x; }
+Task<int> Square(int x) { co_return x* x; }
 
 Task<int> SumOfSquares(int n) {
   std::vector<JoinHandle<int>> hs;

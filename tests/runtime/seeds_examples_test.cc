@@ -52,11 +52,13 @@ RuntimeOptions OneLoop() { return {.workers = 1, .time_scale = kScale}; }
 Task<long> Factorial(std::string name, int number, Lines* out) {
   long f = 1;
   for (int i = 2; i <= number; ++i) {
-    out->Add("Task " + name + ": Compute factorial(" + std::to_string(i) + ")...");
+    out->Add("Task " + name + ": Compute factorial(" + std::to_string(i) +
+             ")...");
     co_await Sleep(1s);
     f *= i;
   }
-  out->Add("Task " + name + ": factorial(" + std::to_string(number) + ") = " + std::to_string(f));
+  out->Add("Task " + name + ": factorial(" + std::to_string(number) +
+           ") = " + std::to_string(f));
   co_return f;
 }
 
@@ -67,12 +69,14 @@ TEST(SeedsExamplesTest, FactorialRunsItsStepsInSequence) {
   EXPECT_EQ(BlockOnWithin(rt, Factorial("A", 4, &out)), 24);
   EXPECT_EQ(out.Get(), (Strings{"Task A: Compute factorial(2)...",
                                 "Task A: Compute factorial(3)...",
-                                "Task A: Compute factorial(4)...", "Task A: factorial(4) = 24"}));
+                                "Task A: Compute factorial(4)...",
+                                "Task A: factorial(4) = 24"}));
   EXPECT_GE(VirtualSeconds(clock), 3.0);
 }
 
 // await asyncio.gather(factorial("A", 2), factorial("B", 3), factorial("C", 4))
-Task<std::vector<long>> GatherFactorials(std::vector<std::pair<std::string, int>> jobs, Lines* out) {
+Task<std::vector<long>> GatherFactorials(
+    std::vector<std::pair<std::string, int>> jobs, Lines* out) {
   std::vector<JoinHandle<long>> hs;
   for (auto& [name, n] : jobs) hs.push_back(Spawn(Factorial(name, n, out)));
   co_return co_await Gather(std::move(hs));
@@ -81,7 +85,8 @@ Task<std::vector<long>> GatherFactorials(std::vector<std::pair<std::string, int>
 TEST(SeedsExamplesTest, FactorialGatherInterleavesStepsAndKeepsInputOrder) {
   Runtime rt(OneLoop());
   Lines out;
-  std::vector<long> results = BlockOnWithin(rt, GatherFactorials({{"A", 2}, {"B", 3}, {"C", 4}}, &out));
+  std::vector<long> results =
+      BlockOnWithin(rt, GatherFactorials({{"A", 2}, {"B", 3}, {"C", 4}}, &out));
   EXPECT_EQ(results, (std::vector<long>{2, 6, 24}));
   // The "Expected output" of the notes.
   EXPECT_EQ(out.Get(), (Strings{
@@ -101,7 +106,8 @@ TEST(SeedsExamplesTest, FactorialGatherResultsComeInRequestOrder) {
   Runtime rt(OneLoop());
   Lines out;
   // "в примере результат всегда будет [24, 6, 2]": C finishes first, A last.
-  std::vector<long> results = BlockOnWithin(rt, GatherFactorials({{"A", 4}, {"B", 3}, {"C", 2}}, &out));
+  std::vector<long> results =
+      BlockOnWithin(rt, GatherFactorials({{"A", 4}, {"B", 3}, {"C", 2}}, &out));
   EXPECT_EQ(results, (std::vector<long>{24, 6, 2}));
   EXPECT_EQ(out.Get(), (Strings{
                            "Task A: Compute factorial(2)...",
@@ -120,8 +126,10 @@ TEST(SeedsExamplesTest, FactorialGatherResultsComeInRequestOrder) {
 //     await asyncio.sleep(delay)
 //     print(what)
 Task<void> SayAfter(std::chrono::seconds delay, std::string what, Lines* out,
-                    std::atomic<double>* sleep_started_at, const Stopwatch* clock) {
-  if (sleep_started_at != nullptr) sleep_started_at->store(VirtualSeconds(*clock));
+                    std::atomic<double>* sleep_started_at,
+                    const Stopwatch* clock) {
+  if (sleep_started_at != nullptr)
+    sleep_started_at->store(VirtualSeconds(*clock));
   co_await Sleep(delay);
   out->Add(what);
 }
@@ -149,12 +157,13 @@ struct SayTimes {
   double finished = -1;
 };
 
-// task1 = create_task(say_after(1, 'hello,')); task2 = create_task(say_after(2, 'world'))
-// print("started at"); await task1; await task2; print("finished at")
+// task1 = create_task(say_after(1, 'hello,')); task2 = create_task(say_after(2,
+// 'world')) print("started at"); await task1; await task2; print("finished at")
 Task<void> SayWithCreateTask(Lines* out, SayTimes* times) {
   Stopwatch clock;
   JoinHandle<void> task1 = Spawn(SayAfter(1s, "hello,", out, nullptr, &clock));
-  JoinHandle<void> task2 = Spawn(SayAfter(2s, "world", out, &times->world_sleep_started, &clock));
+  JoinHandle<void> task2 =
+      Spawn(SayAfter(2s, "world", out, &times->world_sleep_started, &clock));
   out->Add("started");
   co_await task1;
   times->hello_printed = VirtualSeconds(clock);
@@ -202,7 +211,8 @@ Task<void> AsyncFunc(std::string task_no, Lines* out) {
 
 Task<void> WaitThree(Lines* out) {
   std::vector<JoinHandle<void>> tasks;
-  for (const char* name : {"taskA", "taskB", "taskC"}) tasks.push_back(Spawn(AsyncFunc(name, out)));
+  for (const char* name : {"taskA", "taskB", "taskC"})
+    tasks.push_back(Spawn(AsyncFunc(name, out)));
   WaitResult r = co_await Wait(tasks);
   EXPECT_EQ(r.done.size(), 3u);
 }
@@ -211,8 +221,9 @@ TEST(SeedsExamplesTest, WaitedTasksStartThenFinishInOrder) {
   Runtime rt(OneLoop());
   Lines out;
   BlockOnWithin(rt, WaitThree(&out));
-  EXPECT_EQ(out.Get(), (Strings{"taskA: Запуск ...", "taskB: Запуск ...", "taskC: Запуск ...",
-                                "taskA: ... Готово!", "taskB: ... Готово!", "taskC: ... Готово!"}));
+  EXPECT_EQ(out.Get(), (Strings{"taskA: Запуск ...", "taskB: Запуск ...",
+                                "taskC: Запуск ...", "taskA: ... Готово!",
+                                "taskB: ... Готово!", "taskC: ... Готово!"}));
 }
 
 Task<std::string> MyFunction() { co_return "Hello World!"; }
@@ -245,7 +256,8 @@ Task<void> FirstCompleted(Lines* out) {
   for (int s : seconds) tasks.push_back(Spawn(Job(std::chrono::seconds(s))));
   WaitResult r = co_await Wait(tasks, ReturnWhen::kFirstCompleted);
   // Names are 1..4: index + 1.
-  out->Add("The first task completed was " + std::to_string(r.done.front() + 1));
+  out->Add("The first task completed was " +
+           std::to_string(r.done.front() + 1));
   EXPECT_FALSE(r.pending.empty());
   for (auto& t : tasks) t.Cancel();
   for (auto& t : tasks) {
@@ -283,14 +295,17 @@ TEST(SeedsExamplesTest, WaitForSlowFunctionTimesOut) {
   Runtime rt(OneLoop());
   Lines out;
   Stopwatch clock;
-  EXPECT_TRUE(BlockOnWithin(rt, WaitForSlowFunction(&out)));  // wait_for cancelled it
+  EXPECT_TRUE(
+      BlockOnWithin(rt, WaitForSlowFunction(&out)));  // wait_for cancelled it
   EXPECT_EQ(out.Get(), (Strings{"Function was too slow :("}));
   EXPECT_GE(VirtualSeconds(clock), 5.0);
 }
 
-// async def job(id): print(f'Starting job {id}'); await asyncio.sleep(random...);
+// async def job(id): print(f'Starting job {id}'); await
+// asyncio.sleep(random...);
 //     print(f'Finished job {id}'); return id
-// results = await asyncio.gather(*[job(i) for i in range(4)]); print(f'Results: {results}')
+// results = await asyncio.gather(*[job(i) for i in range(4)]); print(f'Results:
+// {results}')
 Task<int> NumberedJob(int id, std::chrono::seconds d, Lines* out) {
   out->Add("Starting job " + std::to_string(id));
   co_await Sleep(d);
@@ -299,9 +314,11 @@ Task<int> NumberedJob(int id, std::chrono::seconds d, Lines* out) {
 }
 
 Task<void> GatherJobs(Lines* out) {
-  const std::vector<int> seconds = {3, 1, 2, 4};  // random.randint(1, 3), fixed and distinct
+  const std::vector<int> seconds = {
+      3, 1, 2, 4};  // random.randint(1, 3), fixed and distinct
   std::vector<JoinHandle<int>> hs;
-  for (int i = 0; i < 4; ++i) hs.push_back(Spawn(NumberedJob(i, std::chrono::seconds(seconds[i]), out)));
+  for (int i = 0; i < 4; ++i)
+    hs.push_back(Spawn(NumberedJob(i, std::chrono::seconds(seconds[i]), out)));
   std::vector<int> results = co_await Gather(std::move(hs));
   std::string line = "Results: [";
   for (std::size_t i = 0; i < results.size(); ++i) {
@@ -314,20 +331,26 @@ TEST(SeedsExamplesTest, GatherJobsFinishByDurationButResultsKeepOrder) {
   Runtime rt(OneLoop());
   Lines out;
   BlockOnWithin(rt, GatherJobs(&out));
-  EXPECT_EQ(out.Get(), (Strings{"Starting job 0", "Starting job 1", "Starting job 2",
-                                "Starting job 3", "Finished job 1", "Finished job 2",
-                                "Finished job 0", "Finished job 3", "Results: [0, 1, 2, 3]"}));
+  EXPECT_EQ(
+      out.Get(),
+      (Strings{"Starting job 0", "Starting job 1", "Starting job 2",
+               "Starting job 3", "Finished job 1", "Finished job 2",
+               "Finished job 0", "Finished job 3", "Results: [0, 1, 2, 3]"}));
 }
 
 // async def my_task(id): return f'I am number {id}'
-// for coro in asyncio.as_completed([my_task(id) for id in range(5)]): print(await coro)
-Task<std::string> MyTask(int id) { co_return "I am number " + std::to_string(id); }
+// for coro in asyncio.as_completed([my_task(id) for id in range(5)]):
+// print(await coro)
+Task<std::string> MyTask(int id) {
+  co_return "I am number " + std::to_string(id);
+}
 
 Task<void> PrintAsCompleted(Lines* out) {
   std::vector<JoinHandle<std::string>> tasks;
   for (int id = 0; id < 5; ++id) tasks.push_back(Spawn(MyTask(id)));
   AsCompleted ac(tasks);
-  while (std::optional<std::size_t> i = co_await ac.Next()) out->Add(co_await tasks[*i]);
+  while (std::optional<std::size_t> i = co_await ac.Next())
+    out->Add(co_await tasks[*i]);
 }
 
 TEST(SeedsExamplesTest, AsCompletedPrintsEachResult) {
@@ -335,12 +358,14 @@ TEST(SeedsExamplesTest, AsCompletedPrintsEachResult) {
   Lines out;
   BlockOnWithin(rt, PrintAsCompleted(&out));
   // On one loop they finish in the order they were scheduled.
-  EXPECT_EQ(out.Get(), (Strings{"I am number 0", "I am number 1", "I am number 2",
-                                "I am number 3", "I am number 4"}));
+  EXPECT_EQ(out.Get(),
+            (Strings{"I am number 0", "I am number 1", "I am number 2",
+                     "I am number 3", "I am number 4"}));
 }
 
 // async with asyncio.TaskGroup() as tg:
-//     task1 = tg.create_task(do_something()); task2 = tg.create_task(do_something_else())
+//     task1 = tg.create_task(do_something()); task2 =
+//     tg.create_task(do_something_else())
 // print(f'Everything done: {task1.result()}, {task2.result()}')
 Task<int> DoSomething() { co_return 1; }
 Task<int> DoSomethingElse() { co_return 2; }
@@ -352,7 +377,8 @@ Task<void> TaskGroupExample(Lines* out) {
   co_await tg.Join();
   const int r1 = co_await task1;
   const int r2 = co_await task2;
-  out->Add("Everything done: " + std::to_string(r1) + ", " + std::to_string(r2));
+  out->Add("Everything done: " + std::to_string(r1) + ", " +
+           std::to_string(r2));
 }
 
 TEST(SeedsExamplesTest, TaskGroupReportsEverythingDone) {
@@ -385,7 +411,8 @@ TEST(SeedsExamplesTest, AllTasksListsMainAndItsTenTasks) {
   Lines out;
   EXPECT_EQ(BlockOnWithin(rt, AllTasksExample(&rt, &out)), 11u);
   Strings expected = {"main coroutine started"};
-  for (int i = 0; i < 10; ++i) expected.push_back("task " + std::to_string(i) + " is running");
+  for (int i = 0; i < 10; ++i)
+    expected.push_back("task " + std::to_string(i) + " is running");
   EXPECT_EQ(out.Get(), expected);
 }
 
@@ -449,7 +476,8 @@ Task<int> WorkerPool(int n_urls, std::vector<std::atomic<int>>* fetched) {
   Queue<int> q;
   for (int u = 0; u < n_urls; ++u) EXPECT_TRUE(q.TryPut(u));
   std::vector<JoinHandle<void>> workers;
-  for (int i = 0; i < 5; ++i) workers.push_back(Spawn(QueueWorker(&q, fetched)));
+  for (int i = 0; i < 5; ++i)
+    workers.push_back(Spawn(QueueWorker(&q, fetched)));
   co_await q.Join();
   for (auto& w : workers) w.Cancel();
   int cancelled = 0;
@@ -467,8 +495,10 @@ TEST(SeedsExamplesTest, WorkerPoolOverQueueFetchesEveryUrlOnce) {
   Runtime rt({.workers = 2, .time_scale = kScale});
   constexpr int kUrls = 100;
   std::vector<std::atomic<int>> fetched(kUrls);
-  EXPECT_EQ(BlockOnWithin(rt, WorkerPool(kUrls, &fetched)), 5);  // every worker cancelled
-  for (int u = 0; u < kUrls; ++u) EXPECT_EQ(fetched[u].load(), 1) << "url " << u;
+  EXPECT_EQ(BlockOnWithin(rt, WorkerPool(kUrls, &fetched)),
+            5);  // every worker cancelled
+  for (int u = 0; u < kUrls; ++u)
+    EXPECT_EQ(fetched[u].load(), 1) << "url " << u;
 }
 
 }  // namespace

@@ -20,8 +20,8 @@ namespace {
 
 using testing::LiveCounter;
 using testing::LogCapture;
-using testing::Watchdog;
 using testing::WaitFor;
+using testing::Watchdog;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -40,7 +40,8 @@ TEST(ShutdownTest, SleepingTasksAreDestroyedPromptly) {
   std::atomic<int> started{0};
   Runtime rt({.workers = 2});
   std::vector<JoinHandle<void>> hs;
-  for (int i = 0; i < 200; ++i) hs.push_back(rt.Spawn(SleepForever(&live, &started)));
+  for (int i = 0; i < 200; ++i)
+    hs.push_back(rt.Spawn(SleepForever(&live, &started)));
   ASSERT_TRUE(WaitFor([&] { return started.load() == 200; }));
   EXPECT_EQ(live.load(), 200);
   EXPECT_EQ(rt.TasksAlive(), 200u);
@@ -64,7 +65,8 @@ Task<void> BlockInToThread(std::atomic<int>* live, std::atomic<int>* fn_runs,
   ADD_FAILURE() << "resumed after shutdown";
 }
 
-TEST(ShutdownTest, TasksBlockedInToThreadDoNotHoldShutdownAndQueuedCallsNeverRun) {
+TEST(ShutdownTest,
+     TasksBlockedInToThreadDoNotHoldShutdownAndQueuedCallsNeverRun) {
   Watchdog wd(60s);
   std::atomic<int> live{0};
   std::atomic<int> fn_runs{0};
@@ -72,9 +74,12 @@ TEST(ShutdownTest, TasksBlockedInToThreadDoNotHoldShutdownAndQueuedCallsNeverRun
   std::shared_future<void> released = release.get_future().share();
   Runtime rt({.workers = 2, .blocking_max_threads = 2});
   std::vector<JoinHandle<void>> hs;
-  for (int i = 0; i < 6; ++i) hs.push_back(rt.Spawn(BlockInToThread(&live, &fn_runs, released)));
+  for (int i = 0; i < 6; ++i)
+    hs.push_back(rt.Spawn(BlockInToThread(&live, &fn_runs, released)));
   // Two calls run (the pool's maximum), four wait in its queue.
-  ASSERT_TRUE(WaitFor([&] { return fn_runs.load() == 2 && rt.Metrics().blocking.queued == 4; }));
+  ASSERT_TRUE(WaitFor([&] {
+    return fn_runs.load() == 2 && rt.Metrics().blocking.queued == 4;
+  }));
   // Running blocking calls cannot be interrupted: let them finish shortly
   // after shutdown began.
   std::thread releaser([&] {
@@ -96,7 +101,8 @@ Task<void> AwaitOther(JoinHandle<void> other, std::atomic<int>* live) {
   ADD_FAILURE() << "joined a task that sleeps for a day";
 }
 
-Task<void> SpawnJoinChains(int n, std::atomic<int>* live, std::atomic<int>* started,
+Task<void> SpawnJoinChains(int n, std::atomic<int>* live,
+                           std::atomic<int>* started,
                            std::atomic<bool>* ready) {
   for (int i = 0; i < n; ++i) {
     JoinHandle<void> sleeper = Spawn(SleepForever(live, started));
@@ -132,7 +138,8 @@ Task<void> Spin(std::chrono::milliseconds d, std::atomic<bool>* spinning) {
   co_return;
 }
 
-Task<void> MarkRun([[maybe_unused]] std::shared_ptr<int> token, std::atomic<int>* ran) {
+Task<void> MarkRun([[maybe_unused]] std::shared_ptr<int> token,
+                   std::atomic<int>* ran) {
   ran->fetch_add(1);
   co_return;
 }
@@ -147,11 +154,13 @@ TEST(ShutdownTest, QueuedTasksThatNeverStartedAreDestroyed) {
   ASSERT_TRUE(WaitFor([&] { return spinning.load(); }));
   // The only worker is busy: these wait in the queues.
   std::vector<JoinHandle<void>> queued;
-  for (int i = 0; i < 1000; ++i) queued.push_back(rt.Spawn(MarkRun(token, &ran)));
+  for (int i = 0; i < 1000; ++i)
+    queued.push_back(rt.Spawn(MarkRun(token, &ran)));
   EXPECT_EQ(token.use_count(), 1001);
   rt.Shutdown();  // waits for the spinning task to reach a suspension point
   EXPECT_EQ(ran.load(), 0);
-  EXPECT_EQ(token.use_count(), 1) << "frames of queued tasks were not destroyed";
+  EXPECT_EQ(token.use_count(), 1)
+      << "frames of queued tasks were not destroyed";
   for (auto& h : queued) EXPECT_TRUE(h.IsFinished());
   EXPECT_TRUE(spinner.IsFinished());
 }
@@ -228,14 +237,18 @@ TEST(ShutdownTest, DrainCancelsWhatIsLeftWhenGraceExpires) {
   EXPECT_LT(Clock::now() - t0, kPrompt);
   EXPECT_EQ(done.load(), 1);
   EXPECT_EQ(live.load(), 0);
-  EXPECT_FALSE(log.Matching({"event=shutdown_grace_expired", "tasks_cancelled=1"}).empty());
+  EXPECT_FALSE(
+      log.Matching({"event=shutdown_grace_expired", "tasks_cancelled=1"})
+          .empty());
 }
 
 TEST(ShutdownTest, DrainPolicyFromOptionsIsUsedByDestructor) {
   Watchdog wd(60s);
   std::atomic<int> done{0};
   {
-    Runtime rt({.workers = 2, .shutdown_policy = ShutdownPolicy::kDrain, .shutdown_grace = 10s});
+    Runtime rt({.workers = 2,
+                .shutdown_policy = ShutdownPolicy::kDrain,
+                .shutdown_grace = 10s});
     for (int i = 0; i < 10; ++i) rt.Spawn(SleepThenFlag(50ms, &done)).Detach();
   }
   EXPECT_EQ(done.load(), 10);

@@ -28,7 +28,8 @@ TEST(StallDetectorTest, TaskThatNeverSuspendsIsCountedAndLoggedWithItsId) {
   const std::uint64_t id = rt.BlockOn(HogTheLoop(300ms));
   ASSERT_NE(id, 0u);
   EXPECT_GE(rt.Metrics().stalls, 1u);
-  const auto lines = log.Matching({"event=stall", "task_id=" + std::to_string(id) + " "});
+  const auto lines =
+      log.Matching({"event=stall", "task_id=" + std::to_string(id) + " "});
   EXPECT_EQ(lines.size(), 1u) << "one stall is reported once";
 }
 

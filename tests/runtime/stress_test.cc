@@ -27,13 +27,14 @@ std::uint64_t NodeValue(std::uint64_t i) { return Mix(i * 2 + 1) >> 8; }
 
 // A node that failed on purpose still reports its subtree's sum.
 struct NodeError : std::runtime_error {
-  explicit NodeError(std::uint64_t v) : std::runtime_error("node failed"), value(v) {}
+  explicit NodeError(std::uint64_t v)
+      : std::runtime_error("node failed"), value(v) {}
   std::uint64_t value;
 };
 
 struct Shared {
   std::vector<std::atomic<std::uint8_t>> seen;  // per node index
-  std::vector<std::uint64_t> prefix;             // prefix sums of NodeValue
+  std::vector<std::uint64_t> prefix;            // prefix sums of NodeValue
   std::atomic<std::uint64_t> mismatches{0};
   std::atomic<std::uint64_t> thrown{0};
   std::atomic<std::uint64_t> caught{0};
@@ -58,11 +59,36 @@ Task<std::uint64_t> Node(std::uint64_t first, std::uint64_t count, Shared* s) {
   std::uint64_t sum = NodeValue(first);
 
   switch (r % 100) {
-    case 0: case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8: case 9:
-    case 10: case 11: case 12: case 13: case 14: case 15: case 16: case 17: case 18: case 19:
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+    case 5:
+    case 6:
+    case 7:
+    case 8:
+    case 9:
+    case 10:
+    case 11:
+    case 12:
+    case 13:
+    case 14:
+    case 15:
+    case 16:
+    case 17:
+    case 18:
+    case 19:
       co_await Yield();
       break;
-    case 20: case 21: case 22: case 23: case 24: case 25: case 26: case 27:
+    case 20:
+    case 21:
+    case 22:
+    case 23:
+    case 24:
+    case 25:
+    case 26:
+    case 27:
       co_await Sleep(std::chrono::microseconds((r >> 8) % 2001));  // 0..2 ms
       break;
     case 28:
@@ -75,20 +101,25 @@ Task<std::uint64_t> Node(std::uint64_t first, std::uint64_t count, Shared* s) {
   std::uint64_t rest = count - 1;
   std::uint64_t next = first + 1;
   const std::uint64_t fanout = 1 + (r >> 16) % 4;
-  std::vector<std::pair<std::pair<std::uint64_t, std::uint64_t>, JoinHandle<std::uint64_t>>> spawned;
+  std::vector<std::pair<std::pair<std::uint64_t, std::uint64_t>,
+                        JoinHandle<std::uint64_t>>>
+      spawned;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> inline_children;
   for (std::uint64_t c = 0; c < fanout && rest > 0; ++c) {
-    const std::uint64_t size = c + 1 == fanout ? rest : (rest + fanout - c - 1) / (fanout - c);
+    const std::uint64_t size =
+        c + 1 == fanout ? rest : (rest + fanout - c - 1) / (fanout - c);
     if ((Mix(next) >> 20) % 8 == 0) {
       inline_children.emplace_back(next, size);
     } else {
-      spawned.emplace_back(std::make_pair(next, size), Spawn(Node(next, size, s)));
+      spawned.emplace_back(std::make_pair(next, size),
+                           Spawn(Node(next, size, s)));
     }
     next += size;
     rest -= size;
   }
   auto check = [&](std::uint64_t f, std::uint64_t n, std::uint64_t got) {
-    if (got != s->Expected(f, n)) s->mismatches.fetch_add(1, std::memory_order_relaxed);
+    if (got != s->Expected(f, n))
+      s->mismatches.fetch_add(1, std::memory_order_relaxed);
     sum += got;
   };
   for (auto& [range, h] : spawned) {
@@ -118,13 +149,17 @@ Task<std::uint64_t> Node(std::uint64_t first, std::uint64_t count, Shared* s) {
 // number in flight so that memory stays flat.
 Task<std::uint64_t> Driver(std::uint64_t n, std::uint64_t subtree, Shared* s) {
   constexpr std::size_t kInFlight = 16;
-  std::vector<std::pair<std::pair<std::uint64_t, std::uint64_t>, JoinHandle<std::uint64_t>>> window;
+  std::vector<std::pair<std::pair<std::uint64_t, std::uint64_t>,
+                        JoinHandle<std::uint64_t>>>
+      window;
   std::uint64_t total = 0;
   std::size_t oldest = 0;
   for (std::uint64_t first = 0; first < n; first += subtree) {
     const std::uint64_t count = std::min(subtree, n - first);
-    window.emplace_back(std::make_pair(first, count), Spawn(Node(first, count, s)));
-    while (window.size() - oldest >= kInFlight || (first + subtree >= n && oldest < window.size())) {
+    window.emplace_back(std::make_pair(first, count),
+                        Spawn(Node(first, count, s)));
+    while (window.size() - oldest >= kInFlight ||
+           (first + subtree >= n && oldest < window.size())) {
       auto& [range, h] = window[oldest];
       std::uint64_t got;
       try {
@@ -133,7 +168,8 @@ Task<std::uint64_t> Driver(std::uint64_t n, std::uint64_t subtree, Shared* s) {
         s->caught.fetch_add(1, std::memory_order_relaxed);
         got = e.value;
       }
-      if (got != s->Expected(range.first, range.second)) s->mismatches.fetch_add(1);
+      if (got != s->Expected(range.first, range.second))
+        s->mismatches.fetch_add(1);
       total += got;
       window[oldest].second = JoinHandle<std::uint64_t>();
       ++oldest;
@@ -147,9 +183,9 @@ TEST(StressTest, MillionsOfTasksWithRandomMixAllProduceCorrectResults) {
   const std::uint64_t n = Scaled(2'000'000, 5'000);
   Shared shared(n);
   Runtime rt({.workers = 4, .blocking_max_threads = 8});
-  const std::uint64_t total =
-      testing::BlockOnWithin(rt, Driver(n, 4096, &shared), std::chrono::milliseconds(500'000),
-                             std::uint64_t{0});
+  const std::uint64_t total = testing::BlockOnWithin(
+      rt, Driver(n, 4096, &shared), std::chrono::milliseconds(500'000),
+      std::uint64_t{0});
   EXPECT_EQ(total, shared.Expected(0, n));
   EXPECT_EQ(shared.mismatches.load(), 0u);
   EXPECT_EQ(shared.thrown.load(), shared.caught.load());
@@ -160,12 +196,13 @@ TEST(StressTest, MillionsOfTasksWithRandomMixAllProduceCorrectResults) {
   EXPECT_TRUE(testing::WaitFor([&] { return rt.TasksAlive() == 0; }));
   const RuntimeMetrics m = rt.Metrics();
   EXPECT_EQ(m.tasks_alive, 0u);
-  EXPECT_GE(m.tasks_spawned, n * 3 / 4);  // most nodes were spawned, not inlined
+  EXPECT_GE(m.tasks_spawned,
+            n * 3 / 4);  // most nodes were spawned, not inlined
 }
 
 Task<std::uint64_t> Leaf(std::uint64_t i) {
   if (i % 3 == 0) co_await Yield();
-  co_return i * i;
+  co_return i* i;
 }
 
 Task<std::uint64_t> FanOut(std::uint64_t n) {
@@ -183,9 +220,10 @@ TEST(StressTest, WideFanOutFanInSumsEveryChild) {
   Runtime rt({.workers = 2});
   std::uint64_t expected = 0;
   for (std::uint64_t i = 0; i < n; ++i) expected += i * i;
-  EXPECT_EQ(testing::BlockOnWithin(rt, FanOut(n), std::chrono::milliseconds(200'000),
-                                   std::uint64_t{0}),
-            expected);
+  EXPECT_EQ(
+      testing::BlockOnWithin(rt, FanOut(n), std::chrono::milliseconds(200'000),
+                             std::uint64_t{0}),
+      expected);
   std::uint64_t overflows = 0;
   for (const WorkerMetrics& w : rt.Metrics().workers) overflows += w.overflows;
   // Spawning that many at once from one task must spill its local queue.
@@ -210,7 +248,8 @@ TEST(StressTest, BinaryTreeOfSpawnsJoinsEveryLevel) {
   const std::uint64_t lo = std::uint64_t{1} << depth;
   const std::uint64_t hi = (std::uint64_t{1} << (depth + 1)) - 1;
   const std::uint64_t expected = (lo + hi) * (hi - lo + 1) / 2;
-  EXPECT_EQ(testing::BlockOnWithin(rt, Tree(depth, 1), std::chrono::milliseconds(200'000),
+  EXPECT_EQ(testing::BlockOnWithin(rt, Tree(depth, 1),
+                                   std::chrono::milliseconds(200'000),
                                    std::uint64_t{0}),
             expected);
   EXPECT_TRUE(testing::WaitFor([&] { return rt.TasksAlive() == 0; }));

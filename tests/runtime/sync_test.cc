@@ -39,7 +39,8 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// --- Helpers ------------------------------------------------------------------
+// --- Helpers
+// ------------------------------------------------------------------
 
 // AWAITD_STRESS_SCALE (default 1.0), as in the other runtime tests.
 double StressScale() {
@@ -50,7 +51,8 @@ double StressScale() {
 }
 
 std::size_t Scaled(std::size_t n, std::size_t min = 1000) {
-  const auto scaled = static_cast<std::size_t>(static_cast<double>(n) * StressScale());
+  const auto scaled =
+      static_cast<std::size_t>(static_cast<double>(n) * StressScale());
   return std::max(scaled, std::min(n, min));
 }
 
@@ -70,7 +72,8 @@ class Watchdog {
       : thread_([this, limit] {
           std::unique_lock lock(mu_);
           if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "WATCHDOG: sync test hung for %llds; aborting\n",
+            std::fprintf(stderr,
+                         "WATCHDOG: sync test hung for %llds; aborting\n",
                          static_cast<long long>(limit.count()));
             std::abort();
           }
@@ -96,7 +99,8 @@ class Watchdog {
 Task<void> WaitUntil(std::function<bool()> pred) {
   const auto deadline = std::chrono::steady_clock::now() + seconds(20);
   while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("WaitUntil timed out");
+    if (std::chrono::steady_clock::now() > deadline)
+      throw std::runtime_error("WaitUntil timed out");
     co_await Sleep(std::chrono::microseconds(100));
   }
 }
@@ -136,7 +140,8 @@ std::vector<int> Iota(int n, int first = 0) {
   return v;
 }
 
-// --- Semaphore -----------------------------------------------------------------
+// --- Semaphore
+// -----------------------------------------------------------------
 
 Task<void> AcquireRecordRelease(Semaphore* s, int id, Recorder* order) {
   co_await s->Acquire();
@@ -357,7 +362,8 @@ Task<void> SelfCancelMain(SelfCancelState* st) {
   EXPECT_TRUE(st->self.Cancelled());
 }
 
-TEST(SyncTest, SemaphoreAcquireThatNeedsNoWaitIgnoresPendingCancelAndOneThatWaitsRaises) {
+TEST(SyncTest,
+     SemaphoreAcquireThatNeedsNoWaitIgnoresPendingCancelAndOneThatWaitsRaises) {
   Watchdog dog(seconds(60));
   Runtime rt(RuntimeOptions{.workers = 2});
   SelfCancelState st;
@@ -399,15 +405,22 @@ TEST(SyncTest, SemaphoreHoldReleasesOnScopeExitAndOnCancellation) {
   EXPECT_EQ(s.Value(), 2u);
 }
 
-// --- Semaphore stress ----------------------------------------------------------
+// --- Semaphore stress
+// ----------------------------------------------------------
 
-enum StressOutcome : int { kNone = 0, kAcquiredReleased = 1, kCancelledWaiting = 2, kCancelledHolding = 3 };
+enum StressOutcome : int {
+  kNone = 0,
+  kAcquiredReleased = 1,
+  kCancelledWaiting = 2,
+  kCancelledHolding = 3
+};
 
 struct StressState {
   explicit StressState(std::size_t n) : outcome(n) {}
   void Record(std::size_t i, int what) {
     int expected = kNone;
-    if (!outcome[i].compare_exchange_strong(expected, what)) double_records.fetch_add(1);
+    if (!outcome[i].compare_exchange_strong(expected, what))
+      double_records.fetch_add(1);
   }
   Semaphore sem{3};
   HolderCount holders;
@@ -474,8 +487,8 @@ Task<void> StressMain(StressState* st, std::size_t n, std::uint64_t seed) {
       EXPECT_EQ(outcome, "cancelled:stress") << "task " << i;
       EXPECT_TRUE(hs[i].Cancelled());
       // kNone: cancelled before its body ran far enough to record.
-      EXPECT_TRUE(recorded == kCancelledWaiting || recorded == kCancelledHolding ||
-                  recorded == kNone)
+      EXPECT_TRUE(recorded == kCancelledWaiting ||
+                  recorded == kCancelledHolding || recorded == kNone)
           << "task " << i << " recorded " << recorded;
     }
   }
@@ -500,13 +513,16 @@ TEST(SyncTest, SemaphoreStressEveryTaskAcquiresOrIsCancelledExactlyOnce) {
     waiting += o.load() == kCancelledWaiting;
     holding += o.load() == kCancelledHolding;
   }
-  std::printf("semaphore stress: %zu tasks, %zu acquired, %zu cancelled waiting, %zu cancelled holding\n",
-              n, ok, waiting, holding);
+  std::printf(
+      "semaphore stress: %zu tasks, %zu acquired, %zu cancelled waiting, %zu "
+      "cancelled holding\n",
+      n, ok, waiting, holding);
   EXPECT_GT(ok, 0u);
   EXPECT_GT(waiting + holding, 0u);
 }
 
-// --- Event ---------------------------------------------------------------------
+// --- Event
+// ---------------------------------------------------------------------
 
 Task<void> WaitThenFlag(Event* ev, std::atomic<int>* woken) {
   co_await ev->Wait();
@@ -644,7 +660,8 @@ TEST(SyncTest, EventWaiterCancelledAfterSetStillRaises) {
   EXPECT_EQ(woken.load(), 0);
 }
 
-// --- Lock ----------------------------------------------------------------------
+// --- Lock
+// ----------------------------------------------------------------------
 
 struct LockState {
   Lock lock;
@@ -671,7 +688,8 @@ Task<void> LockFifoMain(LockState* st, int queued, int extra) {
   }
   st->lock.Release();
   // Then a crowd contending from both workers.
-  for (int i = 0; i < extra; ++i) hs.push_back(Spawn(LockedSection(st, queued + i)));
+  for (int i = 0; i < extra; ++i)
+    hs.push_back(Spawn(LockedSection(st, queued + i)));
   for (auto& h : hs) co_await h;
 }
 
@@ -707,7 +725,7 @@ Task<void> LockCancelMain(LockState* st) {
   co_await WaitUntil([st] { return st->lock.Waiting() == 1; });
   JoinHandle<void> b = Spawn(LockedSection(st, 2));
   co_await WaitUntil([st] { return st->lock.Waiting() == 2; });
-  st->lock.Release();  // handed to `a`...
+  st->lock.Release();     // handed to `a`...
   a.Cancel("cancelled");  // ...which is cancelled before it runs (one worker)
   const std::string outcome_a = co_await Outcome(&a);
   EXPECT_EQ(outcome_a, "cancelled:cancelled");
@@ -724,7 +742,8 @@ TEST(SyncTest, LockCancelledWaiterPassesTheLockOn) {
   EXPECT_FALSE(st.lock.Locked());
 }
 
-// --- Queue ---------------------------------------------------------------------
+// --- Queue
+// ---------------------------------------------------------------------
 
 Task<void> PutOne(Queue<int>* q, int v) { co_await q->Put(v); }
 
@@ -871,16 +890,20 @@ struct Keyed {
   char tag;
 };
 struct ByKey {
-  bool operator()(const Keyed& a, const Keyed& b) const { return a.key < b.key; }
+  bool operator()(const Keyed& a, const Keyed& b) const {
+    return a.key < b.key;
+  }
 };
 
 TEST(SyncTest, PriorityQueueGetsSmallestFirst) {
   PriorityQueue<int> q;
   for (int v : {5, 1, 4, 2, 3}) ASSERT_TRUE(q.TryPut(v));
-  for (int want = 1; want <= 5; ++want) EXPECT_EQ(q.TryGet(), std::optional<int>(want));
+  for (int want = 1; want <= 5; ++want)
+    EXPECT_EQ(q.TryGet(), std::optional<int>(want));
 
   PriorityQueue<Keyed, ByKey> ties;
-  for (Keyed k : {Keyed{2, 'a'}, Keyed{1, 'b'}, Keyed{2, 'c'}, Keyed{1, 'd'}, Keyed{2, 'e'}}) {
+  for (Keyed k : {Keyed{2, 'a'}, Keyed{1, 'b'}, Keyed{2, 'c'}, Keyed{1, 'd'},
+                  Keyed{2, 'e'}}) {
     ASSERT_TRUE(ties.TryPut(k));
   }
   std::string order;
@@ -1078,7 +1101,8 @@ TEST(SyncTest, QueueWorkerPoolProcessesEveryJobOnce) {
   PoolState st;
   rt.BlockOn(PoolMain(&st));
   for (int j = 0; j < PoolState::kJobs; ++j) {
-    EXPECT_EQ(st.processed[static_cast<std::size_t>(j)].load(), 1) << "job " << j;
+    EXPECT_EQ(st.processed[static_cast<std::size_t>(j)].load(), 1)
+        << "job " << j;
   }
   EXPECT_EQ(st.order.ids().size(), static_cast<std::size_t>(PoolState::kJobs));
   EXPECT_TRUE(st.q.Empty());
@@ -1093,7 +1117,8 @@ struct QueueStressState {
   std::vector<std::atomic<int>> seen;
 };
 
-Task<void> StressProducer(QueueStressState* st, std::size_t first, std::size_t step, std::size_t n) {
+Task<void> StressProducer(QueueStressState* st, std::size_t first,
+                          std::size_t step, std::size_t n) {
   for (std::size_t i = first; i < n; i += step) co_await st->q.Put(i);
 }
 
@@ -1106,7 +1131,8 @@ Task<void> StressConsumerCancelSafe(QueueStressState* st) {
   }
 }
 
-Task<void> QueueStressMainSafe(QueueStressState* st, std::size_t n, std::uint64_t seed) {
+Task<void> QueueStressMainSafe(QueueStressState* st, std::size_t n,
+                               std::uint64_t seed) {
   constexpr std::size_t kProducers = 4;
   constexpr std::size_t kConsumers = 16;
   std::vector<JoinHandle<void>> consumers;

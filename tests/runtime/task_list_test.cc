@@ -19,9 +19,12 @@ using ::awaitd::runtime::testing::Scaled;
 class FakeTasks {
  public:
   explicit FakeTasks(std::size_t n) : storage_(n) {}
-  TaskHeader* at(std::size_t i) { return reinterpret_cast<TaskHeader*>(&storage_[i]); }
+  TaskHeader* at(std::size_t i) {
+    return reinterpret_cast<TaskHeader*>(&storage_[i]);
+  }
   std::size_t index(TaskHeader* t) const {
-    return static_cast<std::size_t>(reinterpret_cast<const Slot*>(t) - storage_.data());
+    return static_cast<std::size_t>(reinterpret_cast<const Slot*>(t) -
+                                    storage_.data());
   }
 
  private:
@@ -33,7 +36,8 @@ class FakeTasks {
 
 std::vector<std::size_t> ChainIndices(FakeTasks& tasks, TaskHeader* first) {
   std::vector<std::size_t> out;
-  for (TaskHeader* t = first; t != nullptr; t = t->queue_next_) out.push_back(tasks.index(t));
+  for (TaskHeader* t = first; t != nullptr; t = t->queue_next_)
+    out.push_back(tasks.index(t));
   return out;
 }
 
@@ -59,7 +63,8 @@ TEST(TaskListTest, PopChainTakesAtMostMaxInOrder) {
   EXPECT_EQ(list.Len(), 6u);
   chain = list.PopChain(100, &n);
   EXPECT_EQ(n, 6u);
-  EXPECT_EQ(ChainIndices(tasks, chain), (std::vector<std::size_t>{4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(ChainIndices(tasks, chain),
+            (std::vector<std::size_t>{4, 5, 6, 7, 8, 9}));
   EXPECT_EQ(list.PopChain(100, &n), nullptr);
   EXPECT_EQ(n, 0u);
 }
@@ -96,7 +101,8 @@ TEST(TaskListTest, CloseReturnsRemainingTasksAndRejectsPushes) {
   TaskList list;
   for (std::size_t i = 0; i < 3; ++i) list.Push(tasks.at(i));
   EXPECT_FALSE(list.IsClosed());
-  EXPECT_EQ(ChainIndices(tasks, list.CloseAndTakeAll()), (std::vector<std::size_t>{0, 1, 2}));
+  EXPECT_EQ(ChainIndices(tasks, list.CloseAndTakeAll()),
+            (std::vector<std::size_t>{0, 1, 2}));
   EXPECT_TRUE(list.IsClosed());
   EXPECT_EQ(list.Len(), 0u);
   EXPECT_FALSE(list.Push(tasks.at(3)));
@@ -109,7 +115,8 @@ TEST(TaskListTest, CloseReturnsRemainingTasksAndRejectsPushes) {
 // Several producers push, several consumers pop random-sized chains. Every
 // task comes out exactly once, and each consumer sees each producer's tasks
 // in the order they were pushed.
-TEST(TaskListStressTest, ConcurrentProducersAndConsumersSeeEveryTaskOnceInOrder) {
+TEST(TaskListStressTest,
+     ConcurrentProducersAndConsumersSeeEveryTaskOnceInOrder) {
   constexpr int kProducers = 3;
   constexpr int kConsumers = 2;
   const std::size_t per_producer = Scaled(200'000, 10'000);
@@ -127,7 +134,8 @@ TEST(TaskListStressTest, ConcurrentProducersAndConsumersSeeEveryTaskOnceInOrder)
       // Producer p owns indices p, p + kProducers, ...; pushes some in chains.
       std::size_t k = 0;
       while (k < per_producer) {
-        const std::size_t chain = std::min<std::size_t>(1 + k % 4, per_producer - k);
+        const std::size_t chain =
+            std::min<std::size_t>(1 + k % 4, per_producer - k);
         TaskHeader* first = tasks.at((k)*kProducers + p);
         TaskHeader* last = first;
         for (std::size_t j = 1; j < chain; ++j) {
@@ -135,7 +143,8 @@ TEST(TaskListStressTest, ConcurrentProducersAndConsumersSeeEveryTaskOnceInOrder)
           last->queue_next_ = t;
           last = t;
         }
-        ASSERT_TRUE(list.PushChain(first, last, static_cast<std::uint32_t>(chain)));
+        ASSERT_TRUE(
+            list.PushChain(first, last, static_cast<std::uint32_t>(chain)));
         k += chain;
       }
     });
@@ -147,7 +156,8 @@ TEST(TaskListStressTest, ConcurrentProducersAndConsumersSeeEveryTaskOnceInOrder)
       while (consumed.load(std::memory_order_relaxed) < total) {
         rng = awaitd::runtime::testing::Mix(rng);
         std::uint32_t n = 0;
-        TaskHeader* t = list.PopChain(1 + static_cast<std::uint32_t>(rng % 16), &n);
+        TaskHeader* t =
+            list.PopChain(1 + static_cast<std::uint32_t>(rng % 16), &n);
         if (t == nullptr) {
           std::this_thread::yield();
           continue;

@@ -37,9 +37,11 @@ Task<int> Depth(int n) {
 
 TEST(TaskTest, DeepNestingDoesNotOverflowTheStack) {
   if (testing::kAddressSanitizer || testing::kThreadSanitizer) {
-    GTEST_SKIP() << "GCC emits symmetric transfer as a tail call, which sanitizer "
-                    "instrumentation prevents; the no-stack-growth guarantee is checked in the "
-                    "normal build";
+    GTEST_SKIP()
+        << "GCC emits symmetric transfer as a tail call, which sanitizer "
+           "instrumentation prevents; the no-stack-growth guarantee is checked "
+           "in the "
+           "normal build";
   }
   Watchdog wd(120s);
   Runtime rt({.workers = 2});
@@ -56,9 +58,11 @@ Task<void> VoidDepth(int n, int* count) {
 
 TEST(TaskTest, DeepNestingOfVoidTasksRunsEveryLevel) {
   if (testing::kAddressSanitizer || testing::kThreadSanitizer) {
-    GTEST_SKIP() << "GCC emits symmetric transfer as a tail call, which sanitizer "
-                    "instrumentation prevents; the no-stack-growth guarantee is checked in the "
-                    "normal build";
+    GTEST_SKIP()
+        << "GCC emits symmetric transfer as a tail call, which sanitizer "
+           "instrumentation prevents; the no-stack-growth guarantee is checked "
+           "in the "
+           "normal build";
   }
   Watchdog wd(120s);
   Runtime rt({.workers = 1});
@@ -104,7 +108,8 @@ TEST(TaskTest, UnawaitedTaskNeverRuns) {
 }
 
 struct LevelError : std::runtime_error {
-  explicit LevelError(int l) : std::runtime_error("level " + std::to_string(l)), level(l) {}
+  explicit LevelError(int l)
+      : std::runtime_error("level " + std::to_string(l)), level(l) {}
   int level;
 };
 
@@ -232,8 +237,8 @@ Task<void> SignalAfterSleep(std::shared_ptr<std::promise<std::uint64_t>> done) {
   done->set_value(CurrentTaskId());
 }
 
-Task<std::uint64_t> SpawnDetached(std::shared_ptr<std::promise<std::uint64_t>> done,
-                                  bool explicit_detach) {
+Task<std::uint64_t> SpawnDetached(
+    std::shared_ptr<std::promise<std::uint64_t>> done, bool explicit_detach) {
   JoinHandle<void> h = Spawn(SignalAfterSleep(std::move(done)));
   const std::uint64_t id = h.id();
   if (explicit_detach) {
@@ -277,9 +282,11 @@ TEST(JoinHandleTest, DetachedTaskFailureIsLoggedWithItsId) {
   h.Detach();
   go.store(true);
   const std::string want = "task_id=" + std::to_string(id) + " ";
-  EXPECT_TRUE(testing::WaitFor(
-      [&] { return !log.Matching({"event=detached_task_failed", want, "nobody listens"}).empty(); }))
-      << "log lines: " << log.Lines().size();
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return !log.Matching({"event=detached_task_failed", want, "nobody listens"})
+                .empty();
+  })) << "log lines: "
+      << log.Lines().size();
 }
 
 TEST(JoinHandleTest, JoinedTaskFailureIsNotLogged) {
@@ -295,14 +302,16 @@ TEST(JoinHandleTest, JoinedTaskFailureIsNotLogged) {
 Task<std::uint64_t> MyId() {
   const std::uint64_t before = CurrentTaskId();
   co_await Sleep(1ms);  // may resume on another worker
-  if (CurrentTaskId() != before) throw std::runtime_error("id changed across suspension");
+  if (CurrentTaskId() != before)
+    throw std::runtime_error("id changed across suspension");
   co_return before;
 }
 
 Task<std::vector<std::pair<std::uint64_t, std::uint64_t>>> SpawnMany(int n) {
   std::vector<JoinHandle<std::uint64_t>> hs;
   for (int i = 0; i < n; ++i) hs.push_back(Spawn(MyId()));
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;  // (handle id, reported id)
+  std::vector<std::pair<std::uint64_t, std::uint64_t>>
+      out;  // (handle id, reported id)
   for (auto& h : hs) {
     const std::uint64_t hid = h.id();
     out.emplace_back(hid, co_await h);
@@ -356,13 +365,15 @@ TEST(RuntimeSpawnTest, SpawnFromManyOutsideThreadsRunsEveryTask) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      for (int i = 0; i < per_thread; ++i) handles[t].push_back(rt.Spawn(Value(t * per_thread + i)));
+      for (int i = 0; i < per_thread; ++i)
+        handles[t].push_back(rt.Spawn(Value(t * per_thread + i)));
     });
   }
   for (auto& t : threads) t.join();
   std::int64_t sum = 0;
   for (auto& hs : handles) {
-    for (auto& h : hs) sum += BlockOnWithin(rt, AwaitHandle(std::move(h)), kTimeout, 0);
+    for (auto& h : hs)
+      sum += BlockOnWithin(rt, AwaitHandle(std::move(h)), kTimeout, 0);
   }
   const std::int64_t n = std::int64_t{kThreads} * per_thread;
   EXPECT_EQ(sum, n * (n - 1) / 2);

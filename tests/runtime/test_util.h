@@ -44,7 +44,8 @@ inline double StressScale() {
 // `n` scaled by AWAITD_STRESS_SCALE, but never below `min` (nor above n when
 // n < min).
 inline std::size_t Scaled(std::size_t n, std::size_t min = 1000) {
-  const auto scaled = static_cast<std::size_t>(static_cast<double>(n) * StressScale());
+  const auto scaled =
+      static_cast<std::size_t>(static_cast<double>(n) * StressScale());
   return std::max(scaled, std::min(n, min));
 }
 
@@ -84,7 +85,8 @@ class Watchdog {
       : thread_([this, limit, what = std::move(what)] {
           std::unique_lock lock(mu_);
           if (!cv_.wait_for(lock, limit, [this] { return disarmed_; })) {
-            std::fprintf(stderr, "WATCHDOG: %s did not finish within %llds; aborting\n",
+            std::fprintf(stderr,
+                         "WATCHDOG: %s did not finish within %llds; aborting\n",
                          what.c_str(), static_cast<long long>(limit.count()));
             std::fflush(stderr);
             std::abort();
@@ -110,7 +112,8 @@ class Watchdog {
 
 // Polls `pred` until it holds or `timeout` passes. Returns its last value.
 template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+bool WaitFor(Pred pred,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return pred();
@@ -139,12 +142,13 @@ Task<void> FulfilWith(Task<T> task, std::shared_ptr<std::promise<T>> promise) {
 // is ready, or adds a test failure and returns nullopt. (The task is left to
 // the runtime's shutdown.)
 template <typename T>
-std::optional<std::future<T>> SpawnAndWait(Runtime& rt, Task<T> task,
-                                           std::chrono::milliseconds timeout =
-                                               std::chrono::seconds(10)) {
+std::optional<std::future<T>> SpawnAndWait(
+    Runtime& rt, Task<T> task,
+    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   auto promise = std::make_shared<std::promise<T>>();
   std::future<T> f = promise->get_future();
-  rt.Spawn(internal_util::FulfilWith(std::move(task), std::move(promise))).Detach();
+  rt.Spawn(internal_util::FulfilWith(std::move(task), std::move(promise)))
+      .Detach();
   if (f.wait_for(timeout) != std::future_status::ready) {
     ADD_FAILURE() << "task did not finish within " << timeout.count() << "ms";
     return std::nullopt;
@@ -161,7 +165,8 @@ T BlockOnWithin(Runtime& rt, Task<T> task, std::chrono::milliseconds timeout,
   return f->get();
 }
 
-inline bool BlockOnWithin(Runtime& rt, Task<void> task, std::chrono::milliseconds timeout) {
+inline bool BlockOnWithin(Runtime& rt, Task<void> task,
+                          std::chrono::milliseconds timeout) {
   auto f = SpawnAndWait(rt, std::move(task), timeout);
   if (!f) return false;
   f->get();
@@ -189,11 +194,13 @@ class LogCapture {
     return state_->lines;
   }
   // Lines containing every one of `parts`.
-  std::vector<std::string> Matching(std::initializer_list<std::string_view> parts) const {
+  std::vector<std::string> Matching(
+      std::initializer_list<std::string_view> parts) const {
     std::vector<std::string> out;
     for (const std::string& l : Lines()) {
       bool all = true;
-      for (std::string_view p : parts) all = all && l.find(p) != std::string::npos;
+      for (std::string_view p : parts)
+        all = all && l.find(p) != std::string::npos;
       if (all) out.push_back(l);
     }
     return out;
@@ -211,7 +218,9 @@ class LogCapture {
 // frame was destroyed.
 class LiveCounter {
  public:
-  explicit LiveCounter(std::atomic<int>* count) : count_(count) { count_->fetch_add(1); }
+  explicit LiveCounter(std::atomic<int>* count) : count_(count) {
+    count_->fetch_add(1);
+  }
   LiveCounter(const LiveCounter& o) : count_(o.count_) { count_->fetch_add(1); }
   LiveCounter& operator=(const LiveCounter&) = delete;
   ~LiveCounter() { count_->fetch_sub(1); }

@@ -35,9 +35,12 @@ TEST(SleepTest, WaitsAtLeastTheDuration) {
   Watchdog wd(60s);
   Runtime rt({.workers = 2});
   for (auto d : {1ms, 5ms, 20ms, 50ms}) {
-    const Clock::duration elapsed = BlockOnWithin(rt, TimeSleep(d), kTimeout, Clock::duration{});
-    EXPECT_GE(elapsed, d) << "slept " << std::chrono::duration<double, std::milli>(elapsed).count()
-                          << "ms for " << d.count() << "ms";
+    const Clock::duration elapsed =
+        BlockOnWithin(rt, TimeSleep(d), kTimeout, Clock::duration{});
+    EXPECT_GE(elapsed, d)
+        << "slept "
+        << std::chrono::duration<double, std::milli>(elapsed).count()
+        << "ms for " << d.count() << "ms";
     EXPECT_LT(elapsed, d + 5s);
   }
 }
@@ -78,7 +81,8 @@ Task<void> SpawnSleepers(std::vector<int> perm, Order* order) {
   // Deadlines 5ms apart from one common start, spawned in a shuffled order.
   const auto start = Clock::now() + 20ms;
   std::vector<JoinHandle<void>> hs;
-  for (int id : perm) hs.push_back(Spawn(SleepAndRecord(id, start + id * 5ms, order)));
+  for (int id : perm)
+    hs.push_back(Spawn(SleepAndRecord(id, start + id * 5ms, order)));
   for (auto& h : hs) co_await h;
 }
 
@@ -130,8 +134,10 @@ void ExpectAlternation(Suspend suspend) {
   ASSERT_TRUE(BlockOnWithin(rt, RunPair(100, &trace, suspend), kTimeout));
   ASSERT_EQ(trace.events.size(), 200u);
   int switches = 0;
-  for (std::size_t i = 1; i < trace.events.size(); ++i) switches += trace.events[i] != trace.events[i - 1];
-  EXPECT_EQ(switches, 199) << std::string(trace.events.begin(), trace.events.end());
+  for (std::size_t i = 1; i < trace.events.size(); ++i)
+    switches += trace.events[i] != trace.events[i - 1];
+  EXPECT_EQ(switches, 199) << std::string(trace.events.begin(),
+                                          trace.events.end());
 }
 
 TEST(YieldTest, YieldLetsTheOtherTaskRun) {

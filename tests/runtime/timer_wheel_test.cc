@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -113,14 +113,16 @@ TEST(TimerWheelTest, FiresInOrderWhenAdvancedInSmallSteps) {
     deadlines.push_back(1 + rng % 300'000);
     timers.Add(deadlines.back());
   }
-  for (std::uint64_t now = 0; now <= 300'000; now += 1 + (Mix(now) % 97)) timers.Advance(now);
+  for (std::uint64_t now = 0; now <= 300'000; now += 1 + (Mix(now) % 97))
+    timers.Advance(now);
   timers.Advance(300'001);
   EXPECT_EQ(timers.fired(), ExpectedOrder(deadlines));
   EXPECT_EQ(timers.early(), 0);
 }
 
 TEST(TimerWheelTest, EntriesOfOneTickFireInInsertionOrder) {
-  for (std::uint64_t tick : std::vector<std::uint64_t>{5, 63, 64, 100, 5000, 300'000, kHour}) {
+  for (std::uint64_t tick :
+       std::vector<std::uint64_t>{5, 63, 64, 100, 5000, 300'000, kHour}) {
     SCOPED_TRACE(tick);
     TimerWheel wheel;
     Timers timers(&wheel);
@@ -202,8 +204,9 @@ TEST(TimerWheelTest, RemovePreventsFiringAtEveryLevel) {
   std::vector<RecEntry*> removed;
   std::vector<int> kept;
   // One pair per level (and one already-due pair): remove the first of each.
-  for (std::uint64_t delta : {0ULL, 5ULL, 100ULL, 5'000ULL, 300'000ULL, 20'000'000ULL,
-                              2'000'000'000ULL, 150'000'000'000ULL, 1ULL << 47}) {
+  for (std::uint64_t delta :
+       {0ULL, 5ULL, 100ULL, 5'000ULL, 300'000ULL, 20'000'000ULL,
+        2'000'000'000ULL, 150'000'000'000ULL, 1ULL << 47}) {
     removed.push_back(timers.Add(10 + delta));
     kept.push_back(timers.Add(10 + delta)->id);
   }
@@ -229,7 +232,8 @@ TEST(TimerWheelTest, RemoveAfterCascadeStillUnlinks) {
   EXPECT_EQ(timers.fired(), std::vector<int>{b->id});
 }
 
-TEST(TimerWheelTest, NextDeadlineNeverPassesEarliestAndAdvancingToItMakesProgress) {
+TEST(TimerWheelTest,
+     NextDeadlineNeverPassesEarliestAndAdvancingToItMakesProgress) {
   TimerWheel wheel;
   Timers timers(&wheel);
   std::multiset<std::uint64_t> pending;
@@ -314,9 +318,15 @@ TEST(TimerWheelTest, MatchesMultimapModelUnderRandomOperations) {
       const std::uint64_t r = Mix(rng + 1);
       std::uint64_t d;
       switch (r % 4) {
-        case 0: d = now + r % 64; break;
-        case 1: d = now + (r >> 8) % 100'000; break;
-        case 2: d = now + ((r >> 8) % (std::uint64_t{1} << (r % 36))); break;
+        case 0:
+          d = now + r % 64;
+          break;
+        case 1:
+          d = now + (r >> 8) % 100'000;
+          break;
+        case 2:
+          d = now + ((r >> 8) % (std::uint64_t{1} << (r % 36)));
+          break;
         default: {
           const std::uint64_t span = std::uint64_t{1} << (6 * (1 + r % 4));
           d = (now / span + 1 + (r >> 8) % 3) * span;

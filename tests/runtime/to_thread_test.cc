@@ -25,7 +25,9 @@ using namespace std::chrono_literals;
 
 constexpr auto kTimeout = std::chrono::milliseconds(30'000);
 
-Task<int> Add(int a, int b) { co_return co_await ToThread([a, b] { return a + b; }); }
+Task<int> Add(int a, int b) {
+  co_return co_await ToThread([a, b] { return a + b; });
+}
 
 TEST(ToThreadTest, ReturnsTheFunctionsValue) {
   Watchdog wd(60s);
@@ -34,7 +36,8 @@ TEST(ToThreadTest, ReturnsTheFunctionsValue) {
 }
 
 Task<std::string> MoveOnlyAndString() {
-  std::unique_ptr<int> p = co_await ToThread([] { return std::make_unique<int>(5); });
+  std::unique_ptr<int> p =
+      co_await ToThread([] { return std::make_unique<int>(5); });
   std::string s = co_await ToThread([] { return std::string(1000, 'x'); });
   co_return std::to_string(*p) + s.substr(0, 2);
 }
@@ -59,7 +62,8 @@ TEST(ToThreadTest, VoidFunctionRunsOnce) {
 
 Task<std::string> CatchFromThread() {
   try {
-    co_await ToThread([]() -> int { throw std::invalid_argument("bad input"); });
+    co_await ToThread(
+        []() -> int { throw std::invalid_argument("bad input"); });
     co_return "no exception";
   } catch (const std::invalid_argument& e) {
     co_return e.what();
@@ -99,7 +103,8 @@ TEST(ToThreadTest, RunsOnAThreadThatIsNotAWorker) {
   for (int i = 0; i < 200 && workers.size() < 2; ++i) {
     std::vector<std::future<std::thread::id>> fs;
     for (int j = 0; j < 20; ++j) {
-      fs.push_back(std::async(std::launch::async, [&rt] { return rt.BlockOn(WorkerThreadId()); }));
+      fs.push_back(std::async(std::launch::async,
+                              [&rt] { return rt.BlockOn(WorkerThreadId()); }));
     }
     for (auto& f : fs) workers.insert(f.get());
   }
@@ -113,7 +118,8 @@ TEST(ToThreadTest, RunsOnAThreadThatIsNotAWorker) {
   }
 }
 
-Task<int> BlockOnRelease(std::shared_future<void> release, std::atomic<int>* returned) {
+Task<int> BlockOnRelease(std::shared_future<void> release,
+                         std::atomic<int>* returned) {
   // Named: GCC 12 destroys a capturing lambda temporary in co_await twice.
   auto fn = [release, returned] {
     release.wait();
@@ -139,16 +145,19 @@ TEST(ToThreadTest, EventLoopKeepsRunningWhileThePoolIsBlocked) {
   std::shared_future<void> released = release.get_future().share();
   std::atomic<int> returned{0};
   std::vector<JoinHandle<int>> blocked;
-  for (int i = 0; i < 4; ++i) blocked.push_back(rt.Spawn(BlockOnRelease(released, &returned)));
+  for (int i = 0; i < 4; ++i)
+    blocked.push_back(rt.Spawn(BlockOnRelease(released, &returned)));
   std::atomic<int> ticks{0};
   JoinHandle<void> ticker = rt.Spawn(Ticker(50, &ticks));
   EXPECT_TRUE(testing::WaitFor([&] { return ticker.IsFinished(); }, 20s));
   EXPECT_EQ(ticks.load(), 50);
   EXPECT_EQ(returned.load(), 0);  // the pool is still blocked
-  EXPECT_TRUE(testing::WaitFor([&] { return rt.Metrics().blocking.threads >= 4; }));
+  EXPECT_TRUE(
+      testing::WaitFor([&] { return rt.Metrics().blocking.threads >= 4; }));
   release.set_value();
   int sum = 0;
-  for (auto& h : blocked) sum += BlockOnWithin(rt, testing::AwaitHandle(std::move(h)), kTimeout, 0);
+  for (auto& h : blocked)
+    sum += BlockOnWithin(rt, testing::AwaitHandle(std::move(h)), kTimeout, 0);
   EXPECT_EQ(sum, 4);
   EXPECT_EQ(returned.load(), 4);
 }
@@ -165,7 +174,8 @@ TEST(ToThreadTest, ManyConcurrentCallsAllReturn) {
   Watchdog wd(120s);
   Runtime rt({.workers = 2, .blocking_max_threads = 8});
   const int n = static_cast<int>(testing::Scaled(20'000, 1'000));
-  EXPECT_EQ(BlockOnWithin(rt, ManyCalls(n), kTimeout, 0L), static_cast<long>(n) * (n + 1) / 2);
+  EXPECT_EQ(BlockOnWithin(rt, ManyCalls(n), kTimeout, 0L),
+            static_cast<long>(n) * (n + 1) / 2);
   EXPECT_LE(rt.Metrics().blocking.threads, 8u);
   EXPECT_GE(rt.Metrics().blocking.completed, static_cast<std::uint64_t>(n));
 }
