@@ -60,11 +60,7 @@ class Event {
       return true;
     }
 
-    void await_resume() {
-      if (wait_.published() && wait_.End()) {
-        throw CancelledError(wait_.task()->CancelMessage());
-      }
-    }
+    void await_resume() { wait_.EndOrRaise(); }
 
    private:
     Event* const event_;

@@ -326,11 +326,7 @@ class BasicQueue {
       return true;
     }
 
-    void await_resume() {
-      if (wait_.published() && wait_.End()) {
-        throw CancelledError(wait_.task()->CancelMessage());
-      }
-    }
+    void await_resume() { wait_.EndOrRaise(); }
 
    private:
     BasicQueue* const q_;

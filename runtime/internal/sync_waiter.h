@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "runtime/errors.h"
 #include "runtime/internal/mutex.h"
 #include "runtime/internal/task_header.h"
 #include "runtime/internal/wait_node.h"
@@ -209,6 +210,11 @@ class SyncWait {
   // raise CancelledError; if fired() as well, the resource was handed over
   // and must be given back first.
   bool End() noexcept { return task_->EndWait(&node); }
+  // For waits that hand nothing over (Event::Wait, Queue::Join): ends the
+  // wait, if any, and raises CancelledError if it was cancelled.
+  void EndOrRaise() {
+    if (published_ && End()) throw CancelledError(task_->CancelMessage());
+  }
   bool fired() const noexcept { return node.state() == WaitNode::kFired; }
   TaskHeader* task() const noexcept { return task_; }
 
