@@ -48,8 +48,9 @@ build: deps ## Configure build/ (Ninja, RelWithDebInfo -O2) and build everything
 test: build ## Build, then run all tests with ctest
 	$(CTEST) --test-dir $(BUILD_DIR)
 
-run: build ## Build, then run the runtime demo (the daemon replaces it later)
-	./$(BUILD_DIR)/runtime/awaitd_demo
+run: build ## Build, then run the daemon in the foreground (127.0.0.1:50051; Ctrl-C stops it)
+	mkdir -p var
+	./$(BUILD_DIR)/server/awaitd $(RUN_ARGS)
 
 bench: build ## Build, then run the runtime benchmarks (BENCH_ARGS=...)
 	@test -x ./$(BUILD_DIR)/bench/runtime_bench || \

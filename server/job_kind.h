@@ -6,9 +6,9 @@
 // spec is refused at Submit with INVALID_ARGUMENT and never becomes a job.
 //
 //   JobKindRegistry kinds;
-//   RegisterBuiltinKinds(kinds);            // sleep, echo, fail, factorial, ...
-//   const JobKind* k = kinds.Find("sleep");
-//   absl::StatusOr<JobBody> body = k->bind(args);   // validates, binds
+//   RegisterBuiltinKinds(kinds);            // sleep, echo, fail, factorial,
+//   ... const JobKind* k = kinds.Find("sleep"); absl::StatusOr<JobBody> body =
+//   k->bind(args);   // validates, binds
 //
 // A body returns the job's result as a protobuf Value. It fails by throwing:
 // JobFailure for a typed error (a Python exception class name and message),

@@ -1,0 +1,172 @@
+#include "server/daemon.h"
+
+#include <cstdio>
+#include <fstream>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "server/strings.h"
+
+namespace awaitd::server {
+
+namespace {
+
+absl::Status WritePortFile(const std::string& path,
+                           const std::string& address) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << address << "\n";
+    out.flush();
+    if (!out) {
+      return absl::FailedPreconditionError(
+          StrCat("--port_file=", path, ": cannot write ", tmp));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::FailedPreconditionError(
+        StrCat("--port_file=", path, ": cannot rename ", tmp, " into place"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+  std::unique_ptr<Daemon> d(new Daemon(std::move(options)));
+  absl::Status s = d->Init();
+  if (!s.ok()) {
+    d->Shutdown();
+    return s;
+  }
+  return d;
+}
+
+absl::Status Daemon::Init() {
+  logger_ = std::make_unique<Logger>(options_.log_level, options_.log_sink);
+  runtime::RuntimeOptions ro = options_.runtime;
+  ro.log_sink = logger_->AsSink();
+  runtime_ = std::make_unique<runtime::Runtime>(std::move(ro));
+
+  RegisterBuiltinKinds(kinds_);
+  for (const std::string& spec : options_.limits) {
+    auto limit = limits_.DeclareFromFlag(spec);
+    if (!limit.ok()) return limit.status();
+  }
+  jobs_ = std::make_unique<JobManager>(*runtime_, kinds_, limits_,
+                                       options_.jobs, *logger_);
+  jobs_->Start();
+  service_ = std::make_unique<JobsService>(*runtime_, *jobs_, options_.service,
+                                           *logger_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  if (options_.reflection)
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+                           &port_);
+  builder.RegisterService(service_.get());
+  const int max_bytes = static_cast<int>(std::min<std::size_t>(
+      options_.max_message_bytes, std::size_t{INT32_MAX}));
+  builder.SetMaxReceiveMessageSize(max_bytes);
+  builder.SetMaxSendMessageSize(max_bytes);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr) {
+    return absl::UnavailableError(
+        StrCat("--listen=", options_.listen,
+               ": cannot listen there (address in use, bad address, or no "
+               "permission)"));
+  }
+  const bool is_unix = options_.listen.rfind("unix:", 0) == 0;
+  if (is_unix) {
+    address_ = options_.listen;
+    port_ = 0;
+  } else {
+    const std::size_t colon = options_.listen.rfind(':');
+    address_ = StrCat(options_.listen.substr(0, colon), ":", port_);
+  }
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!options_.port_file.empty()) {
+    absl::Status s = WritePortFile(options_.port_file, address_);
+    if (!s.ok()) return s;
+  }
+  logger_->Log(LogLevel::kInfo,
+               "component=server event=listening address=", address_,
+               " workers=", runtime_->Metrics().workers.size(),
+               " reflection=", options_.reflection ? "on" : "off");
+  return absl::OkStatus();
+}
+
+void Daemon::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) {
+      mu_.Await(absl::Condition(&shut_down_));
+      return;
+    }
+    shutting_down_ = true;
+  }
+  const absl::Time start = absl::Now();
+  if (logger_ != nullptr) {
+    logger_->Log(LogLevel::kInfo,
+                 "component=server event=shutdown_started not_done=",
+                 jobs_ ? jobs_->jobs_not_done() : 0,
+                 " running=", jobs_ ? jobs_->jobs_running() : 0);
+  }
+  if (server_ != nullptr)
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  if (jobs_ != nullptr) {
+    jobs_->StopAccepting();
+    const bool drained =
+        jobs_->DrainRunning(absl::Now() + options_.shutdown_grace);
+    const std::size_t left = jobs_->jobs_not_done();
+    if (left > 0) {
+      logger_->Log(drained ? LogLevel::kInfo : LogLevel::kWarning,
+                   "component=server event=cancelling_jobs not_done=", left,
+                   " running=", jobs_->jobs_running(),
+                   " grace_expired=", drained ? "false" : "true");
+    }
+    if (!jobs_->CancelAll("the daemon is shutting down",
+                          absl::Now() + options_.cancel_grace)) {
+      logger_->Log(LogLevel::kWarning,
+                   "component=server event=jobs_not_unwound not_done=",
+                   jobs_->jobs_not_done());
+    }
+  }
+  if (service_ != nullptr) service_->Shutdown();
+  if (server_ != nullptr) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.cancel_grace));
+    server_->Wait();
+  }
+  if (jobs_ != nullptr) jobs_->Stop();
+  if (runtime_ != nullptr) runtime_->Shutdown();
+  if (logger_ != nullptr) {
+    logger_->Log(LogLevel::kInfo,
+                 "component=server event=shutdown_complete took=",
+                 absl::FormatDuration(absl::Now() - start));
+  }
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
+}
+
+void Daemon::Wait() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&shut_down_));
+}
+
+Daemon::~Daemon() {
+  Shutdown();
+  server_.reset();
+  service_.reset();
+  runtime_.reset();  // before jobs_: unfinished frames reach into the manager
+  jobs_.reset();
+}
+
+}  // namespace awaitd::server

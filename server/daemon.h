@@ -1,0 +1,114 @@
+// Daemon: one running awaitd, assembled from its parts, with its start-up
+// and shutdown order.
+//
+//   DaemonOptions options;              // or DaemonOptionsFromFlags()
+//   options.listen = "127.0.0.1:0";     // port 0: any free port
+//   auto daemon = Daemon::Start(std::move(options));
+//   if (!daemon.ok()) ...;
+//   int port = (*daemon)->port();
+//   ...
+//   (*daemon)->Shutdown();              // graceful; also the destructor's
+//
+// Start-up: runtime -> job kinds and limits -> job manager -> gRPC server
+// (Jobs, grpc.health.v1, reflection) listening -> SERVING.
+//
+// Shutdown (Shutdown(), e.g. on SIGTERM):
+//   1. health NOT_SERVING; new Submits and groups fail with UNAVAILABLE;
+//   2. running jobs may finish, up to `shutdown_grace`;
+//   3. every job not done is cancelled, and given a moment to unwind;
+//   4. calls still waiting (Watch streams) are ended with UNAVAILABLE;
+//   5. the gRPC server stops (it cancels any call left after a short grace);
+//   6. the job manager, then the runtime, stop.
+//
+// Thread safety: Start, Shutdown and Wait may be called from any thread that
+// is not a runtime worker or a gRPC callback thread; Shutdown is idempotent.
+#ifndef AWAITD_SERVER_DAEMON_H_
+#define AWAITD_SERVER_DAEMON_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "runtime/runtime_options.h"
+#include "server/job_manager.h"
+#include "server/jobs_service.h"
+#include "server/logger.h"
+
+namespace grpc {
+class Server;
+}  // namespace grpc
+
+namespace awaitd::server {
+
+struct DaemonOptions {
+  // "host:port" (port 0 picks one) or "unix:/path/to.sock".
+  std::string listen = "127.0.0.1:50051";
+  // When set, "host:port" of the bound address is written here (atomically)
+  // once the server listens.
+  std::string port_file;
+  bool reflection = true;
+  // Largest request or response message.
+  std::size_t max_message_bytes = 64 * 1024 * 1024;
+  // Declared at start ("name:permits").
+  std::vector<std::string> limits;
+  JobManagerOptions jobs;
+  JobsServiceOptions service;
+  runtime::RuntimeOptions runtime;
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // After the grace: how long cancelled jobs get to unwind, and how long the
+  // gRPC server waits for calls before cancelling them.
+  absl::Duration cancel_grace = absl::Seconds(2);
+  LogLevel log_level = LogLevel::kInfo;
+  // Null: TimestampedStderrSink.
+  runtime::LogSink log_sink;
+};
+
+class Daemon {
+ public:
+  static absl::StatusOr<std::unique_ptr<Daemon>> Start(DaemonOptions options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // The bound TCP port (0 for a unix socket), and the address clients dial.
+  int port() const { return port_; }
+  const std::string& address() const { return address_; }
+
+  // The graceful shutdown above; returns once it is complete.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until Shutdown has completed (on any thread).
+  void Wait() ABSL_LOCKS_EXCLUDED(mu_);
+
+  JobManager& jobs() { return *jobs_; }
+  runtime::Runtime& runtime() { return *runtime_; }
+  const Logger& logger() const { return *logger_; }
+
+ private:
+  explicit Daemon(DaemonOptions options);
+  absl::Status Init();
+
+  DaemonOptions options_;
+  std::unique_ptr<Logger> logger_;
+  std::unique_ptr<runtime::Runtime> runtime_;
+  JobKindRegistry kinds_;
+  LimitRegistry limits_;
+  std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<JobsService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string address_;
+
+  absl::Mutex mu_;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace awaitd::server
+
+#endif  // AWAITD_SERVER_DAEMON_H_

@@ -1,0 +1,131 @@
+#include "server/flags.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/time/time.h"
+#include "server/strings.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Address to serve on: HOST:PORT (PORT 0 picks a free one) or "
+          "unix:/path/to.sock");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, write the bound HOST:PORT to this file once listening");
+ABSL_FLAG(bool, reflection, true, "Serve gRPC server reflection");
+ABSL_FLAG(std::vector<std::string>, limit, {},
+          "Named concurrency limits jobs may hold while running, as "
+          "NAME:PERMITS, comma-separated (e.g. db:10,http:50)");
+ABSL_FLAG(int, workers, 0, "Event-loop threads (0: one per core)");
+ABSL_FLAG(int, blocking_max_threads, 512,
+          "Most threads of the blocking (to_thread) pool");
+ABSL_FLAG(int64_t, max_message_bytes, 64 << 20,
+          "Largest request or response message");
+ABSL_FLAG(int64_t, max_batch, 10000, "Most jobs created by one call");
+ABSL_FLAG(int64_t, max_pending_jobs, 2000000,
+          "Most jobs not done yet (pending + running); beyond it Submit fails "
+          "with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_args_bytes, 64 << 10,
+          "Largest serialized args of one job");
+ABSL_FLAG(int64_t, max_name_length, 256,
+          "Longest job name, group name and idempotency key");
+ABSL_FLAG(int64_t, max_ids_per_call, 1000000,
+          "Most job ids or inputs in one call");
+ABSL_FLAG(absl::Duration, result_ttl, absl::Hours(1),
+          "How long finished jobs are kept (then Get says NOT_FOUND)");
+ABSL_FLAG(int64_t, max_finished_jobs, 1000000,
+          "Most finished jobs kept; the oldest are forgotten first");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM/SIGINT: how long running jobs may finish before they are "
+          "cancelled");
+ABSL_FLAG(absl::Duration, stall_threshold, absl::Milliseconds(100),
+          "Log a job that runs this long on an event loop without yielding "
+          "(0: off)");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+
+namespace awaitd::server {
+
+namespace {
+
+absl::Status Positive(int64_t v, const char* flag) {
+  if (v <= 0) {
+    return absl::InvalidArgumentError(
+        StrCat("--", flag, "=", v, ": must be > 0"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
+  DaemonOptions o;
+  o.listen = absl::GetFlag(FLAGS_listen);
+  if (o.listen.empty())
+    return absl::InvalidArgumentError("--listen: must not be empty");
+  o.port_file = absl::GetFlag(FLAGS_port_file);
+  o.reflection = absl::GetFlag(FLAGS_reflection);
+  o.limits = absl::GetFlag(FLAGS_limit);
+  const int workers = absl::GetFlag(FLAGS_workers);
+  if (workers < 0 || workers > 1024) {
+    return absl::InvalidArgumentError(
+        StrCat("--workers=", workers, ": must be in 0..1024"));
+  }
+  o.runtime.workers = static_cast<std::uint32_t>(workers);
+  const int blocking = absl::GetFlag(FLAGS_blocking_max_threads);
+  if (blocking < 1 || blocking > 65536) {
+    return absl::InvalidArgumentError(
+        StrCat("--blocking_max_threads=", blocking, ": must be in 1..65536"));
+  }
+  o.runtime.blocking_max_threads = static_cast<std::uint32_t>(blocking);
+  const absl::Duration stall = absl::GetFlag(FLAGS_stall_threshold);
+  if (stall < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--stall_threshold: must be >= 0");
+  }
+  o.runtime.stall_threshold = absl::ToChronoNanoseconds(stall);
+  o.runtime.shutdown_policy = runtime::ShutdownPolicy::kCancel;
+
+  struct SizeFlag {
+    const char* name;
+    int64_t value;
+    std::size_t* out;
+  } sizes[] = {
+      {"max_message_bytes", absl::GetFlag(FLAGS_max_message_bytes),
+       &o.max_message_bytes},
+      {"max_batch", absl::GetFlag(FLAGS_max_batch), &o.jobs.max_batch},
+      {"max_pending_jobs", absl::GetFlag(FLAGS_max_pending_jobs),
+       &o.jobs.max_pending_jobs},
+      {"max_args_bytes", absl::GetFlag(FLAGS_max_args_bytes),
+       &o.jobs.max_args_bytes},
+      {"max_name_length", absl::GetFlag(FLAGS_max_name_length),
+       &o.jobs.max_name_length},
+      {"max_ids_per_call", absl::GetFlag(FLAGS_max_ids_per_call),
+       &o.service.max_ids_per_call},
+      {"max_finished_jobs", absl::GetFlag(FLAGS_max_finished_jobs),
+       &o.jobs.max_finished_jobs},
+  };
+  for (const SizeFlag& f : sizes) {
+    absl::Status s = Positive(f.value, f.name);
+    if (!s.ok()) return s;
+    *f.out = static_cast<std::size_t>(f.value);
+  }
+  if (o.max_message_bytes > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        "--max_message_bytes: must be below 2 GiB");
+  }
+  o.jobs.result_ttl = absl::GetFlag(FLAGS_result_ttl);
+  if (o.jobs.result_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--result_ttl: must be > 0");
+  }
+  o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  if (o.shutdown_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--shutdown_grace: must be >= 0");
+  }
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  if (!ParseLogLevel(level, &o.log_level)) {
+    return absl::InvalidArgumentError(StrCat(
+        "--log_level=", level, ": must be debug, info, warning or error"));
+  }
+  return o;
+}
+
+}  // namespace awaitd::server

@@ -1,0 +1,17 @@
+// The daemon's command-line flags (absl flags), and their translation into
+// DaemonOptions. `awaitd --help` lists them; `--flagfile=FILE` reads them from
+// a file, one per line.
+#ifndef AWAITD_SERVER_FLAGS_H_
+#define AWAITD_SERVER_FLAGS_H_
+
+#include "absl/status/statusor.h"
+#include "server/daemon.h"
+
+namespace awaitd::server {
+
+// INVALID_ARGUMENT naming the flag for a bad value.
+absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags();
+
+}  // namespace awaitd::server
+
+#endif  // AWAITD_SERVER_FLAGS_H_

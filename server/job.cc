@@ -1,0 +1,196 @@
+#include "server/job.h"
+
+#include <utility>
+
+#include "server/limits.h"
+
+namespace awaitd::server {
+
+std::string_view JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kPending:
+      return "PENDING";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kSucceeded:
+      return "SUCCEEDED";
+    case JobState::kFailed:
+      return "FAILED";
+    case JobState::kCancelled:
+      return "CANCELLED";
+  }
+  return "UNKNOWN";
+}
+
+std::unique_ptr<v1::JobError> MakeError(std::string_view type,
+                                        std::string_view message) {
+  auto e = std::make_unique<v1::JobError>();
+  e->set_type(std::string(type));
+  e->set_message(std::string(message));
+  return e;
+}
+
+void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
+  const absl::Duration since = t - absl::UnixEpoch();
+  const std::int64_t s = absl::ToInt64Seconds(since);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<std::int32_t>(
+      absl::ToInt64Nanoseconds(since - absl::Seconds(s))));
+}
+
+void Job::SetTask(runtime::JoinHandle<void> task) {
+  runtime::JoinHandle<void> drop;  // released after the lock
+  absl::MutexLock lock(&mu_);
+  // A Cancel() that came before the job had its task could not reach it.
+  if (cancel_requested_) task.Cancel(cancel_message_);
+  if (IsFinal(state_.load(std::memory_order_relaxed))) {
+    drop = std::move(task);
+  } else {
+    task_ = std::move(task);
+  }
+}
+
+bool Job::EnterBody() {
+  absl::MutexLock lock(&mu_);
+  if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+  body_entered_ = true;
+  return true;
+}
+
+bool Job::MarkRunning() {
+  absl::MutexLock lock(&mu_);
+  if (state_.load(std::memory_order_relaxed) != JobState::kPending) {
+    return false;
+  }
+  started_at_ = absl::Now();
+  ++attempt_;
+  started_.store(true, std::memory_order_release);
+  state_.store(JobState::kRunning, std::memory_order_release);
+  NotifyLocked(JobState::kRunning);
+  return true;
+}
+
+bool Job::Finish(JobState final_state,
+                 std::unique_ptr<google::protobuf::Value> result,
+                 std::unique_ptr<v1::JobError> error,
+                 bool (*cancel_pending)(const Job&)) {
+  runtime::JoinHandle<void> task;  // released after the lock
+  {
+    absl::MutexLock lock(&mu_);
+    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    if (final_state == JobState::kSucceeded && cancel_pending != nullptr &&
+        cancel_requested_ && cancel_pending(*this)) {
+      final_state = JobState::kCancelled;
+      result.reset();
+      error = MakeError("CancelledError", cancel_message_);
+    }
+    result_ = std::move(result);
+    error_ = std::move(error);
+    task = std::move(task_);
+    PublishFinalLocked(final_state);
+  }
+  return true;
+}
+
+bool Job::CancelLeaf(std::string_view message, bool* ended) {
+  runtime::JoinHandle<void> task;  // released after the lock
+  {
+    absl::MutexLock lock(&mu_);
+    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    cancel_requested_ = true;
+    cancel_message_ = std::string(message);
+    if (task_.valid()) task_.Cancel(message);
+    if (body_entered_) return true;
+    // Not started: the task will never run its body (a task cancelled before
+    // it starts does not), so the job ends here.
+    error_ = MakeError("CancelledError", message);
+    task = std::move(task_);
+    PublishFinalLocked(JobState::kCancelled);
+    *ended = true;
+  }
+  return true;
+}
+
+void Job::PublishFinalLocked(JobState s) {
+  finished_at_ = absl::Now();
+  state_.store(s, std::memory_order_release);
+  NotifyLocked(s);
+}
+
+bool Job::cancel_requested() const {
+  absl::MutexLock lock(&mu_);
+  return cancel_requested_;
+}
+
+std::string Job::cancel_message() const {
+  absl::MutexLock lock(&mu_);
+  return cancel_message_;
+}
+
+bool Job::Watch(JobWatch* w) {
+  absl::MutexLock lock(&mu_);
+  if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+  w->prev = nullptr;
+  w->next = watches_;
+  if (watches_ != nullptr) watches_->prev = w;
+  watches_ = w;
+  w->linked = true;
+  return true;
+}
+
+void Job::Unwatch(JobWatch* w) {
+  absl::MutexLock lock(&mu_);
+  if (!w->linked) return;
+  if (w->prev != nullptr) {
+    w->prev->next = w->next;
+  } else {
+    watches_ = w->next;
+  }
+  if (w->next != nullptr) w->next->prev = w->prev;
+  w->prev = w->next = nullptr;
+  w->linked = false;
+}
+
+void Job::NotifyLocked(JobState state) {
+  const bool final_state = IsFinal(state);
+  JobWatch* w = watches_;
+  if (final_state) watches_ = nullptr;
+  while (w != nullptr) {
+    JobWatch* next = w->next;
+    if (final_state) {
+      w->prev = w->next = nullptr;
+      w->linked = false;
+    }
+    if (final_state || !w->final_only) w->fn(w, *this, state);
+    w = next;
+  }
+}
+
+void Job::Snapshot(v1::Job* out) const {
+  out->set_id(attr_.id);
+  out->set_name(attr_.name);
+  out->set_kind(attr_.kind);
+  ToProto(attr_.created_at, out->mutable_created_at());
+  ToProto(attr_.scheduled_at, out->mutable_scheduled_at());
+  out->set_shield(attr_.shield);
+  for (const Limit* l : attr_.limits) out->add_limits(l->name());
+  out->set_group_id(attr_.group_id);
+  for (const JobPtr& c : children_) out->add_children(c->id());
+  absl::MutexLock lock(&mu_);
+  const JobState s = state_.load(std::memory_order_relaxed);
+  out->set_state(ToProto(s));
+  if (result_ != nullptr) *out->mutable_result() = *result_;
+  if (error_ != nullptr) *out->mutable_error() = *error_;
+  if (started_at_ != absl::Time())
+    ToProto(started_at_, out->mutable_started_at());
+  if (IsFinal(s)) ToProto(finished_at_, out->mutable_finished_at());
+  out->set_attempt(attempt_);
+  out->set_cancel_requested(cancel_requested_);
+}
+
+absl::Time Job::finished_at() const {
+  absl::MutexLock lock(&mu_);
+  return finished_at_;
+}
+
+}  // namespace awaitd::server

@@ -1,0 +1,241 @@
+// Job: the daemon's asyncio Task, one record per submitted (or group) job.
+//
+// A Job holds what a client may ask about a job: its immutable attributes
+// (id, name, kind, options), its state, and once it is done its outcome (a
+// result Value, or an error). The coroutine that runs a leaf job lives in
+// the runtime (JobManager::RunJob); a group job (Gather, RunGroup) has
+// children and a coroutine that watches them.
+//
+// State machine: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED, or
+// PENDING -> CANCELLED (cancelled before it ran). A final state is set once,
+// together with the outcome, and never changes (asyncio's Future.set_*).
+//
+// Watching (add_done_callback): a JobWatch links into the job and is called
+// on each state change it asked for, with the job's lock held, on the thread
+// that made the change. It must only record the event and wake someone (set
+// a runtime Event): it must not lock another job or block. A final state
+// unlinks every watch (no event can follow it).
+//
+// Thread safety: attributes are immutable after construction. The state is
+// atomic; the outcome is written once, before the final state is published
+// (release), so a reader that saw done() (acquire) may read result() and
+// error() without the lock. Everything else is guarded by mu_.
+#ifndef AWAITD_SERVER_JOB_H_
+#define AWAITD_SERVER_JOB_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "awaitd/v1/jobs.pb.h"
+#include "runtime/join_handle.h"
+
+namespace awaitd::server {
+
+class Job;
+class Limit;
+using JobPtr = std::shared_ptr<Job>;
+
+// Same numbers as awaitd.v1.JobState.
+enum class JobState : std::uint8_t {
+  kPending = 1,
+  kRunning = 2,
+  kSucceeded = 3,
+  kFailed = 4,
+  kCancelled = 5,
+};
+
+inline bool IsFinal(JobState s) { return s >= JobState::kSucceeded; }
+std::string_view JobStateName(JobState s);  // "PENDING", ...
+inline v1::JobState ToProto(JobState s) { return static_cast<v1::JobState>(s); }
+
+// One watcher's link into one job (intrusive; owned by the watcher, which
+// must Unwatch it, or see a final event, before freeing it).
+struct JobWatch {
+  // Called with the job's lock held; see the file comment.
+  void (*fn)(JobWatch* self, Job& job, JobState state) = nullptr;
+  // Only the final state (the default), or every change.
+  bool final_only = true;
+  // Guarded by the job's lock.
+  JobWatch* prev = nullptr;
+  JobWatch* next = nullptr;
+  bool linked = false;
+};
+
+// What kind of job: a leaf runs a registered kind's body; a group watches its
+// children (asyncio.gather or a TaskGroup).
+enum class JobType : std::uint8_t { kLeaf, kGather, kTaskGroup };
+
+struct JobAttributes {
+  std::uint64_t id = 0;
+  std::string name;
+  std::string kind;  // the kind's name; "gather" / "group" for groups
+  JobType type = JobType::kLeaf;
+  bool shield = false;
+  absl::Duration timeout = absl::ZeroDuration();  // zero: none
+  absl::Time created_at;
+  absl::Time scheduled_at;  // when it may start (== created_at if no delay)
+  absl::Duration delay = absl::ZeroDuration();  // call_later (scaled in tests)
+  absl::Time start_at;                          // call_at, if after created_at
+  std::vector<Limit*> limits;  // sorted by name (the acquisition order)
+  std::string idempotency_key;
+  std::uint64_t group_id = 0;      // the group that created it, if any
+  bool return_exceptions = false;  // gather groups
+};
+
+class Job {
+ public:
+  explicit Job(JobAttributes attributes) : attr_(std::move(attributes)) {}
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  const JobAttributes& attributes() const noexcept { return attr_; }
+  std::uint64_t id() const noexcept { return attr_.id; }
+  const std::string& name() const noexcept { return attr_.name; }
+  JobType type() const noexcept { return attr_.type; }
+  bool is_group() const noexcept { return attr_.type != JobType::kLeaf; }
+  bool shield() const noexcept { return attr_.shield; }
+
+  JobState state() const noexcept {
+    return state_.load(std::memory_order_acquire);
+  }
+  bool done() const noexcept { return IsFinal(state()); }
+  // Whether it ever reached RUNNING.
+  bool started() const noexcept {
+    return started_.load(std::memory_order_acquire);
+  }
+
+  // The outcome; valid (and immutable) once done(). result() is null unless
+  // SUCCEEDED, error() null if SUCCEEDED.
+  const google::protobuf::Value* result() const noexcept {
+    return result_.get();
+  }
+  const v1::JobError* error() const noexcept { return error_.get(); }
+
+  // A group's children, in input order (set before the group is published;
+  // immutable afterwards). Empty for leaves.
+  const std::vector<JobPtr>& children() const noexcept { return children_; }
+  void set_children(std::vector<JobPtr> children) {
+    children_ = std::move(children);
+  }
+
+  // --- Runner side (the job's own coroutine) ---
+
+  // Gives the job its task (before the task can run). Leaf jobs only.
+  void SetTask(runtime::JoinHandle<void> task) ABSL_LOCKS_EXCLUDED(mu_);
+  // At the start of the body: false if the job was already cancelled (then
+  // the body must return at once). Otherwise it is running its coroutine.
+  bool EnterBody() ABSL_LOCKS_EXCLUDED(mu_);
+  // PENDING -> RUNNING (attempt 1, started_at now). False if already final.
+  bool MarkRunning() ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the job with its outcome (exactly one of result / error, by state)
+  // unless it already ended; returns whether this call ended it. A SUCCEEDED
+  // outcome becomes CANCELLED if a Cancel() took effect that the body never
+  // saw (`cancel_pending` tells, for leaves: asyncio's __step runs
+  // super().cancel() when the coroutine returns with _must_cancel set).
+  bool Finish(JobState final_state,
+              std::unique_ptr<google::protobuf::Value> result,
+              std::unique_ptr<v1::JobError> error,
+              bool (*cancel_pending)(const Job&) = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Cancellation (JobManager::Cancel) ---
+
+  // Leaf: Task.cancel(msg). Delivered to the body at its next suspension, or
+  // if the body has not started yet, ends the job CANCELLED now (*ended is
+  // then set). Returns false if the job is already done.
+  bool CancelLeaf(std::string_view message, bool* ended)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Group: under the group's lock (so the group's own completion cannot
+  // interleave), calls `cancel_children(message)`, which cancels the
+  // children and says whether that took effect; if so (or if `always`), the
+  // request is recorded for the group's coroutine. Returns false if the
+  // group is done, else whether the request was recorded.
+  template <typename F>
+  bool CancelGroup(std::string_view message, bool always, F cancel_children)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    const bool any = cancel_children(message);
+    if (!any && !always) return false;
+    cancel_requested_ = true;
+    cancel_message_ = std::string(message);
+    return true;
+  }
+  // Group completion: under the lock, `decide(cancel_requested, message,
+  // &state, &result, &error)` picks the outcome. False if already done.
+  template <typename F>
+  bool FinishGroup(F decide) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    JobState s = JobState::kSucceeded;
+    decide(cancel_requested_, cancel_message_, &s, &result_, &error_);
+    PublishFinalLocked(s);
+    return true;
+  }
+  bool cancel_requested() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::string cancel_message() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Watching ---
+
+  // Links `w`. Returns false (not linking) if the job is already final; the
+  // caller then treats it as done.
+  bool Watch(JobWatch* w) ABSL_LOCKS_EXCLUDED(mu_);
+  // After it returns, `w` is not linked and its fn is not running.
+  void Unwatch(JobWatch* w) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Fills `out` with a consistent snapshot.
+  void Snapshot(v1::Job* out) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Final state, error and finish time only (cheap; for events).
+  absl::Time finished_at() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Retention bookkeeping (JobManager only): the next job in the lock-free
+  // stack of jobs that finished since the last sweep.
+  Job* finished_next_ = nullptr;
+
+ private:
+  void NotifyLocked(JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stamps finished_at and publishes `s` (outcome already stored).
+  void PublishFinalLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const JobAttributes attr_;
+  std::vector<JobPtr> children_;
+  std::atomic<JobState> state_{JobState::kPending};
+  std::atomic<bool> started_{false};
+  mutable absl::Mutex mu_;
+  // Written under mu_ before the final state is published; read-only after.
+  std::unique_ptr<google::protobuf::Value> result_;
+  std::unique_ptr<v1::JobError> error_;
+
+  runtime::JoinHandle<void> task_ ABSL_GUARDED_BY(mu_);
+  absl::Time started_at_ ABSL_GUARDED_BY(mu_);
+  absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
+  std::uint32_t attempt_ ABSL_GUARDED_BY(mu_) = 0;
+  bool body_entered_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cancel_message_ ABSL_GUARDED_BY(mu_);
+  JobWatch* watches_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+// Builds a JobError.
+std::unique_ptr<v1::JobError> MakeError(std::string_view type,
+                                        std::string_view message);
+
+void ToProto(absl::Time t, google::protobuf::Timestamp* out);
+
+// A protobuf Duration as an absl::Duration: INVALID_ARGUMENT naming `field`
+// unless it is non-negative, normalized and at most `max`.
+absl::StatusOr<absl::Duration> DurationFromProto(
+    const google::protobuf::Duration& d, absl::Duration max,
+    std::string_view field);
+
+}  // namespace awaitd::server
+
+#endif  // AWAITD_SERVER_JOB_H_

@@ -1,0 +1,850 @@
+#include "server/job_manager.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "runtime/internal/context.h"
+#include "runtime/internal/task_header.h"
+#include "runtime/time.h"
+#include "runtime/timeout.h"
+#include "server/job_watcher.h"
+#include "server/strings.h"
+
+namespace awaitd::server {
+
+namespace {
+
+constexpr std::size_t kSweepChunk = 4096;
+constexpr std::size_t kListScanLimit = 100'000;
+constexpr std::string_view kPageTokenPrefix = "after:";
+
+}  // namespace
+
+absl::StatusOr<absl::Duration> DurationFromProto(
+    const google::protobuf::Duration& d, absl::Duration max,
+    std::string_view field) {
+  if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() >= 1'000'000'000) {
+    return absl::InvalidArgumentError(
+        StrCat(field, ": must be a non-negative duration (got ", d.seconds(),
+               "s ", d.nanos(), "ns)"));
+  }
+  const absl::Duration out =
+      absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  if (out > max) {
+    return absl::InvalidArgumentError(
+        StrCat(field, ": ", absl::FormatDuration(out),
+               " exceeds the maximum of ", absl::FormatDuration(max)));
+  }
+  return out;
+}
+
+namespace {
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+// Outcome of a leaf job body that returned while a Cancel() was still
+// undelivered (see Job::Finish).
+bool CurrentTaskCancelPending(const Job&) {
+  runtime::internal::TaskHeader* t = runtime::internal::CurrentTaskHeader();
+  return t != nullptr && t->IsCancelRequested();
+}
+
+// A child's outcome as an element of a group's result list: its result, or
+// {"error": {"type": ..., "message": ...}} (gather with return_exceptions).
+google::protobuf::Value OutcomeValue(const Job& child) {
+  google::protobuf::Value v;
+  if (child.state() == JobState::kSucceeded) {
+    if (child.result() != nullptr) v = *child.result();
+    return v;
+  }
+  auto& err = (*v.mutable_struct_value()->mutable_fields())["error"];
+  auto& fields = *err.mutable_struct_value()->mutable_fields();
+  if (child.error() != nullptr) {
+    fields["type"].set_string_value(child.error()->type());
+    fields["message"].set_string_value(child.error()->message());
+  }
+  fields["job_id"].set_number_value(static_cast<double>(child.id()));
+  return v;
+}
+
+}  // namespace
+
+// A validated spec: the body is bound, the attributes filled in except the
+// id and the name.
+struct JobManager::Prepared {
+  JobAttributes attr;
+  bool named = false;
+  JobBody body;
+};
+
+// Ends a job CANCELLED if its coroutine frame is destroyed before the job
+// ended (runtime shutdown destroys unfinished tasks).
+class FinishGuard {
+ public:
+  FinishGuard(std::function<void()> on_destroy) : fn_(std::move(on_destroy)) {}
+  ~FinishGuard() { fn_(); }
+
+ private:
+  std::function<void()> fn_;
+};
+
+JobManager::JobManager(runtime::Runtime& runtime, const JobKindRegistry& kinds,
+                       LimitRegistry& limits, JobManagerOptions options,
+                       const Logger& logger)
+    : runtime_(runtime),
+      kinds_(kinds),
+      limits_(limits),
+      options_(std::move(options)),
+      logger_(logger) {}
+
+JobManager::~JobManager() = default;
+
+void JobManager::Start() { sweeper_ = runtime_.Spawn(Sweeper()); }
+
+std::uint64_t JobManager::ReserveId() {
+  return next_id_.fetch_add(1, std::memory_order_relaxed);
+}
+
+absl::Status JobManager::Validate(const v1::JobSpec& spec,
+                                  std::string_view field, std::size_t index,
+                                  Prepared* out) const {
+  const std::string at = StrCat(field, "[", index, "]");
+  if (spec.kind().empty()) {
+    return absl::InvalidArgumentError(StrCat(at, ".kind: required"));
+  }
+  const JobKind* kind = kinds_.Find(spec.kind());
+  if (kind == nullptr) {
+    std::vector<std::string> names;
+    for (const JobKind* k : kinds_.List()) names.push_back(k->name);
+    return absl::InvalidArgumentError(
+        StrCat(at, ".kind: unknown job kind \"", spec.kind().substr(0, 64),
+               "\" (known: ", absl::StrJoin(names, ", "), ")"));
+  }
+  if (spec.name().size() > options_.max_name_length) {
+    return absl::InvalidArgumentError(
+        StrCat(at, ".name: ", spec.name().size(),
+               " bytes exceed --max_name_length=", options_.max_name_length));
+  }
+  if (spec.idempotency_key().size() > options_.max_name_length) {
+    return absl::InvalidArgumentError(
+        StrCat(at, ".idempotency_key: ", spec.idempotency_key().size(),
+               " bytes exceed --max_name_length=", options_.max_name_length));
+  }
+  if (spec.has_args()) {
+    const std::size_t bytes = spec.args().ByteSizeLong();
+    if (bytes > options_.max_args_bytes) {
+      return absl::InvalidArgumentError(
+          StrCat(at, ".args: ", bytes,
+                 " bytes exceed --max_args_bytes=", options_.max_args_bytes));
+    }
+  }
+  JobAttributes& a = out->attr;
+  a.kind = kind->name;
+  a.type = JobType::kLeaf;
+  a.shield = spec.shield();
+  a.idempotency_key = spec.idempotency_key();
+  a.created_at = absl::Now();
+  a.scheduled_at = a.created_at;
+  if (spec.has_timeout()) {
+    auto t =
+        DurationFromProto(spec.timeout(), options_.max_delay, at + ".timeout");
+    if (!t.ok()) return t.status();
+    a.timeout = *t;
+  }
+  switch (spec.start_case()) {
+    case v1::JobSpec::kDelay: {
+      auto d =
+          DurationFromProto(spec.delay(), options_.max_delay, at + ".delay");
+      if (!d.ok()) return d.status();
+      a.delay = *d;
+      a.scheduled_at = a.created_at + *d;
+      break;
+    }
+    case v1::JobSpec::kStartAt: {
+      const auto& ts = spec.start_at();
+      if (ts.nanos() < 0 || ts.nanos() >= 1'000'000'000 || ts.seconds() < 0) {
+        return absl::InvalidArgumentError(
+            StrCat(at, ".start_at: not a valid timestamp"));
+      }
+      const absl::Time when = FromProto(ts);
+      if (when - a.created_at > options_.max_delay) {
+        return absl::InvalidArgumentError(
+            StrCat(at, ".start_at: more than ",
+                   absl::FormatDuration(options_.max_delay), " ahead"));
+      }
+      // A start time in the past means "now", as loop.call_at does.
+      a.start_at = std::max(when, a.created_at);
+      a.scheduled_at = a.start_at;
+      break;
+    }
+    case v1::JobSpec::START_NOT_SET:
+      break;
+  }
+  if (static_cast<std::size_t>(spec.limits_size()) >
+      options_.max_limits_per_job) {
+    return absl::InvalidArgumentError(
+        StrCat(at, ".limits: ", spec.limits_size(),
+               " limits exceed the maximum of ", options_.max_limits_per_job));
+  }
+  for (int i = 0; i < spec.limits_size(); ++i) {
+    Limit* l = limits_.Find(spec.limits(i));
+    if (l == nullptr) {
+      return absl::InvalidArgumentError(
+          StrCat(at, ".limits[", i, "]: unknown limit \"",
+                 spec.limits(i).substr(0, 64),
+                 "\" (declare it with --limit=NAME:N or DeclareLimit)"));
+    }
+    if (std::find(a.limits.begin(), a.limits.end(), l) != a.limits.end()) {
+      return absl::InvalidArgumentError(StrCat(
+          at, ".limits[", i, "]: \"", spec.limits(i), "\" is named twice"));
+    }
+    a.limits.push_back(l);
+  }
+  std::sort(
+      a.limits.begin(), a.limits.end(),
+      [](const Limit* x, const Limit* y) { return x->name() < y->name(); });
+  static const google::protobuf::Struct kNoArgs;
+  absl::StatusOr<JobBody> body =
+      kind->bind(spec.has_args() ? spec.args() : kNoArgs);
+  if (!body.ok()) {
+    return absl::Status(body.status().code(),
+                        StrCat(at, ".args.", body.status().message()));
+  }
+  out->body = *std::move(body);
+  if (!spec.name().empty()) {
+    a.name = spec.name();
+    out->named = true;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
+    std::span<const v1::JobSpec* const> specs, std::string_view field,
+    std::uint64_t group_id, std::vector<bool>* existing) {
+  if (!accepting()) {
+    return absl::UnavailableError("the daemon is shutting down");
+  }
+  if (specs.size() > options_.max_batch) {
+    return absl::ResourceExhaustedError(
+        StrCat(field, ": ", specs.size(),
+               " jobs in one call exceed --max_batch=", options_.max_batch));
+  }
+  std::vector<Prepared> prepared(specs.size());
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    absl::Status s = Validate(*specs[i], field, i, &prepared[i]);
+    if (!s.ok()) return s;
+    prepared[i].attr.group_id = group_id;
+  }
+  // Admission: reserve first, so concurrent submits cannot overshoot.
+  const std::size_t before =
+      not_done_.fetch_add(specs.size(), std::memory_order_relaxed);
+  if (before + specs.size() > options_.max_pending_jobs) {
+    not_done_.fetch_sub(specs.size(), std::memory_order_relaxed);
+    return absl::ResourceExhaustedError(StrCat(
+        field, ": ", before, " jobs are not done yet and ", specs.size(),
+        " more would exceed --max_pending_jobs=", options_.max_pending_jobs));
+  }
+
+  std::vector<JobPtr> out(specs.size());
+  std::vector<bool> is_new(specs.size(), true);
+  std::size_t hits = 0;
+  {
+    absl::MutexLock lock(&table_mu_);
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      JobAttributes& a = prepared[i].attr;
+      if (!a.idempotency_key.empty()) {
+        auto it = idempotency_.find(a.idempotency_key);
+        if (it != idempotency_.end()) {
+          auto job = jobs_.find(it->second);
+          if (job != jobs_.end()) {
+            out[i] = job->second;
+            is_new[i] = false;
+            ++hits;
+            continue;
+          }
+          idempotency_.erase(it);  // its job was forgotten
+        }
+      }
+      a.id = next_id_.fetch_add(1, std::memory_order_relaxed);
+      if (!prepared[i].named) a.name = StrCat("Job-", ++job_names_);
+      auto job = std::make_shared<Job>(std::move(a));
+      if (!job->attributes().idempotency_key.empty()) {
+        idempotency_.emplace(job->attributes().idempotency_key, job->id());
+      }
+      jobs_.emplace_hint(jobs_.end(), job->id(), job);
+      out[i] = std::move(job);
+    }
+  }
+  if (hits > 0) not_done_.fetch_sub(hits, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!is_new[i]) continue;
+    const JobPtr& job = out[i];
+    Publish(job, JobState::kPending);
+    job->SetTask(runtime_.Spawn(RunJob(job, std::move(prepared[i].body))));
+  }
+  if (logger_.Enabled(LogLevel::kDebug)) {
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (!is_new[i]) continue;
+      logger_.Log(LogLevel::kDebug,
+                  "component=jobs event=submitted job_id=", out[i]->id(),
+                  " name=", LogQuote(out[i]->name()),
+                  " kind=", out[i]->attributes().kind);
+    }
+  }
+  if (existing != nullptr) {
+    existing->resize(out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) (*existing)[i] = !is_new[i];
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<JobPtr>> JobManager::Resolve(
+    const google::protobuf::RepeatedPtrField<v1::JobInput>& inputs,
+    std::string_view field, std::uint64_t group_id) {
+  std::vector<JobPtr> out(inputs.size());
+  std::vector<const v1::JobSpec*> specs;
+  std::vector<int> spec_at;
+  for (int i = 0; i < inputs.size(); ++i) {
+    const v1::JobInput& in = inputs.Get(i);
+    switch (in.input_case()) {
+      case v1::JobInput::kId: {
+        auto job = Find(in.id(), StrCat(field, "[", i, "].id"));
+        if (!job.ok()) return job.status();
+        out[i] = *std::move(job);
+        break;
+      }
+      case v1::JobInput::kSpec:
+        specs.push_back(&in.spec());
+        spec_at.push_back(i);
+        break;
+      case v1::JobInput::INPUT_NOT_SET:
+        return absl::InvalidArgumentError(
+            StrCat(field, "[", i, "]: set either id or spec"));
+    }
+  }
+  if (specs.empty()) return out;
+  // Validate with the input's own index in messages.
+  auto created = Submit(specs, "\x01", group_id, nullptr);
+  if (!created.ok()) {
+    std::string msg(created.status().message());
+    if (msg.rfind("\x01[", 0) == 0) {
+      const std::size_t close = msg.find(']');
+      std::size_t k = 0;
+      if (close != std::string::npos &&
+          SimpleAtoi(msg.substr(2, close - 2), &k) && k < spec_at.size()) {
+        msg = StrCat(field, "[", spec_at[k], "].spec", msg.substr(close + 1));
+      }
+    } else if (msg.rfind("\x01", 0) == 0) {
+      msg = StrCat(field, msg.substr(1));
+    }
+    return absl::Status(created.status().code(), msg);
+  }
+  for (std::size_t k = 0; k < spec_at.size(); ++k) {
+    out[spec_at[k]] = std::move((*created)[k]);
+  }
+  return out;
+}
+
+absl::StatusOr<JobPtr> JobManager::Find(std::uint64_t id,
+                                        std::string_view field) const {
+  if (id == 0) {
+    return absl::InvalidArgumentError(StrCat(field, ": job ids start at 1"));
+  }
+  absl::MutexLock lock(&table_mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(
+        StrCat(field, ": job ", id,
+               " not found (unknown, or forgotten after --result_ttl)"));
+  }
+  return it->second;
+}
+
+bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
+  switch (job->type()) {
+    case JobType::kLeaf: {
+      bool ended = false;
+      const bool ok = job->CancelLeaf(message, &ended);
+      if (ended) OnFinished(job);
+      if (ok) {
+        logger_.Log(LogLevel::kDebug,
+                    "component=jobs event=cancel_requested job_id=", job->id(),
+                    " message=", LogQuote(message));
+      }
+      return ok;
+    }
+    case JobType::kGather:
+      // _GatheringFuture.cancel: true if any child's cancel() was.
+      return job->CancelGroup(message, /*always=*/false,
+                              [&](std::string_view m) {
+                                bool any = false;
+                                for (const JobPtr& c : job->children()) {
+                                  if (!c->shield() && Cancel(c, m)) any = true;
+                                }
+                                return any;
+                              });
+    case JobType::kTaskGroup:
+      return job->CancelGroup(message, /*always=*/true,
+                              [&](std::string_view m) {
+                                for (const JobPtr& c : job->children()) {
+                                  if (!c->shield()) Cancel(c, m);
+                                }
+                                return true;
+                              });
+  }
+  return false;
+}
+
+JobPtr JobManager::StartGather(std::uint64_t id, std::string name,
+                               std::vector<JobPtr> children,
+                               bool return_exceptions) {
+  JobAttributes a;
+  a.id = id;
+  a.name = name.empty() ? StrCat("Group-", ++group_names_) : std::move(name);
+  a.kind = "gather";
+  a.type = JobType::kGather;
+  a.created_at = a.scheduled_at = absl::Now();
+  a.return_exceptions = return_exceptions;
+  JobPtr group = Insert(std::move(a), std::move(children));
+  group->SetTask(runtime_.Spawn(RunGather(group)));
+  return group;
+}
+
+JobPtr JobManager::StartTaskGroup(std::uint64_t id, std::string name,
+                                  std::vector<JobPtr> children) {
+  JobAttributes a;
+  a.id = id;
+  a.name = name.empty() ? StrCat("Group-", ++group_names_) : std::move(name);
+  a.kind = "group";
+  a.type = JobType::kTaskGroup;
+  a.created_at = a.scheduled_at = absl::Now();
+  JobPtr group = Insert(std::move(a), std::move(children));
+  group->SetTask(runtime_.Spawn(RunTaskGroup(group)));
+  return group;
+}
+
+JobPtr JobManager::Insert(JobAttributes attributes,
+                          std::vector<JobPtr> children) {
+  not_done_.fetch_add(1, std::memory_order_relaxed);
+  auto job = std::make_shared<Job>(std::move(attributes));
+  job->set_children(std::move(children));
+  {
+    absl::MutexLock lock(&table_mu_);
+    jobs_.emplace(job->id(), job);
+  }
+  Publish(job, JobState::kPending);
+  job->MarkRunning();
+  OnStarted(job);
+  return job;
+}
+
+void JobManager::OnStarted(const JobPtr& job) {
+  running_.fetch_add(1, std::memory_order_relaxed);
+  Publish(job, JobState::kRunning);
+}
+
+void JobManager::OnFinished(const JobPtr& job) {
+  const JobState s = job->state();
+  if (logger_.Enabled(LogLevel::kDebug)) {
+    logger_.Log(
+        LogLevel::kDebug, "component=jobs event=finished job_id=", job->id(),
+        " state=", JobStateName(s),
+        " error_type=", job->error() != nullptr ? job->error()->type() : "");
+  }
+  Publish(job, s);
+  // Retention: push onto the finished stack (the table keeps the job alive).
+  Job* raw = job.get();
+  Job* head = finished_head_.load(std::memory_order_relaxed);
+  do {
+    raw->finished_next_ = head;
+  } while (!finished_head_.compare_exchange_weak(
+      head, raw, std::memory_order_release, std::memory_order_relaxed));
+  finished_unswept_.fetch_add(1, std::memory_order_relaxed);
+  if (job->started()) {
+    if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      absl::MutexLock lock(&idle_mu_);
+      idle_cv_.SignalAll();
+    }
+  }
+  if (not_done_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    absl::MutexLock lock(&idle_mu_);
+    idle_cv_.SignalAll();
+  }
+}
+
+void JobManager::Publish(const JobPtr& job, JobState state) {
+  if (listener_count_.load(std::memory_order_acquire) == 0) return;
+  absl::MutexLock lock(&listen_mu_);
+  for (JobEventListener* l : listeners_) l->OnJobEvent(job, state);
+}
+
+void JobManager::AddListener(JobEventListener* listener) {
+  absl::MutexLock lock(&listen_mu_);
+  listeners_.push_back(listener);
+  listener_count_.fetch_add(1, std::memory_order_release);
+}
+
+void JobManager::RemoveListener(JobEventListener* listener) {
+  absl::MutexLock lock(&listen_mu_);
+  auto it = std::find(listeners_.begin(), listeners_.end(), listener);
+  if (it == listeners_.end()) return;
+  listeners_.erase(it);
+  listener_count_.fetch_sub(1, std::memory_order_release);
+}
+
+runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
+  FinishGuard guard([this, &job] {
+    if (job->Finish(
+            JobState::kCancelled, nullptr,
+            MakeError("CancelledError",
+                      "the daemon shut down before the job finished"))) {
+      OnFinished(job);
+    }
+  });
+  if (!job->EnterBody()) co_return;  // cancelled before it started
+  const JobAttributes& a = job->attributes();
+  JobState state = JobState::kSucceeded;
+  std::unique_ptr<google::protobuf::Value> result;
+  std::unique_ptr<v1::JobError> error;
+  try {
+    if (a.delay > absl::ZeroDuration()) {
+      co_await runtime::Sleep(absl::ToChronoNanoseconds(a.delay));
+    } else if (a.start_at > a.created_at) {
+      co_await runtime::SleepUntil(
+          std::chrono::steady_clock::now() +
+          absl::ToChronoNanoseconds(a.start_at - absl::Now()));
+    }
+    std::vector<runtime::PermitGuard> permits;
+    permits.reserve(a.limits.size());
+    for (Limit* l : a.limits) permits.push_back(co_await l->semaphore().Hold());
+    if (job->MarkRunning()) OnStarted(job);
+    google::protobuf::Value value;
+    if (a.timeout > absl::ZeroDuration()) {
+      value = co_await runtime::WithTimeout(
+          absl::ToChronoNanoseconds(a.timeout), std::move(body));
+    } else {
+      value = co_await std::move(body);
+    }
+    result = std::make_unique<google::protobuf::Value>(std::move(value));
+  } catch (const runtime::CancelledError& e) {
+    state = JobState::kCancelled;
+    error = MakeError("CancelledError", e.what());
+  } catch (const runtime::TimeoutError&) {
+    state = JobState::kFailed;
+    error = MakeError("TimeoutError",
+                      StrCat("the job ran longer than its timeout of ",
+                             absl::FormatDuration(a.timeout)));
+  } catch (const runtime::RuntimeShutdownError& e) {
+    state = JobState::kCancelled;
+    error = MakeError("CancelledError", e.what());
+  } catch (const JobFailure& f) {
+    state = JobState::kFailed;
+    error = MakeError(f.type(), f.message());
+    if (f.details().fields_size() > 0) *error->mutable_details() = f.details();
+  } catch (const std::exception& e) {
+    state = JobState::kFailed;
+    error = MakeError("InternalError", e.what());
+  } catch (...) {
+    state = JobState::kFailed;
+    error =
+        MakeError("InternalError", "the job raised a non-standard exception");
+  }
+  if (job->Finish(state, std::move(result), std::move(error),
+                  &CurrentTaskCancelPending)) {
+    OnFinished(job);
+  }
+}
+
+runtime::Task<void> JobManager::RunGather(JobPtr group) {
+  FinishGuard guard([this, &group] {
+    if (group->FinishGroup(
+            [](bool, const std::string&, JobState* s, auto*, auto* e) {
+              *s = JobState::kCancelled;
+              *e = MakeError("CancelledError",
+                             "the daemon shut down before the group finished");
+            })) {
+      OnFinished(group);
+    }
+  });
+  const std::vector<JobPtr>& children = group->children();
+  const bool return_exceptions = group->attributes().return_exceptions;
+  JobWatcher watcher(children, /*all_changes=*/false);
+  std::size_t remaining = children.size();
+  int first_error = -1;
+  while (remaining > 0 && first_error < 0) {
+    co_await watcher.Changed();
+    for (const JobWatcher::Change& c : watcher.Take()) {
+      --remaining;
+      if (!return_exceptions && c.state != JobState::kSucceeded) {
+        first_error = static_cast<int>(c.slot);
+        break;
+      }
+    }
+  }
+  const bool ended =
+      group->FinishGroup([&](bool cancel_requested, const std::string& msg,
+                             JobState* s, auto* result, auto* error) {
+        if (cancel_requested) {
+          // The gather itself was cancelled (and so were its children).
+          *s = JobState::kCancelled;
+          *error = MakeError("CancelledError", msg);
+          return;
+        }
+        if (first_error >= 0) {
+          // The first exception propagates; the other children run on. A child
+          // that was cancelled counts as having raised CancelledError: the
+          // group fails with it but is not itself cancelled.
+          const Job& child = *children[first_error];
+          *s = JobState::kFailed;
+          *error = std::make_unique<v1::JobError>(*child.error());
+          auto& d = *(*error)->mutable_details()->mutable_fields();
+          d["job_id"].set_number_value(static_cast<double>(child.id()));
+          d["index"].set_number_value(first_error);
+          return;
+        }
+        *s = JobState::kSucceeded;
+        *result = std::make_unique<google::protobuf::Value>();
+        auto* list = (*result)->mutable_list_value();
+        for (const JobPtr& c : children) *list->add_values() = OutcomeValue(*c);
+      });
+  if (ended) OnFinished(group);
+}
+
+runtime::Task<void> JobManager::RunTaskGroup(JobPtr group) {
+  FinishGuard guard([this, &group] {
+    if (group->FinishGroup(
+            [](bool, const std::string&, JobState* s, auto*, auto* e) {
+              *s = JobState::kCancelled;
+              *e = MakeError("CancelledError",
+                             "the daemon shut down before the group finished");
+            })) {
+      OnFinished(group);
+    }
+  });
+  const std::vector<JobPtr>& children = group->children();
+  JobWatcher watcher(children, /*all_changes=*/false);
+  std::size_t remaining = children.size();
+  std::vector<std::uint32_t> failures;
+  while (remaining > 0) {
+    co_await watcher.Changed();
+    for (const JobWatcher::Change& c : watcher.Take()) {
+      --remaining;
+      if (c.state != JobState::kFailed) continue;
+      failures.push_back(c.slot);
+      if (failures.size() == 1) {
+        // The first failure cancels every other child (except shielded ones).
+        const std::string msg =
+            StrCat("TaskGroup ", group->name(), ": sibling ",
+                   children[c.slot]->name(), " failed");
+        for (std::uint32_t i = 0; i < children.size(); ++i) {
+          if (i != c.slot && !children[i]->shield() && !children[i]->done()) {
+            Cancel(children[i], msg);
+          }
+        }
+      }
+    }
+  }
+  const bool ended = group->FinishGroup([&](bool cancel_requested,
+                                            const std::string& msg, JobState* s,
+                                            auto* result, auto* error) {
+    if (!failures.empty()) {
+      *s = JobState::kFailed;
+      *error =
+          MakeError("ExceptionGroup",
+                    StrCat("unhandled errors in a TaskGroup (", failures.size(),
+                           failures.size() == 1 ? " sub-exception)"
+                                                : " sub-exceptions)"));
+      auto* list =
+          (*(*error)->mutable_details()->mutable_fields())["exceptions"]
+              .mutable_list_value();
+      for (std::uint32_t slot : failures) {
+        const Job& child = *children[slot];
+        auto& f = *list->add_values()->mutable_struct_value()->mutable_fields();
+        f["job_id"].set_number_value(static_cast<double>(child.id()));
+        f["name"].set_string_value(child.name());
+        f["index"].set_number_value(slot);
+        f["type"].set_string_value(child.error()->type());
+        f["message"].set_string_value(child.error()->message());
+      }
+      return;
+    }
+    if (cancel_requested) {
+      *s = JobState::kCancelled;
+      *error = MakeError("CancelledError", msg);
+      return;
+    }
+    *s = JobState::kSucceeded;
+    *result = std::make_unique<google::protobuf::Value>();
+    auto* list = (*result)->mutable_list_value();
+    for (const JobPtr& c : children) *list->add_values() = OutcomeValue(*c);
+  });
+  if (ended) OnFinished(group);
+}
+
+absl::Status JobManager::List(const v1::ListRequest& request,
+                              v1::ListResponse* response) const {
+  int page_size = request.page_size();
+  if (page_size < 0 || page_size > 1000) {
+    return absl::InvalidArgumentError(
+        StrCat("page_size: must be in 0..1000 (got ", page_size, ")"));
+  }
+  if (page_size == 0) page_size = 100;
+  if (request.state() < 0 || request.state() > v1::JOB_STATE_CANCELLED) {
+    return absl::InvalidArgumentError(
+        StrCat("state: unknown value ", request.state()));
+  }
+  std::uint64_t start = 0;
+  if (!request.page_token().empty()) {
+    std::string_view tok = request.page_token();
+    if (tok.rfind(kPageTokenPrefix, 0) != 0 ||
+        !SimpleAtoi(tok.substr(kPageTokenPrefix.size()), &start)) {
+      return absl::InvalidArgumentError(
+          "page_token: malformed (pass next_page_token from a previous "
+          "response)");
+    }
+  }
+  std::vector<JobPtr> page;
+  std::uint64_t next = 0;
+  {
+    absl::MutexLock lock(&table_mu_);
+    std::size_t scanned = 0;
+    auto it = jobs_.upper_bound(start);
+    for (; it != jobs_.end(); ++it) {
+      if (page.size() == static_cast<std::size_t>(page_size) ||
+          ++scanned > kListScanLimit) {
+        break;
+      }
+      const Job& j = *it->second;
+      if (request.state() != v1::JOB_STATE_UNSPECIFIED &&
+          ToProto(j.state()) != request.state()) {
+        continue;
+      }
+      if (!request.kind().empty() && j.attributes().kind != request.kind())
+        continue;
+      if (!request.name_prefix().empty() &&
+          j.name().rfind(request.name_prefix(), 0) != 0) {
+        continue;
+      }
+      page.push_back(it->second);
+    }
+    if (it != jobs_.end()) {
+      next = page.empty() ? std::prev(it)->first : page.back()->id();
+      if (scanned > kListScanLimit) next = std::prev(it)->first;
+    }
+  }
+  for (const JobPtr& j : page) j->Snapshot(response->add_jobs());
+  if (next != 0) response->set_next_page_token(StrCat(kPageTokenPrefix, next));
+  return absl::OkStatus();
+}
+
+std::size_t JobManager::jobs_retained() const {
+  absl::MutexLock lock(&table_mu_);
+  return jobs_.size();
+}
+
+void JobManager::StopAccepting() {
+  accepting_.store(false, std::memory_order_release);
+}
+
+bool JobManager::DrainRunning(absl::Time deadline) {
+  absl::MutexLock lock(&idle_mu_);
+  while (running_.load(std::memory_order_acquire) != 0) {
+    if (idle_cv_.WaitWithDeadline(&idle_mu_, deadline)) {
+      return running_.load(std::memory_order_acquire) == 0;
+    }
+  }
+  return true;
+}
+
+bool JobManager::CancelAll(std::string_view message, absl::Time deadline) {
+  std::vector<JobPtr> live;
+  {
+    absl::MutexLock lock(&table_mu_);
+    for (const auto& [id, job] : jobs_) {
+      if (!job->done()) live.push_back(job);
+    }
+  }
+  for (const JobPtr& j : live) {
+    if (!j->is_group()) Cancel(j, message);
+  }
+  for (const JobPtr& j : live) {
+    if (j->is_group()) Cancel(j, message);
+  }
+  absl::MutexLock lock(&idle_mu_);
+  while (not_done_.load(std::memory_order_acquire) != 0) {
+    if (idle_cv_.WaitWithDeadline(&idle_mu_, deadline)) {
+      return not_done_.load(std::memory_order_acquire) == 0;
+    }
+  }
+  return true;
+}
+
+void JobManager::Stop() {
+  sweeping_stopped_.store(true, std::memory_order_release);
+  if (sweeper_.valid()) sweeper_.Cancel("job manager stopping");
+}
+
+runtime::Task<void> JobManager::Sweeper() {
+  absl::Time last = absl::Now();
+  while (!sweeping_stopped_.load(std::memory_order_acquire)) {
+    co_await runtime::Sleep(std::chrono::milliseconds(50));
+    const bool over_count = finished_unswept_.load(std::memory_order_relaxed) >
+                            options_.max_finished_jobs / 8;
+    const absl::Time now = absl::Now();
+    if (!over_count && now - last < options_.sweep_interval) continue;
+    last = now;
+    while (SweepSome(now, kSweepChunk)) co_await runtime::Yield();
+  }
+}
+
+void JobManager::SweepNow() {
+  const absl::Time now = absl::Now();
+  while (SweepSome(now, kSweepChunk)) {
+  }
+}
+
+bool JobManager::SweepSome(absl::Time now, std::size_t max_evictions) {
+  std::vector<JobPtr> doomed;  // destroyed after the locks
+  {
+    absl::MutexLock sweep_lock(&sweep_mu_);
+    // Take the jobs that finished since the last sweep, oldest first.
+    Job* head = finished_head_.exchange(nullptr, std::memory_order_acquire);
+    std::vector<Job*> fresh;
+    for (Job* j = head; j != nullptr; j = j->finished_next_) fresh.push_back(j);
+    finished_unswept_.fetch_sub(fresh.size(), std::memory_order_relaxed);
+    for (auto it = fresh.rbegin(); it != fresh.rend(); ++it) {
+      retained_.push_back({*it, now});
+    }
+    const absl::Time expired_before = now - options_.result_ttl;
+    std::size_t evict = 0;
+    while (evict < retained_.size() && evict < max_evictions &&
+           (retained_.size() - evict > options_.max_finished_jobs ||
+            retained_[evict].finished_seen <= expired_before)) {
+      ++evict;
+    }
+    if (evict == 0) return false;
+    doomed.reserve(evict);
+    absl::MutexLock lock(&table_mu_);
+    for (std::size_t i = 0; i < evict; ++i) {
+      Job* j = retained_[i].job;
+      auto it = jobs_.find(j->id());
+      if (it == jobs_.end()) continue;
+      const std::string& key = j->attributes().idempotency_key;
+      if (!key.empty()) {
+        auto k = idempotency_.find(key);
+        if (k != idempotency_.end() && k->second == j->id())
+          idempotency_.erase(k);
+      }
+      doomed.push_back(std::move(it->second));
+      jobs_.erase(it);
+    }
+    retained_.erase(retained_.begin(), retained_.begin() + evict);
+  }
+  return true;
+}
+
+}  // namespace awaitd::server

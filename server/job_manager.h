@@ -1,0 +1,242 @@
+// JobManager: the daemon's table of jobs, and the asyncio semantics behind
+// every RPC that creates, cancels or groups them.
+//
+//   JobManager jobs(runtime, kinds, limits, options, logger);
+//   jobs.Start();
+//   auto created = jobs.Submit(specs, "jobs", /*group_id=*/0, nullptr);
+//   jobs.Cancel(created->front(), "no longer needed");
+//   ...
+//   jobs.StopAccepting();                  // shutdown, in this order
+//   jobs.DrainRunning(deadline);
+//   jobs.CancelAll("daemon shutting down", deadline);
+//   jobs.Stop();
+//
+// Each leaf job runs as one runtime task (RunJob): wait for its start time,
+// acquire its limits (FIFO, in name order), run the kind's body under its own
+// timeout, store the outcome. A group job (Gather, RunGroup) is a task that
+// watches its children with asyncio's gather / TaskGroup rules.
+//
+// Finished jobs are retained for `result_ttl`, and at most
+// `max_finished_jobs` of them (the oldest are forgotten first), so memory
+// stays bounded under a steady stream of jobs. A background sweep forgets
+// them; a forgotten id is NOT_FOUND.
+//
+// Thread safety: every method is safe from any thread that is not blocked on
+// the runtime; none blocks for long (the table lock is held for the
+// insertion of one batch at most). Methods called from a worker (the jobs'
+// own tasks) never wait.
+#ifndef AWAITD_SERVER_JOB_MANAGER_H_
+#define AWAITD_SERVER_JOB_MANAGER_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "awaitd/v1/jobs.pb.h"
+#include "runtime/runtime.h"
+#include "server/job.h"
+#include "server/job_kind.h"
+#include "server/limits.h"
+#include "server/logger.h"
+
+namespace awaitd::server {
+
+struct JobManagerOptions {
+  // Jobs in one Submit (or inline in one combinator call).
+  std::size_t max_batch = 10'000;
+  // Jobs not done yet (pending + running), across all clients.
+  std::size_t max_pending_jobs = 2'000'000;
+  // Serialized size of one job's args.
+  std::size_t max_args_bytes = 64 * 1024;
+  // Length of a job name and of an idempotency key.
+  std::size_t max_name_length = 256;
+  // Limits one job may name.
+  std::size_t max_limits_per_job = 16;
+  // Longest delay (or start_at distance) and job timeout accepted.
+  absl::Duration max_delay = absl::Hours(24 * 366);
+  // Retention of finished jobs.
+  absl::Duration result_ttl = absl::Hours(1);
+  std::size_t max_finished_jobs = 1'000'000;
+  // How often the retention sweep runs (it also runs when the count limit
+  // is exceeded by an eighth).
+  absl::Duration sweep_interval = absl::Seconds(1);
+};
+
+// One state change, for Watch streams over every job.
+struct JobEvent {
+  JobPtr job;
+  JobState state;
+};
+
+// Receives every job's state changes (Watch with no ids). Called on the
+// thread that made the change, without any job lock, possibly concurrently:
+// must be quick and must not block.
+class JobEventListener {
+ public:
+  virtual void OnJobEvent(const JobPtr& job, JobState state) = 0;
+
+ protected:
+  ~JobEventListener() = default;
+};
+
+class JobManager {
+ public:
+  JobManager(runtime::Runtime& runtime, const JobKindRegistry& kinds,
+             LimitRegistry& limits, JobManagerOptions options,
+             const Logger& logger);
+  // Requires Stop() (or that Start() was never called).
+  ~JobManager();
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  const JobManagerOptions& options() const { return options_; }
+  const JobKindRegistry& kinds() const { return kinds_; }
+  LimitRegistry& limits() { return limits_; }
+
+  // Starts the retention sweep.
+  void Start();
+
+  // asyncio.create_task for a batch: validates every spec, then creates and
+  // schedules all of them, or none (INVALID_ARGUMENT naming the field as
+  // "<field>[i].<name>"; RESOURCE_EXHAUSTED past max_pending_jobs or
+  // max_batch; UNAVAILABLE once shutting down). A spec whose idempotency key
+  // is known returns that job instead (`existing`, if given, says which).
+  absl::StatusOr<std::vector<JobPtr>> Submit(
+      std::span<const v1::JobSpec* const> specs, std::string_view field,
+      std::uint64_t group_id, std::vector<bool>* existing);
+
+  // Combinator inputs, in order: ids are looked up and specs created (all or
+  // none; an unknown id fails before anything is created).
+  absl::StatusOr<std::vector<JobPtr>> Resolve(
+      const google::protobuf::RepeatedPtrField<v1::JobInput>& inputs,
+      std::string_view field, std::uint64_t group_id = 0);
+
+  // NOT_FOUND (naming the id) for an unknown or forgotten job; `field` names
+  // where the id came from.
+  absl::StatusOr<JobPtr> Find(std::uint64_t id, std::string_view field) const;
+
+  // Task.cancel(msg): see ASYNCIO_SEMANTICS.md. For a gather group: cancels
+  // each child that is not shielded, true if any took effect. For a
+  // TaskGroup: cancels the children that are not shielded; true unless the
+  // group is done.
+  bool Cancel(const JobPtr& job, std::string_view message);
+
+  // Group jobs. The id comes from ReserveId() so that children created from
+  // inline specs can name their group; `children` are resolved already.
+  std::uint64_t ReserveId();
+  JobPtr StartGather(std::uint64_t id, std::string name,
+                     std::vector<JobPtr> children, bool return_exceptions);
+  JobPtr StartTaskGroup(std::uint64_t id, std::string name,
+                        std::vector<JobPtr> children);
+
+  // asyncio.all_tasks with filters, by increasing id, paged.
+  absl::Status List(const v1::ListRequest& request,
+                    v1::ListResponse* response) const;
+
+  // Watch with no ids.
+  void AddListener(JobEventListener* listener) ABSL_LOCKS_EXCLUDED(listen_mu_);
+  // After it returns, the listener is not running and never will.
+  void RemoveListener(JobEventListener* listener)
+      ABSL_LOCKS_EXCLUDED(listen_mu_);
+
+  // --- Shutdown, in this order ---
+  // New Submits fail with UNAVAILABLE.
+  void StopAccepting();
+  bool accepting() const { return accepting_.load(std::memory_order_acquire); }
+  // Waits until no job is running (pending ones are not waited for), or the
+  // deadline. Returns whether none runs.
+  bool DrainRunning(absl::Time deadline);
+  // Cancels every job not done and waits for all to end, up to the
+  // deadline. Returns whether all ended.
+  bool CancelAll(std::string_view message, absl::Time deadline);
+  // Stops the sweep. Call before the runtime shuts down.
+  void Stop();
+
+  // Gauges.
+  std::size_t jobs_not_done() const {
+    return not_done_.load(std::memory_order_relaxed);
+  }
+  std::size_t jobs_running() const {
+    return running_.load(std::memory_order_relaxed);
+  }
+  std::size_t jobs_retained() const ABSL_LOCKS_EXCLUDED(table_mu_);
+
+  // Forces a retention sweep now (tests).
+  void SweepNow() ABSL_LOCKS_EXCLUDED(sweep_mu_);
+
+ private:
+  struct Prepared;
+  runtime::Task<void> RunJob(JobPtr job, JobBody body);
+  runtime::Task<void> RunGather(JobPtr group);
+  runtime::Task<void> RunTaskGroup(JobPtr group);
+  runtime::Task<void> Sweeper();
+
+  absl::Status Validate(const v1::JobSpec& spec, std::string_view field,
+                        std::size_t index, Prepared* out) const;
+  JobPtr Insert(JobAttributes attributes, std::vector<JobPtr> children)
+      ABSL_LOCKS_EXCLUDED(table_mu_);
+  // Forgets up to `max_evictions` expired jobs; true if it forgot any.
+  bool SweepSome(absl::Time now, std::size_t max_evictions)
+      ABSL_LOCKS_EXCLUDED(sweep_mu_, table_mu_);
+  // Bookkeeping for a job that just ended (whoever ended it).
+  void OnStarted(const JobPtr& job);
+  void OnFinished(const JobPtr& job);
+  void Publish(const JobPtr& job, JobState state)
+      ABSL_LOCKS_EXCLUDED(listen_mu_);
+
+  runtime::Runtime& runtime_;
+  const JobKindRegistry& kinds_;
+  LimitRegistry& limits_;
+  const JobManagerOptions options_;
+  const Logger& logger_;
+
+  std::atomic<bool> accepting_{true};
+  std::atomic<std::uint64_t> next_id_{1};
+  // Default names count per daemon run: Job-1, Job-2, ...; Group-1, ...
+  std::atomic<std::uint64_t> job_names_{0};
+  std::atomic<std::uint64_t> group_names_{0};
+  std::atomic<std::size_t> not_done_{0};
+  std::atomic<std::size_t> running_{0};
+
+  mutable absl::Mutex table_mu_;
+  absl::btree_map<std::uint64_t, JobPtr> jobs_ ABSL_GUARDED_BY(table_mu_);
+  absl::flat_hash_map<std::string, std::uint64_t> idempotency_
+      ABSL_GUARDED_BY(table_mu_);
+
+  // Jobs that finished since the last sweep: a lock-free stack (the table
+  // keeps them alive; only the sweep removes from the table).
+  std::atomic<Job*> finished_head_{nullptr};
+  std::atomic<std::size_t> finished_unswept_{0};
+  absl::Mutex sweep_mu_;  // one sweep at a time
+  struct Retained {
+    Job* job;
+    absl::Time finished_seen;  // when a sweep first saw it finished
+  };
+  std::deque<Retained> retained_ ABSL_GUARDED_BY(sweep_mu_);  // oldest first
+  std::atomic<bool> sweeping_stopped_{false};
+  runtime::JoinHandle<void> sweeper_;
+
+  // Done: not_done_ reached zero, or running_ reached zero (shutdown).
+  absl::Mutex idle_mu_;
+  absl::CondVar idle_cv_;
+
+  std::atomic<int> listener_count_{0};
+  absl::Mutex listen_mu_;
+  std::vector<JobEventListener*> listeners_ ABSL_GUARDED_BY(listen_mu_);
+};
+
+}  // namespace awaitd::server
+
+#endif  // AWAITD_SERVER_JOB_MANAGER_H_

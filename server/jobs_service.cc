@@ -1,0 +1,988 @@
+#include "server/jobs_service.h"
+
+#include <deque>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "runtime/event.h"
+#include "runtime/timeout.h"
+#include "server/job_watcher.h"
+#include "server/rpc_status.h"
+#include "server/strings.h"
+
+namespace awaitd::server {
+
+namespace {
+
+constexpr char kGroupIdHeader[] = "awaitd-group-id";
+// Longest explicit timeout of a waiting call.
+constexpr absl::Duration kMaxCallTimeout = absl::Hours(24 * 366);
+
+grpc::Status Invalid(std::string message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(message));
+}
+
+absl::Status CheckIdCount(std::size_t n, std::size_t max,
+                          std::string_view field, bool allow_empty) {
+  if (n == 0 && !allow_empty) {
+    return absl::InvalidArgumentError(
+        StrCat(field, ": at least one is required"));
+  }
+  if (n > max) {
+    return absl::ResourceExhaustedError(StrCat(
+        field, ": ", n, " entries exceed the limit of ", max, " per call"));
+  }
+  return absl::OkStatus();
+}
+
+// The optional timeout of a waiting call.
+absl::StatusOr<std::optional<absl::Duration>> CallTimeout(
+    bool has, const google::protobuf::Duration& d) {
+  if (!has) return std::optional<absl::Duration>();
+  auto t = DurationFromProto(d, kMaxCallTimeout, "timeout");
+  if (!t.ok()) return t.status();
+  return std::optional<absl::Duration>(*t);
+}
+
+std::chrono::nanoseconds Chrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+// Waits until every job watched is done (remaining reaches 0), or, with
+// `first_completed`, any; with `first_exception`, one that FAILED.
+runtime::Task<void> WaitJobs(JobWatcher* w, std::size_t remaining,
+                             v1::ReturnWhen mode) {
+  while (remaining > 0) {
+    co_await w->Changed();
+    for (const JobWatcher::Change& c : w->Take()) {
+      --remaining;
+      if (mode == v1::FIRST_COMPLETED) co_return;
+      if (mode == v1::FIRST_EXCEPTION && c.state == JobState::kFailed)
+        co_return;
+    }
+  }
+}
+
+// Removes repeated jobs, keeping the first of each (asyncio.wait takes a set).
+std::vector<const v1::JobSpec*> SpecPointers(
+    const google::protobuf::RepeatedPtrField<v1::JobSpec>& specs) {
+  std::vector<const v1::JobSpec*> out;
+  out.reserve(specs.size());
+  for (const v1::JobSpec& s : specs) out.push_back(&s);
+  return out;
+}
+
+std::vector<JobPtr> Unique(std::vector<JobPtr> jobs) {
+  absl::flat_hash_set<const Job*> seen;
+  std::vector<JobPtr> out;
+  out.reserve(jobs.size());
+  for (JobPtr& j : jobs) {
+    if (seen.insert(j.get()).second) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+}  // namespace
+
+// --- Calls that wait, as runtime tasks -----------------------------------
+
+// Reference counting: one reference for gRPC (dropped in OnDone), one for the
+// call's task (dropped when its frame is destroyed), one held by Start.
+class CallBase {
+ public:
+  explicit CallBase(JobsService* service) : service_(service) {}
+  virtual ~CallBase() {
+    if (registered_) service_->Unregister(this);
+  }
+  CallBase(const CallBase&) = delete;
+  CallBase& operator=(const CallBase&) = delete;
+
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Cancels the call's task (client gone, deadline, daemon shutdown). A task
+  // that has not started yet sees it in BeginTask instead: a runtime task
+  // cancelled before it starts never runs, and the call must still finish.
+  void CancelTask(std::string_view message) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    cancel_message_ = std::string(message);
+    if (started_ && task_.valid()) task_.Cancel(message);
+  }
+
+ protected:
+  // Held by the task (a coroutine parameter, so it is released even when the
+  // runtime destroys a task that never started).
+  class TaskRef {
+   public:
+    explicit TaskRef(CallBase* c) : c_(c) {}
+    TaskRef(TaskRef&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+    TaskRef(const TaskRef&) = delete;
+    TaskRef& operator=(const TaskRef&) = delete;
+    ~TaskRef() {
+      if (c_ != nullptr) c_->Unref();
+    }
+
+   private:
+    CallBase* c_;
+  };
+
+  // Spawns the call's task, made by `make(TaskRef)`.
+  template <typename Make>
+  void Start(Make make) {
+    Ref();  // Start's own
+    registered_ = service_->Register(this);
+    if (!registered_) {
+      Unref();  // the task's: it never exists
+      FinishWith(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "the daemon is shutting down"));
+      Unref();
+      return;
+    }
+    runtime::JoinHandle<void> h =
+        service_->runtime().Spawn(make(TaskRef(this)));
+    {
+      absl::MutexLock lock(&mu_);
+      // Cancelled after the task started but before it had its handle.
+      if (cancelled_ && started_) h.Cancel(cancel_message_);
+      if (!finished_) task_ = std::move(h);
+    }
+    Unref();
+  }
+
+  // The first thing a call's task does: false if the call was cancelled
+  // before the task started (the task then finishes the call at once).
+  bool BeginTask() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+    return !cancelled_;
+  }
+
+  // Finishes the call (exactly once, from its task) and lets go of the
+  // task's handle, which would otherwise keep the frame, and so this call,
+  // alive.
+  void FinishWith(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
+    SendFinish(std::move(status));
+    runtime::JoinHandle<void> drop;
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    drop = std::move(task_);
+  }
+
+  // The status for a task that was cancelled.
+  grpc::Status CancelledStatus() const {
+    if (service_->shutting_down()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the daemon is shutting down");
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled");
+  }
+
+  virtual void SendFinish(grpc::Status status) = 0;
+
+  JobsService* const service_;
+
+ private:
+  std::atomic<int> refs_{2};
+  bool registered_ = false;
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cancel_message_ ABSL_GUARDED_BY(mu_);
+  runtime::JoinHandle<void> task_ ABSL_GUARDED_BY(mu_);
+};
+
+class UnaryCall : public grpc::ServerUnaryReactor, public CallBase {
+ public:
+  explicit UnaryCall(JobsService* s) : CallBase(s) {}
+  void OnCancel() override { CancelTask("the client cancelled the call"); }
+  void OnDone() override { Unref(); }
+
+ protected:
+  void SendFinish(grpc::Status status) override { Finish(std::move(status)); }
+};
+
+template <typename Response>
+class StreamCall : public grpc::ServerWriteReactor<Response>, public CallBase {
+ public:
+  explicit StreamCall(JobsService* s) : CallBase(s) {}
+  void OnCancel() override { CancelTask("the client cancelled the call"); }
+  void OnDone() override { Unref(); }
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&write_mu_);
+    write_ok_ = ok;
+    write_done_.Set();
+  }
+
+ protected:
+  void SendFinish(grpc::Status status) override {
+    this->Finish(std::move(status));
+  }
+
+  // Writes `out_` and waits for it to be sent; false if the stream broke.
+  runtime::Task<bool> WriteOut() {
+    {
+      absl::MutexLock lock(&write_mu_);
+      write_done_.Clear();
+    }
+    this->StartWrite(&out_);
+    co_await write_done_.Wait();
+    absl::MutexLock lock(&write_mu_);
+    co_return write_ok_;
+  }
+
+  // The message being written: a member, so it outlives a write that the
+  // task stops waiting for.
+  Response out_;
+
+ private:
+  absl::Mutex write_mu_;
+  bool write_ok_ ABSL_GUARDED_BY(write_mu_) = true;
+  runtime::Event write_done_;
+};
+
+// asyncio.wait.
+class WaitCall final : public UnaryCall {
+ public:
+  WaitCall(JobsService* s, std::vector<JobPtr> jobs, v1::ReturnWhen mode,
+           std::optional<absl::Duration> timeout, v1::WaitResponse* response)
+      : UnaryCall(s),
+        jobs_(Unique(std::move(jobs))),
+        mode_(mode),
+        timeout_(timeout),
+        response_(response) {
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+ private:
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    if (!BeginTask()) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    try {
+      JobWatcher w(jobs_, /*all_changes=*/false);
+      if (timeout_.has_value()) {
+        try {
+          co_await runtime::WithTimeout(Chrono(*timeout_),
+                                        WaitJobs(&w, jobs_.size(), mode_));
+        } catch (const runtime::TimeoutError&) {
+          // asyncio.wait: a timeout returns (done, pending); nothing raised.
+        }
+      } else {
+        co_await WaitJobs(&w, jobs_.size(), mode_);
+      }
+    } catch (const runtime::CancelledError&) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    for (const JobPtr& j : jobs_) {
+      if (j->done()) {
+        response_->add_done(j->id());
+      } else {
+        response_->add_pending(j->id());
+      }
+    }
+    FinishWith(grpc::Status::OK);
+  }
+
+  std::vector<JobPtr> jobs_;
+  const v1::ReturnWhen mode_;
+  const std::optional<absl::Duration> timeout_;
+  v1::WaitResponse* const response_;
+};
+
+// asyncio.wait_for.
+class WaitForCall final : public UnaryCall {
+ public:
+  WaitForCall(JobsService* s, JobPtr job, std::optional<absl::Duration> timeout,
+              v1::WaitForResponse* response)
+      : UnaryCall(s),
+        job_(std::move(job)),
+        timeout_(timeout),
+        response_(response) {
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+ private:
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    if (!BeginTask()) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    std::vector<JobPtr> one{job_};
+    bool timed_out = false;
+    try {
+      JobWatcher w(one, /*all_changes=*/false);
+      if (timeout_.has_value()) {
+        try {
+          co_await runtime::WithTimeout(Chrono(*timeout_),
+                                        WaitJobs(&w, 1, v1::ALL_COMPLETED));
+        } catch (const runtime::TimeoutError&) {
+          timed_out = true;
+        }
+        if (timed_out) {
+          if (job_->shield()) {
+            FinishWith(TimeoutStatus(/*cancelled=*/false));
+            co_return;
+          }
+          // wait_for: cancel, wait until the cancellation has finished.
+          service_->jobs().Cancel(job_,
+                                  StrCat("wait_for timed out after ",
+                                         absl::FormatDuration(*timeout_)));
+          if (!job_->done()) co_await WaitJobs(&w, 1, v1::ALL_COMPLETED);
+        }
+      } else {
+        co_await WaitJobs(&w, 1, v1::ALL_COMPLETED);
+      }
+    } catch (const runtime::CancelledError&) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    if (timed_out && job_->state() == JobState::kCancelled) {
+      FinishWith(TimeoutStatus(/*cancelled=*/true));
+      co_return;
+    }
+    if (job_->state() != JobState::kSucceeded) {
+      FinishWith(JobErrorStatus(*job_));
+      co_return;
+    }
+    job_->Snapshot(response_->mutable_job());
+    FinishWith(grpc::Status::OK);
+  }
+
+  grpc::Status TimeoutStatus(bool cancelled) const {
+    v1::ErrorDetails d;
+    d.set_job_id(job_->id());
+    d.mutable_error()->set_type("TimeoutError");
+    const std::string msg = StrCat(
+        "wait_for: job ", job_->id(), " (", job_->name(),
+        ") did not finish within ", absl::FormatDuration(*timeout_),
+        cancelled ? "; it was cancelled" : "; it is shielded and runs on");
+    d.mutable_error()->set_message(msg);
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, msg,
+                        d.SerializeAsString());
+  }
+
+  JobPtr job_;
+  const std::optional<absl::Duration> timeout_;
+  v1::WaitForResponse* const response_;
+};
+
+// Gather and RunGroup: wait for the group job, then report its children.
+class GroupCall final : public UnaryCall {
+ public:
+  // `results` and `group_id_out` point into the response.
+  GroupCall(JobsService* s, grpc::CallbackServerContext* ctx, JobPtr group,
+            google::protobuf::RepeatedPtrField<v1::Job>* results)
+      : UnaryCall(s), group_(std::move(group)), results_(results) {
+    ctx->AddInitialMetadata(kGroupIdHeader, std::to_string(group_->id()));
+    StartSendInitialMetadata();
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+ private:
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    if (!BeginTask()) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    std::vector<JobPtr> one{group_};
+    try {
+      JobWatcher w(one, /*all_changes=*/false);
+      co_await WaitJobs(&w, 1, v1::ALL_COMPLETED);
+    } catch (const runtime::CancelledError&) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    if (group_->state() != JobState::kSucceeded) {
+      FinishWith(JobErrorStatus(*group_));
+      co_return;
+    }
+    results_->Reserve(static_cast<int>(group_->children().size()));
+    for (const JobPtr& c : group_->children()) c->Snapshot(results_->Add());
+    FinishWith(grpc::Status::OK);
+  }
+
+  JobPtr group_;
+  google::protobuf::RepeatedPtrField<v1::Job>* const results_;
+};
+
+// asyncio.as_completed.
+class AsCompletedCall final : public StreamCall<v1::AsCompletedResponse> {
+ public:
+  AsCompletedCall(JobsService* s, std::vector<JobPtr> jobs,
+                  std::optional<absl::Duration> timeout)
+      : StreamCall(s), jobs_(std::move(jobs)), timeout_(timeout) {
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+ private:
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    if (!BeginTask()) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    grpc::Status status = grpc::Status::OK;
+    try {
+      if (timeout_.has_value()) {
+        try {
+          co_await runtime::WithTimeout(Chrono(*timeout_), Stream());
+        } catch (const runtime::TimeoutError&) {
+          status = grpc::Status(
+              grpc::StatusCode::DEADLINE_EXCEEDED,
+              StrCat("as_completed: ", jobs_.size() - written_, " of ",
+                     jobs_.size(), " jobs did not finish within ",
+                     absl::FormatDuration(*timeout_),
+                     " (they were not cancelled)"));
+        }
+      } else {
+        co_await Stream();
+      }
+    } catch (const runtime::CancelledError&) {
+      status = CancelledStatus();
+    }
+    if (broken_)
+      status = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+    FinishWith(std::move(status));
+  }
+
+  runtime::Task<void> Stream() {
+    out_.Clear();
+    for (const JobPtr& j : jobs_) out_.add_ids(j->id());
+    if (!co_await WriteOut()) {
+      broken_ = true;
+      co_return;
+    }
+    JobWatcher w(jobs_, /*all_changes=*/false);
+    while (written_ < jobs_.size()) {
+      co_await w.Changed();
+      for (const JobWatcher::Change& c : w.Take()) {
+        out_.Clear();
+        jobs_[c.slot]->Snapshot(out_.mutable_job());
+        out_.set_index(c.slot);
+        if (!co_await WriteOut()) {
+          broken_ = true;
+          co_return;
+        }
+        ++written_;
+      }
+    }
+  }
+
+  std::vector<JobPtr> jobs_;
+  const std::optional<absl::Duration> timeout_;
+  std::size_t written_ = 0;
+  bool broken_ = false;
+};
+
+void FillEvent(const Job& job, JobState state, v1::WatchResponse* out) {
+  out->Clear();
+  out->set_id(job.id());
+  out->set_name(job.name());
+  out->set_kind(job.attributes().kind);
+  out->set_state(ToProto(state));
+  ToProto(IsFinal(state) ? job.finished_at() : absl::Now(),
+          out->mutable_time());
+  if (IsFinal(state) && job.error() != nullptr)
+    *out->mutable_error() = *job.error();
+}
+
+// Watch over given ids: current states, then changes, until all are done.
+class WatchIdsCall final : public StreamCall<v1::WatchResponse> {
+ public:
+  WatchIdsCall(JobsService* s, std::vector<JobPtr> jobs)
+      : StreamCall(s), jobs_(Unique(std::move(jobs))) {
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+ private:
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    if (!BeginTask()) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    grpc::Status status = grpc::Status::OK;
+    try {
+      co_await Stream();
+    } catch (const runtime::CancelledError&) {
+      status = CancelledStatus();
+    }
+    if (broken_)
+      status = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+    FinishWith(std::move(status));
+  }
+
+  runtime::Task<void> Stream() {
+    JobWatcher w(jobs_, /*all_changes=*/true);  // before reading the states
+    std::vector<JobState> sent(jobs_.size(), JobState{0});
+    std::size_t remaining = jobs_.size();
+    for (std::size_t i = 0; i < jobs_.size(); ++i) {
+      const JobState s = jobs_[i]->state();
+      sent[i] = s;
+      FillEvent(*jobs_[i], s, &out_);
+      if (!co_await WriteOut()) {
+        broken_ = true;
+        co_return;
+      }
+    }
+    while (remaining > 0) {
+      co_await w.Changed();
+      for (const JobWatcher::Change& c : w.Take()) {
+        if (IsFinal(c.state)) --remaining;
+        if (static_cast<int>(c.state) <= static_cast<int>(sent[c.slot]))
+          continue;
+        sent[c.slot] = c.state;
+        FillEvent(*jobs_[c.slot], c.state, &out_);
+        if (!co_await WriteOut()) {
+          broken_ = true;
+          co_return;
+        }
+      }
+    }
+  }
+
+  std::vector<JobPtr> jobs_;
+  bool broken_ = false;
+};
+
+// Watch over every job, from now on.
+class WatchAllCall final : public StreamCall<v1::WatchResponse>,
+                           public JobEventListener {
+ public:
+  explicit WatchAllCall(JobsService* s)
+      : StreamCall(s), max_backlog_(s->options().max_watch_backlog) {
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+  void OnJobEvent(const JobPtr& job, JobState state) override {
+    absl::MutexLock lock(&mu_);
+    if (overflow_) return;
+    if (backlog_.size() >= max_backlog_) {
+      overflow_ = true;
+    } else {
+      backlog_.push_back({job, state});
+    }
+    ready_.Set();
+  }
+
+ private:
+  // Unsubscribes when the frame ends, whichever way it ends.
+  struct Subscription {
+    JobManager& jobs;
+    JobEventListener* l;
+    Subscription(JobManager& j, JobEventListener* listener)
+        : jobs(j), l(listener) {
+      jobs.AddListener(l);
+    }
+    ~Subscription() { jobs.RemoveListener(l); }
+  };
+
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    if (!BeginTask()) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    grpc::Status status = grpc::Status::OK;
+    try {
+      Subscription sub(service_->jobs(), this);
+      for (;;) {
+        co_await ready_.Wait();
+        std::deque<JobEvent> batch;
+        bool overflow;
+        {
+          absl::MutexLock lock(&mu_);
+          ready_.Clear();
+          batch.swap(backlog_);
+          overflow = overflow_;
+        }
+        if (overflow) {
+          status = grpc::Status(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              StrCat(
+                  "watch: the client fell more than ", max_backlog_,
+                  " events behind; watch fewer jobs (by id) or read faster"));
+          break;
+        }
+        bool ok = true;
+        for (const JobEvent& e : batch) {
+          FillEvent(*e.job, e.state, &out_);
+          if (!co_await WriteOut()) {
+            ok = false;
+            break;
+          }
+        }
+        if (!ok) {
+          status =
+              grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+          break;
+        }
+      }
+    } catch (const runtime::CancelledError&) {
+      status = CancelledStatus();
+    }
+    FinishWith(std::move(status));
+  }
+
+  const std::size_t max_backlog_;
+  runtime::Event ready_;
+  absl::Mutex mu_;
+  std::deque<JobEvent> backlog_ ABSL_GUARDED_BY(mu_);
+  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// --- JobsService ------------------------------------------------------------
+
+JobsService::JobsService(runtime::Runtime& runtime, JobManager& jobs,
+                         JobsServiceOptions options, const Logger& logger)
+    : runtime_(runtime), jobs_(jobs), options_(options), logger_(logger) {}
+
+JobsService::~JobsService() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+  while (!calls_.empty()) calls_empty_.Wait(&mu_);
+}
+
+bool JobsService::shutting_down() const {
+  absl::MutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+bool JobsService::Register(CallBase* call) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return false;
+  calls_.insert(call);
+  return true;
+}
+
+void JobsService::Unregister(CallBase* call) {
+  absl::MutexLock lock(&mu_);
+  calls_.erase(call);
+  if (calls_.empty()) calls_empty_.SignalAll();
+}
+
+void JobsService::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+  for (CallBase* c : calls_) c->CancelTask("the daemon is shutting down");
+}
+
+grpc::ServerUnaryReactor* JobsService::Submit(grpc::CallbackServerContext* ctx,
+                                              const v1::SubmitRequest* request,
+                                              v1::SubmitResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (request->jobs_size() == 0) {
+    reactor->Finish(Invalid("jobs: at least one job spec is required"));
+    return reactor;
+  }
+  std::vector<const v1::JobSpec*> specs = SpecPointers(request->jobs());
+  std::vector<bool> existing;
+  auto created = jobs_.Submit(specs, "jobs", 0, &existing);
+  if (!created.ok()) {
+    reactor->Finish(ToGrpcStatus(created.status()));
+    return reactor;
+  }
+  response->mutable_jobs()->Reserve(static_cast<int>(created->size()));
+  for (std::size_t i = 0; i < created->size(); ++i) {
+    v1::JobRef* ref = response->add_jobs();
+    ref->set_id((*created)[i]->id());
+    ref->set_name((*created)[i]->name());
+    ref->set_existing(existing[i]);
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
+                                           const v1::GetRequest* request,
+                                           v1::GetResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  absl::Status s =
+      CheckIdCount(request->ids_size(), options_.max_ids_per_call, "ids",
+                   /*allow_empty=*/false);
+  std::vector<JobPtr> jobs;
+  for (int i = 0; s.ok() && i < request->ids_size(); ++i) {
+    auto j = jobs_.Find(request->ids(i), StrCat("ids[", i, "]"));
+    if (!j.ok()) {
+      s = j.status();
+    } else {
+      jobs.push_back(*std::move(j));
+    }
+  }
+  if (s.ok()) {
+    for (const JobPtr& j : jobs) j->Snapshot(response->add_jobs());
+  }
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
+                                              const v1::CancelRequest* request,
+                                              v1::CancelResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  absl::Status s =
+      CheckIdCount(request->ids_size(), options_.max_ids_per_call, "ids",
+                   /*allow_empty=*/false);
+  if (s.ok() && request->message().size() > options_.max_message_length) {
+    s = absl::InvalidArgumentError(
+        StrCat("message: ", request->message().size(),
+               " bytes exceed the limit of ", options_.max_message_length));
+  }
+  // Every id is checked before anything is cancelled.
+  std::vector<JobPtr> jobs;
+  for (int i = 0; s.ok() && i < request->ids_size(); ++i) {
+    auto j = jobs_.Find(request->ids(i), StrCat("ids[", i, "]"));
+    if (!j.ok()) {
+      s = j.status();
+    } else {
+      jobs.push_back(*std::move(j));
+    }
+  }
+  if (s.ok()) {
+    for (const JobPtr& j : jobs) {
+      v1::CancelResult* r = response->add_results();
+      r->set_id(j->id());
+      r->set_cancelled(jobs_.Cancel(j, request->message()));
+      r->set_state(ToProto(j->state()));
+    }
+  }
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,
+                                            const v1::WaitRequest* request,
+                                            v1::WaitResponse* response) {
+  absl::Status s =
+      CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
+                   /*allow_empty=*/false);
+  if (s.ok() && !v1::ReturnWhen_IsValid(request->return_when())) {
+    s = absl::InvalidArgumentError(
+        StrCat("return_when: unknown value ", request->return_when()));
+  }
+  auto timeout = CallTimeout(request->has_timeout(), request->timeout());
+  if (s.ok() && !timeout.ok()) s = timeout.status();
+  absl::StatusOr<std::vector<JobPtr>> jobs;
+  if (s.ok()) {
+    jobs = jobs_.Resolve(request->jobs(), "jobs");
+    if (!jobs.ok()) s = jobs.status();
+  }
+  if (!s.ok()) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  return new WaitCall(this, *std::move(jobs), request->return_when(), *timeout,
+                      response);
+}
+
+grpc::ServerUnaryReactor* JobsService::WaitFor(
+    grpc::CallbackServerContext* ctx, const v1::WaitForRequest* request,
+    v1::WaitForResponse* response) {
+  absl::Status s;
+  if (!request->has_job()) s = absl::InvalidArgumentError("job: required");
+  auto timeout = CallTimeout(request->has_timeout(), request->timeout());
+  if (s.ok() && !timeout.ok()) s = timeout.status();
+  absl::StatusOr<std::vector<JobPtr>> jobs;
+  if (s.ok()) {
+    google::protobuf::RepeatedPtrField<v1::JobInput> one;
+    *one.Add() = request->job();
+    jobs = jobs_.Resolve(one, "job");
+    if (!jobs.ok()) {
+      // "job[0].spec.kind" reads better as "job.spec.kind".
+      std::string msg(jobs.status().message());
+      if (msg.rfind("job[0]", 0) == 0) msg = StrCat("job", msg.substr(6));
+      s = absl::Status(jobs.status().code(), msg);
+    }
+  }
+  if (!s.ok()) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  return new WaitForCall(this, std::move((*jobs)[0]), *timeout, response);
+}
+
+grpc::ServerUnaryReactor* JobsService::Gather(grpc::CallbackServerContext* ctx,
+                                              const v1::GatherRequest* request,
+                                              v1::GatherResponse* response) {
+  absl::Status s =
+      CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
+                   /*allow_empty=*/true);
+  if (s.ok() && request->name().size() > jobs_.options().max_name_length) {
+    s = absl::InvalidArgumentError(
+        StrCat("name: longer than --max_name_length=",
+               jobs_.options().max_name_length));
+  }
+  if (s.ok() && !jobs_.accepting())
+    s = absl::UnavailableError("the daemon is shutting down");
+  const std::uint64_t group_id = jobs_.ReserveId();
+  absl::StatusOr<std::vector<JobPtr>> children;
+  if (s.ok()) {
+    children = jobs_.Resolve(request->jobs(), "jobs", group_id);
+    if (!children.ok()) s = children.status();
+  }
+  if (!s.ok()) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  JobPtr group =
+      jobs_.StartGather(group_id, request->name(), *std::move(children),
+                        request->return_exceptions());
+  response->set_group_id(group_id);
+  return new GroupCall(this, ctx, std::move(group),
+                       response->mutable_results());
+}
+
+grpc::ServerUnaryReactor* JobsService::RunGroup(
+    grpc::CallbackServerContext* ctx, const v1::RunGroupRequest* request,
+    v1::RunGroupResponse* response) {
+  absl::Status s;
+  if (request->name().size() > jobs_.options().max_name_length) {
+    s = absl::InvalidArgumentError(
+        StrCat("name: longer than --max_name_length=",
+               jobs_.options().max_name_length));
+  }
+  if (s.ok() && !jobs_.accepting())
+    s = absl::UnavailableError("the daemon is shutting down");
+  const std::uint64_t group_id = jobs_.ReserveId();
+  absl::StatusOr<std::vector<JobPtr>> children;
+  if (s.ok()) {
+    std::vector<const v1::JobSpec*> specs = SpecPointers(request->jobs());
+    children = specs.empty() ? std::vector<JobPtr>{}
+                             : jobs_.Submit(specs, "jobs", group_id, nullptr);
+    if (!children.ok()) s = children.status();
+  }
+  if (!s.ok()) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  JobPtr group =
+      jobs_.StartTaskGroup(group_id, request->name(), *std::move(children));
+  response->set_group_id(group_id);
+  return new GroupCall(this, ctx, std::move(group),
+                       response->mutable_results());
+}
+
+grpc::ServerWriteReactor<v1::AsCompletedResponse>* JobsService::AsCompleted(
+    grpc::CallbackServerContext* /*ctx*/,
+    const v1::AsCompletedRequest* request) {
+  absl::Status s =
+      CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
+                   /*allow_empty=*/true);
+  auto timeout = CallTimeout(request->has_timeout(), request->timeout());
+  if (s.ok() && !timeout.ok()) s = timeout.status();
+  absl::StatusOr<std::vector<JobPtr>> jobs;
+  if (s.ok()) {
+    jobs = jobs_.Resolve(request->jobs(), "jobs");
+    if (!jobs.ok()) s = jobs.status();
+  }
+  if (!s.ok()) {
+    // A stream that fails before its first message.
+    class Failed final
+        : public grpc::ServerWriteReactor<v1::AsCompletedResponse> {
+     public:
+      explicit Failed(grpc::Status st) { Finish(std::move(st)); }
+      void OnDone() override { delete this; }
+    };
+    return new Failed(ToGrpcStatus(s));
+  }
+  return new AsCompletedCall(this, *std::move(jobs), *timeout);
+}
+
+grpc::ServerWriteReactor<v1::WatchResponse>* JobsService::Watch(
+    grpc::CallbackServerContext* /*ctx*/, const v1::WatchRequest* request) {
+  class Failed final : public grpc::ServerWriteReactor<v1::WatchResponse> {
+   public:
+    explicit Failed(grpc::Status st) { Finish(std::move(st)); }
+    void OnDone() override { delete this; }
+  };
+  if (request->ids_size() == 0) return new WatchAllCall(this);
+  absl::Status s =
+      CheckIdCount(request->ids_size(), options_.max_ids_per_call, "ids",
+                   /*allow_empty=*/false);
+  std::vector<JobPtr> jobs;
+  for (int i = 0; s.ok() && i < request->ids_size(); ++i) {
+    auto j = jobs_.Find(request->ids(i), StrCat("ids[", i, "]"));
+    if (!j.ok()) {
+      s = j.status();
+    } else {
+      jobs.push_back(*std::move(j));
+    }
+  }
+  if (!s.ok()) return new Failed(ToGrpcStatus(s));
+  return new WatchIdsCall(this, std::move(jobs));
+}
+
+grpc::ServerUnaryReactor* JobsService::List(grpc::CallbackServerContext* ctx,
+                                            const v1::ListRequest* request,
+                                            v1::ListResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(jobs_.List(*request, response)));
+  return reactor;
+}
+
+namespace {
+void FillLimit(const Limit& l, v1::Limit* out) {
+  out->set_name(l.name());
+  out->set_permits(l.permits());
+  out->set_holders(l.holders());
+  out->set_waiters(l.waiters());
+}
+}  // namespace
+
+grpc::ServerUnaryReactor* JobsService::DeclareLimit(
+    grpc::CallbackServerContext* ctx, const v1::DeclareLimitRequest* request,
+    v1::DeclareLimitResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  auto limit = jobs_.limits().Declare(request->name(), request->permits());
+  if (!limit.ok()) {
+    reactor->Finish(ToGrpcStatus(limit.status()));
+    return reactor;
+  }
+  FillLimit(**limit, response->mutable_limit());
+  logger_.Log(LogLevel::kInfo,
+              "component=limits event=declared name=", (*limit)->name(),
+              " permits=", (*limit)->permits());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobsService::ListLimits(
+    grpc::CallbackServerContext* ctx, const v1::ListLimitsRequest*,
+    v1::ListLimitsResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  for (Limit* l : jobs_.limits().List()) FillLimit(*l, response->add_limits());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobsService::ListKinds(
+    grpc::CallbackServerContext* ctx, const v1::ListKindsRequest*,
+    v1::ListKindsResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  for (const JobKind* k : jobs_.kinds().List()) {
+    v1::Kind* out = response->add_kinds();
+    out->set_name(k->name);
+    out->set_description(k->description);
+    out->set_blocking(k->blocking);
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace awaitd::server

@@ -1,0 +1,68 @@
+// awaitd: asyncio's task semantics as a gRPC daemon. Parses flags, starts a
+// Daemon, and shuts it down gracefully on SIGTERM or SIGINT.
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/signal_set.hpp"
+#include "server/daemon.h"
+#include "server/flags.h"
+#include "server/strings.h"
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "awaitd: runs jobs with Python asyncio's semantics (create_task, gather, "
+      "wait, wait_for, as_completed, TaskGroup, cancel, limits) for gRPC "
+      "clients.\n\nUsage: awaitd [--flag=value ...] [--flagfile=FILE]\n"
+      "Stop it with SIGTERM or SIGINT (graceful: --shutdown_grace).");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return file.find("server/flags.cc") != absl::string_view::npos;
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return std::string("awaitd 0.1.0\n"); };
+  absl::SetFlagsUsageConfig(usage);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr,
+                 "awaitd: unexpected argument '%s' (flags are --name=value; "
+                 "see --help)\n",
+                 rest[1]);
+    return 2;
+  }
+  auto options = awaitd::server::DaemonOptionsFromFlags();
+  if (!options.ok()) {
+    std::fprintf(stderr, "awaitd: %s (see --help)\n",
+                 std::string(options.status().message()).c_str());
+    return 2;
+  }
+
+  // Signals are delivered on this thread's io_context, never as work inside
+  // a signal handler. Registered before start-up, so none is lost.
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+
+  auto daemon = awaitd::server::Daemon::Start(*std::move(options));
+  if (!daemon.ok()) {
+    awaitd::server::TimestampedStderrSink(
+        awaitd::server::LogLevel::kError,
+        awaitd::server::StrCat(
+            "component=server event=start_failed error=",
+            awaitd::server::LogQuote(daemon.status().ToString())));
+    return 1;
+  }
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    (*daemon)->logger().Log(awaitd::server::LogLevel::kInfo,
+                            "component=server event=signal signal=",
+                            signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    (*daemon)->Shutdown();
+  });
+  io.run();
+  daemon->reset();
+  return 0;
+}
