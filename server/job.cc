@@ -42,7 +42,7 @@ void Job::SetTask(runtime::JoinHandle<void> task) {
   runtime::JoinHandle<void> drop;  // released after the lock
   absl::MutexLock lock(&mu_);
   // A Cancel() that came before the job had its task could not reach it.
-  if (cancel_requested_) task.Cancel(cancel_message_);
+  if (cancel_requested_) task.Cancel(*cancel_message_);
   if (IsFinal(state_.load(std::memory_order_relaxed))) {
     drop = std::move(task);
   } else {
@@ -82,7 +82,7 @@ bool Job::Finish(JobState final_state,
         cancel_requested_ && cancel_pending(*this)) {
       final_state = JobState::kCancelled;
       result.reset();
-      error = MakeError("CancelledError", cancel_message_);
+      error = MakeError("CancelledError", *cancel_message_);
     }
     result_ = std::move(result);
     error_ = std::move(error);
@@ -98,7 +98,7 @@ bool Job::CancelLeaf(std::string_view message, bool* ended) {
     absl::MutexLock lock(&mu_);
     if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
     cancel_requested_ = true;
-    cancel_message_ = std::string(message);
+    cancel_message_ = std::make_unique<std::string>(message);
     if (task_.valid()) task_.Cancel(message);
     if (body_entered_) return true;
     // Not started: the task will never run its body (a task cancelled before
@@ -124,7 +124,7 @@ bool Job::cancel_requested() const {
 
 std::string Job::cancel_message() const {
   absl::MutexLock lock(&mu_);
-  return cancel_message_;
+  return cancel_message_ ? *cancel_message_ : std::string();
 }
 
 bool Job::Watch(JobWatch* w) {
@@ -169,7 +169,7 @@ void Job::NotifyLocked(JobState state) {
 void Job::Snapshot(v1::Job* out) const {
   out->set_id(attr_.id);
   out->set_name(attr_.name);
-  out->set_kind(attr_.kind);
+  out->set_kind(std::string(attr_.kind));
   ToProto(attr_.created_at, out->mutable_created_at());
   ToProto(attr_.scheduled_at, out->mutable_scheduled_at());
   out->set_shield(attr_.shield);

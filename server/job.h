@@ -76,18 +76,22 @@ enum class JobType : std::uint8_t { kLeaf, kGather, kTaskGroup };
 struct JobAttributes {
   std::uint64_t id = 0;
   std::string name;
-  std::string kind;  // the kind's name; "gather" / "group" for groups
+  // The kind's name (owned by the registry, or a literal for groups:
+  // "gather", "group").
+  std::string_view kind;
+  // (The small fields sit together: there is one of these per job.)
   JobType type = JobType::kLeaf;
   bool shield = false;
+  // scheduled_at came from start_at (call_at: wall clock) rather than from
+  // a delay (call_later: a runtime duration, scaled in tests).
+  bool start_absolute = false;
+  bool return_exceptions = false;                 // gather groups
   absl::Duration timeout = absl::ZeroDuration();  // zero: none
   absl::Time created_at;
-  absl::Time scheduled_at;  // when it may start (== created_at if no delay)
-  absl::Duration delay = absl::ZeroDuration();  // call_later (scaled in tests)
-  absl::Time start_at;                          // call_at, if after created_at
+  absl::Time scheduled_at;     // when it may start (== created_at if no delay)
   std::vector<Limit*> limits;  // sorted by name (the acquisition order)
   std::string idempotency_key;
-  std::uint64_t group_id = 0;      // the group that created it, if any
-  bool return_exceptions = false;  // gather groups
+  std::uint64_t group_id = 0;  // the group that created it, if any
 };
 
 class Job {
@@ -166,7 +170,7 @@ class Job {
     const bool any = cancel_children(message);
     if (!any && !always) return false;
     cancel_requested_ = true;
-    cancel_message_ = std::string(message);
+    cancel_message_ = std::make_unique<std::string>(message);
     return true;
   }
   // Group completion: under the lock, `decide(cancel_requested, message,
@@ -176,7 +180,9 @@ class Job {
     absl::MutexLock lock(&mu_);
     if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
     JobState s = JobState::kSucceeded;
-    decide(cancel_requested_, cancel_message_, &s, &result_, &error_);
+    static const std::string kNone;
+    decide(cancel_requested_, cancel_message_ ? *cancel_message_ : kNone, &s,
+           &result_, &error_);
     PublishFinalLocked(s);
     return true;
   }
@@ -220,7 +226,8 @@ class Job {
   std::uint32_t attempt_ ABSL_GUARDED_BY(mu_) = 0;
   bool body_entered_ ABSL_GUARDED_BY(mu_) = false;
   bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
-  std::string cancel_message_ ABSL_GUARDED_BY(mu_);
+  // Rare: allocated by the first Cancel.
+  std::unique_ptr<std::string> cancel_message_ ABSL_GUARDED_BY(mu_);
   JobWatch* watches_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 

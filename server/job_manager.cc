@@ -160,7 +160,6 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
       auto d =
           DurationFromProto(spec.delay(), options_.max_delay, at + ".delay");
       if (!d.ok()) return d.status();
-      a.delay = *d;
       a.scheduled_at = a.created_at + *d;
       break;
     }
@@ -177,8 +176,8 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
                    absl::FormatDuration(options_.max_delay), " ahead"));
       }
       // A start time in the past means "now", as loop.call_at does.
-      a.start_at = std::max(when, a.created_at);
-      a.scheduled_at = a.start_at;
+      a.scheduled_at = std::max(when, a.created_at);
+      a.start_absolute = true;
       break;
     }
     case v1::JobSpec::START_NOT_SET:
@@ -224,7 +223,8 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
 
 absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
     std::span<const v1::JobSpec* const> specs, std::string_view field,
-    std::uint64_t group_id, std::vector<bool>* existing) {
+    std::uint64_t group_id, std::vector<bool>* existing,
+    std::vector<JobBody>* deferred) {
   if (!accepting()) {
     return absl::UnavailableError("the daemon is shutting down");
   }
@@ -280,11 +280,25 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
     }
   }
   if (hits > 0) not_done_.fetch_sub(hits, std::memory_order_relaxed);
+  std::vector<Starting> starting;
+  starting.reserve(out.size() - hits);
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (!is_new[i]) continue;
-    const JobPtr& job = out[i];
-    Publish(job, JobState::kPending);
-    job->SetTask(runtime_.Spawn(RunJob(job, std::move(prepared[i].body))));
+    Publish(out[i], JobState::kPending);
+    starting.push_back({out[i], std::move(prepared[i].body)});
+  }
+  if (deferred != nullptr) {
+    for (Starting& st : starting) deferred->push_back(std::move(st.body));
+    starting.clear();
+  }
+  if (starting.size() == 1) {
+    Starting& s = starting.front();
+    s.job->SetTask(runtime_.Spawn(RunJob(s.job, std::move(s.body))));
+  } else if (!starting.empty()) {
+    // One hand-off to the runtime for the whole batch: a task that spawns
+    // the jobs from a worker (into its local queue, no lock per job; idle
+    // workers steal from it) instead of one global-queue push per job.
+    runtime_.SpawnDetached(StartJobs(std::move(starting)));
   }
   if (logger_.Enabled(LogLevel::kDebug)) {
     for (std::size_t i = 0; i < out.size(); ++i) {
@@ -443,7 +457,8 @@ JobPtr JobManager::Insert(JobAttributes attributes,
 }
 
 void JobManager::OnStarted(const JobPtr& job) {
-  running_.fetch_add(1, std::memory_order_relaxed);
+  // Groups are not counted: they only wait (shutdown drains running leaves).
+  if (!job->is_group()) running_.fetch_add(1, std::memory_order_relaxed);
   Publish(job, JobState::kRunning);
 }
 
@@ -464,7 +479,7 @@ void JobManager::OnFinished(const JobPtr& job) {
   } while (!finished_head_.compare_exchange_weak(
       head, raw, std::memory_order_release, std::memory_order_relaxed));
   finished_unswept_.fetch_add(1, std::memory_order_relaxed);
-  if (job->started()) {
+  if (job->started() && !job->is_group()) {
     if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       absl::MutexLock lock(&idle_mu_);
       idle_cv_.SignalAll();
@@ -496,40 +511,78 @@ void JobManager::RemoveListener(JobEventListener* listener) {
   listener_count_.fetch_sub(1, std::memory_order_release);
 }
 
-runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
-  FinishGuard guard([this, &job] {
+runtime::Task<void> JobManager::StartJobs(std::vector<Starting> jobs) {
+  for (Starting& s : jobs) {
+    s.job->SetTask(runtime::Spawn(RunJob(s.job, std::move(s.body))));
+  }
+  co_return;
+}
+
+// Ends a job CANCELLED if its task's frame is destroyed before the job ended
+// (runtime shutdown destroys unfinished tasks). Small on purpose: it lives in
+// every job's frame.
+class JobManager::EndGuard {
+ public:
+  EndGuard(JobManager* m, const JobPtr* job) : m_(m), job_(job) {}
+  EndGuard(const EndGuard&) = delete;
+  EndGuard& operator=(const EndGuard&) = delete;
+  ~EndGuard() {
+    const JobPtr& job = *job_;
+    if (job->done()) return;  // the common case: it finished normally
     if (job->Finish(
             JobState::kCancelled, nullptr,
             MakeError("CancelledError",
                       "the daemon shut down before the job finished"))) {
-      OnFinished(job);
+      m_->OnFinished(job);
     }
-  });
+  }
+
+ private:
+  JobManager* m_;
+  const JobPtr* job_;
+};
+
+// The rare part of a job's start, in its own (short-lived) frame so that the
+// frame every job keeps while it runs stays small: wait for the start time,
+// then take the limits in name order.
+runtime::Task<void> JobManager::Admit(
+    const Job* job, std::vector<runtime::PermitGuard>* permits) {
+  const JobAttributes& a = job->attributes();
+  if (a.scheduled_at > a.created_at) {
+    if (a.start_absolute) {
+      co_await runtime::SleepUntil(
+          std::chrono::steady_clock::now() +
+          absl::ToChronoNanoseconds(a.scheduled_at - absl::Now()));
+    } else {
+      co_await runtime::Sleep(
+          absl::ToChronoNanoseconds(a.scheduled_at - a.created_at));
+    }
+  }
+  permits->reserve(a.limits.size());
+  for (Limit* l : a.limits) permits->push_back(co_await l->semaphore().Hold());
+}
+
+runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
+  EndGuard guard(this, &job);
   if (!job->EnterBody()) co_return;  // cancelled before it started
   const JobAttributes& a = job->attributes();
   JobState state = JobState::kSucceeded;
   std::unique_ptr<google::protobuf::Value> result;
   std::unique_ptr<v1::JobError> error;
   try {
-    if (a.delay > absl::ZeroDuration()) {
-      co_await runtime::Sleep(absl::ToChronoNanoseconds(a.delay));
-    } else if (a.start_at > a.created_at) {
-      co_await runtime::SleepUntil(
-          std::chrono::steady_clock::now() +
-          absl::ToChronoNanoseconds(a.start_at - absl::Now()));
-    }
     std::vector<runtime::PermitGuard> permits;
-    permits.reserve(a.limits.size());
-    for (Limit* l : a.limits) permits.push_back(co_await l->semaphore().Hold());
-    if (job->MarkRunning()) OnStarted(job);
-    google::protobuf::Value value;
-    if (a.timeout > absl::ZeroDuration()) {
-      value = co_await runtime::WithTimeout(
-          absl::ToChronoNanoseconds(a.timeout), std::move(body));
-    } else {
-      value = co_await std::move(body);
+    if (a.scheduled_at > a.created_at || !a.limits.empty()) {
+      co_await Admit(job.get(), &permits);
     }
-    result = std::make_unique<google::protobuf::Value>(std::move(value));
+    if (job->MarkRunning()) OnStarted(job);
+    if (a.timeout > absl::ZeroDuration()) {
+      result = std::make_unique<google::protobuf::Value>(
+          co_await runtime::WithTimeout(absl::ToChronoNanoseconds(a.timeout),
+                                        std::move(body)));
+    } else {
+      result =
+          std::make_unique<google::protobuf::Value>(co_await std::move(body));
+    }
   } catch (const runtime::CancelledError& e) {
     state = JobState::kCancelled;
     error = MakeError("CancelledError", e.what());
@@ -561,6 +614,7 @@ runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
 
 runtime::Task<void> JobManager::RunGather(JobPtr group) {
   FinishGuard guard([this, &group] {
+    if (group->done()) return;
     if (group->FinishGroup(
             [](bool, const std::string&, JobState* s, auto*, auto* e) {
               *s = JobState::kCancelled;
@@ -616,6 +670,7 @@ runtime::Task<void> JobManager::RunGather(JobPtr group) {
 
 runtime::Task<void> JobManager::RunTaskGroup(JobPtr group) {
   FinishGuard guard([this, &group] {
+    if (group->done()) return;
     if (group->FinishGroup(
             [](bool, const std::string&, JobState* s, auto*, auto* e) {
               *s = JobState::kCancelled;
@@ -731,10 +786,9 @@ absl::Status JobManager::List(const v1::ListRequest& request,
       }
       page.push_back(it->second);
     }
-    if (it != jobs_.end()) {
-      next = page.empty() ? std::prev(it)->first : page.back()->id();
-      if (scanned > kListScanLimit) next = std::prev(it)->first;
-    }
+    // Stopped early (a full page, or the scan limit): continue after the
+    // last entry examined.
+    if (it != jobs_.end()) next = std::prev(it)->first;
   }
   for (const JobPtr& j : page) j->Snapshot(response->add_jobs());
   if (next != 0) response->set_next_page_token(StrCat(kPageTokenPrefix, next));

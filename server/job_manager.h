@@ -115,7 +115,17 @@ class JobManager {
   // is known returns that job instead (`existing`, if given, says which).
   absl::StatusOr<std::vector<JobPtr>> Submit(
       std::span<const v1::JobSpec* const> specs, std::string_view field,
-      std::uint64_t group_id, std::vector<bool>* existing);
+      std::uint64_t group_id, std::vector<bool>* existing,
+      std::vector<JobBody>* deferred = nullptr);
+  // With `deferred`, new jobs are created but not started: their bodies are
+  // returned there (in order, one per new job) and the caller must run each
+  // one as `co_await RunInline(job, body)` inside a task whose JoinHandle it
+  // gives to job->SetTask (so that Cancel reaches the job). WaitFor uses it
+  // to run a job and report it from one task: one hand-off to the runtime
+  // per call instead of two.
+  runtime::Task<void> RunInline(JobPtr job, JobBody body) {
+    return RunJob(std::move(job), std::move(body));
+  }
 
   // Combinator inputs, in order: ids are looked up and specs created (all or
   // none; an unknown id fails before anything is created).
@@ -178,7 +188,15 @@ class JobManager {
 
  private:
   struct Prepared;
+  class EndGuard;
+  struct Starting {
+    JobPtr job;
+    JobBody body;
+  };
+  runtime::Task<void> StartJobs(std::vector<Starting> jobs);
   runtime::Task<void> RunJob(JobPtr job, JobBody body);
+  runtime::Task<void> Admit(const Job* job,
+                            std::vector<runtime::PermitGuard>* permits);
   runtime::Task<void> RunGather(JobPtr group);
   runtime::Task<void> RunTaskGroup(JobPtr group);
   runtime::Task<void> Sweeper();

@@ -109,7 +109,7 @@ class CallBase {
   // cancelled before it starts never runs, and the call must still finish.
   void CancelTask(std::string_view message) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    if (cancelled_) return;
+    if (cancelled_ || job_owns_task_) return;
     cancelled_ = true;
     cancel_message_ = std::string(message);
     if (started_ && task_.valid()) task_.Cancel(message);
@@ -186,6 +186,9 @@ class CallBase {
   virtual void SendFinish(grpc::Status status) = 0;
 
   JobsService* const service_;
+  // Set (before Start) by a call whose task runs `job_` inline.
+  bool job_owns_task_ = false;
+  JobPtr job_;
 
  private:
   std::atomic<int> refs_{2};
@@ -377,6 +380,36 @@ class WaitForCall final : public UnaryCall {
   v1::WaitForResponse* const response_;
 };
 
+// WaitFor of an inline spec without a timeout: the call's task runs the job
+// itself (RunInline), then reports it. The job is independent of the call: a
+// client that leaves does not stop it (the task runs on and finishes a call
+// nobody reads), while Cancel on the job reaches it through this task.
+class RunAndWaitCall final : public UnaryCall {
+ public:
+  RunAndWaitCall(JobsService* s, JobPtr job, JobBody body,
+                 v1::WaitForResponse* response)
+      : UnaryCall(s), body_(std::move(body)), response_(response) {
+    job_owns_task_ = true;
+    job_ = std::move(job);
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+ private:
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    co_await service_->jobs().RunInline(job_, std::move(body_));
+    if (job_->state() != JobState::kSucceeded) {
+      FinishWith(JobErrorStatus(*job_));
+      co_return;
+    }
+    job_->Snapshot(response_->mutable_job());
+    FinishWith(grpc::Status::OK);
+  }
+
+  JobBody body_;
+  v1::WaitForResponse* const response_;
+};
+
 // Gather and RunGroup: wait for the group job, then report its children.
 class GroupCall final : public UnaryCall {
  public:
@@ -490,7 +523,7 @@ void FillEvent(const Job& job, JobState state, v1::WatchResponse* out) {
   out->Clear();
   out->set_id(job.id());
   out->set_name(job.name());
-  out->set_kind(job.attributes().kind);
+  out->set_kind(std::string(job.attributes().kind));
   out->set_state(ToProto(state));
   ToProto(IsFinal(state) ? job.finished_at() : absl::Now(),
           out->mutable_time());
@@ -795,6 +828,25 @@ grpc::ServerUnaryReactor* JobsService::WaitFor(
   if (!request->has_job()) s = absl::InvalidArgumentError("job: required");
   auto timeout = CallTimeout(request->has_timeout(), request->timeout());
   if (s.ok() && !timeout.ok()) s = timeout.status();
+  if (s.ok() && request->job().has_spec() && !timeout->has_value()) {
+    std::vector<const v1::JobSpec*> spec{&request->job().spec()};
+    std::vector<JobBody> bodies;
+    auto created = jobs_.Submit(spec, "\x01", 0, nullptr, &bodies);
+    if (!created.ok()) {
+      std::string msg(created.status().message());
+      if (msg.rfind("\x01[0]", 0) == 0) msg = StrCat("job.spec", msg.substr(4));
+      auto* reactor = ctx->DefaultReactor();
+      reactor->Finish(grpc::Status(
+          static_cast<grpc::StatusCode>(created.status().code()), msg));
+      return reactor;
+    }
+    if (bodies.size() == 1) {
+      return new RunAndWaitCall(this, std::move((*created)[0]),
+                                std::move(bodies[0]), response);
+    }
+    // An idempotency key matched an existing job: wait for it.
+    return new WaitForCall(this, std::move((*created)[0]), *timeout, response);
+  }
   absl::StatusOr<std::vector<JobPtr>> jobs;
   if (s.ok()) {
     google::protobuf::RepeatedPtrField<v1::JobInput> one;
