@@ -102,9 +102,10 @@ absl::Status CheckFields(const Struct& args,
   std::string shown = unknown->size() > 64
                           ? absl::StrCat(unknown->substr(0, 64), "...")
                           : *unknown;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown field '", absl::CHexEscape(shown),
-                   "' (this kind takes: ", absl::StrJoin(allowed, ", "), ")"));
+  // "<name>: unknown field": the caller prefixes the path ("jobs[1].args.").
+  return absl::InvalidArgumentError(absl::StrCat(
+      absl::CHexEscape(shown),
+      ": unknown field (this kind takes: ", absl::StrJoin(allowed, ", "), ")"));
 }
 
 // Null if `name` is absent.

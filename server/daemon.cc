@@ -80,6 +80,9 @@ absl::Status Daemon::Init() {
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
                            &port_);
   builder.RegisterService(service_.get());
+  // gRPC sets SO_REUSEPORT by default, which lets a second daemon bind the
+  // same port and split the clients between two job tables: refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   const int max_bytes = static_cast<int>(std::min<std::size_t>(
       options_.max_message_bytes, std::size_t{INT32_MAX}));
   builder.SetMaxReceiveMessageSize(max_bytes);

@@ -41,8 +41,10 @@ void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
 void Job::SetTask(runtime::JoinHandle<void> task) {
   runtime::JoinHandle<void> drop;  // released after the lock
   absl::MutexLock lock(&mu_);
-  // A Cancel() that came before the job had its task could not reach it.
-  if (cancel_requested_) task.Cancel(*cancel_message_);
+  // A Cancel() that came after the body started but before the job had its
+  // task could not reach it. (Before the body starts, a cancel is seen by the
+  // body itself: a task cancelled before it runs never runs at all.)
+  if (cancel_requested_ && body_entered_) task.Cancel(*cancel_message_);
   if (IsFinal(state_.load(std::memory_order_relaxed))) {
     drop = std::move(task);
   } else {
@@ -115,6 +117,11 @@ void Job::PublishFinalLocked(JobState s) {
   finished_at_ = absl::Now();
   state_.store(s, std::memory_order_release);
   NotifyLocked(s);
+}
+
+void Job::InterruptTask(std::string_view message) {
+  absl::MutexLock lock(&mu_);
+  if (body_entered_ && task_.valid()) task_.Cancel(message);
 }
 
 bool Job::cancel_requested() const {

@@ -186,6 +186,10 @@ class Job {
     PublishFinalLocked(s);
     return true;
   }
+  // Group: cancels the group's own task if its body has started (it waits on
+  // its children and must re-evaluate); before that, the body sees
+  // cancel_requested() when it starts.
+  void InterruptTask(std::string_view message) ABSL_LOCKS_EXCLUDED(mu_);
   bool cancel_requested() const ABSL_LOCKS_EXCLUDED(mu_);
   std::string cancel_message() const ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -71,6 +71,17 @@ google::protobuf::Value OutcomeValue(const Job& child) {
   return v;
 }
 
+// Marks the shielded children not seen yet as seen (no longer waited for).
+void ForgetShielded(const std::vector<JobPtr>& children,
+                    std::vector<bool>* seen, std::size_t* remaining) {
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    if (!(*seen)[i] && children[i]->shield()) {
+      (*seen)[i] = true;
+      --*remaining;
+    }
+  }
+}
+
 }  // namespace
 
 // A validated spec: the body is bound, the attributes filled in except the
@@ -239,36 +250,54 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
     if (!s.ok()) return s;
     prepared[i].attr.group_id = group_id;
   }
-  // Admission: reserve first, so concurrent submits cannot overshoot.
-  const std::size_t before =
-      not_done_.fetch_add(specs.size(), std::memory_order_relaxed);
-  if (before + specs.size() > options_.max_pending_jobs) {
-    not_done_.fetch_sub(specs.size(), std::memory_order_relaxed);
-    return absl::ResourceExhaustedError(StrCat(
-        field, ": ", before, " jobs are not done yet and ", specs.size(),
-        " more would exceed --max_pending_jobs=", options_.max_pending_jobs));
-  }
-
   std::vector<JobPtr> out(specs.size());
   std::vector<bool> is_new(specs.size(), true);
   std::size_t hits = 0;
   {
     absl::MutexLock lock(&table_mu_);
+    // Checked again under the table lock: StopAccepting takes it too, so a
+    // batch is either in the table before shutdown looks (and is cancelled
+    // with the rest) or refused.
+    if (!accepting()) {
+      return absl::UnavailableError("the daemon is shutting down");
+    }
+    // Idempotency keys first: a retried Submit creates nothing, so it is
+    // never refused for lack of room. (A key repeated inside the batch
+    // names the batch's first job with it.)
+    absl::flat_hash_map<std::string, std::size_t> first_with_key;
     for (std::size_t i = 0; i < prepared.size(); ++i) {
-      JobAttributes& a = prepared[i].attr;
-      if (!a.idempotency_key.empty()) {
-        auto it = idempotency_.find(a.idempotency_key);
-        if (it != idempotency_.end()) {
-          auto job = jobs_.find(it->second);
-          if (job != jobs_.end()) {
-            out[i] = job->second;
-            is_new[i] = false;
-            ++hits;
-            continue;
-          }
-          idempotency_.erase(it);  // its job was forgotten
+      const std::string& key = prepared[i].attr.idempotency_key;
+      if (key.empty()) continue;
+      auto it = idempotency_.find(key);
+      if (it != idempotency_.end()) {
+        auto job = jobs_.find(it->second);
+        if (job != jobs_.end()) {
+          out[i] = job->second;
+          is_new[i] = false;
+          ++hits;
+          continue;
         }
+        idempotency_.erase(it);  // its job was forgotten
       }
+      auto [first, inserted] = first_with_key.emplace(key, i);
+      if (!inserted) {
+        is_new[i] = false;
+        ++hits;
+      }
+    }
+    // Admission, under the lock so that concurrent batches cannot overshoot
+    // (jobs that finish meanwhile only make room).
+    const std::size_t fresh = specs.size() - hits;
+    const std::size_t before = not_done_.load(std::memory_order_relaxed);
+    if (before + fresh > options_.max_pending_jobs) {
+      return absl::ResourceExhaustedError(StrCat(
+          field, ": ", before, " jobs are not done yet and ", fresh,
+          " more would exceed --max_pending_jobs=", options_.max_pending_jobs));
+    }
+    not_done_.fetch_add(fresh, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      if (!is_new[i]) continue;
+      JobAttributes& a = prepared[i].attr;
       a.id = next_id_.fetch_add(1, std::memory_order_relaxed);
       if (!prepared[i].named) a.name = StrCat("Job-", ++job_names_);
       auto job = std::make_shared<Job>(std::move(a));
@@ -278,8 +307,13 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       jobs_.emplace_hint(jobs_.end(), job->id(), job);
       out[i] = std::move(job);
     }
+    // In-batch repeats of a key take the job created for its first use.
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      if (out[i] == nullptr) {
+        out[i] = out[first_with_key.at(prepared[i].attr.idempotency_key)];
+      }
+    }
   }
-  if (hits > 0) not_done_.fetch_sub(hits, std::memory_order_relaxed);
   std::vector<Starting> starting;
   starting.reserve(out.size() - hits);
   for (std::size_t i = 0; i < out.size(); ++i) {
@@ -391,24 +425,33 @@ bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
       }
       return ok;
     }
-    case JobType::kGather:
-      // _GatheringFuture.cancel: true if any child's cancel() was.
-      return job->CancelGroup(message, /*always=*/false,
-                              [&](std::string_view m) {
-                                bool any = false;
-                                for (const JobPtr& c : job->children()) {
-                                  if (!c->shield() && Cancel(c, m)) any = true;
-                                }
-                                return any;
-                              });
-    case JobType::kTaskGroup:
-      return job->CancelGroup(message, /*always=*/true,
-                              [&](std::string_view m) {
-                                for (const JobPtr& c : job->children()) {
-                                  if (!c->shield()) Cancel(c, m);
-                                }
-                                return true;
-                              });
+    case JobType::kGather: {
+      // _GatheringFuture.cancel: true if any child's cancel() was. A shielded
+      // child stands for asyncio's shield() wrapper, whose cancel() succeeds
+      // (the wrapper ends; the job inside runs on): it counts, untouched.
+      const bool ok =
+          job->CancelGroup(message, /*always=*/false, [&](std::string_view m) {
+            bool any = false;
+            for (const JobPtr& c : job->children()) {
+              if (c->done()) continue;
+              if (c->shield() || Cancel(c, m)) any = true;
+            }
+            return any;
+          });
+      if (ok) job->InterruptTask(message);  // stop waiting for shielded ones
+      return ok;
+    }
+    case JobType::kTaskGroup: {
+      const bool ok =
+          job->CancelGroup(message, /*always=*/true, [&](std::string_view m) {
+            for (const JobPtr& c : job->children()) {
+              if (!c->shield()) Cancel(c, m);
+            }
+            return true;
+          });
+      if (ok) job->InterruptTask(message);
+      return ok;
+    }
   }
   return false;
 }
@@ -624,14 +667,34 @@ runtime::Task<void> JobManager::RunGather(JobPtr group) {
       OnFinished(group);
     }
   });
+  if (!group->EnterBody()) co_return;
   const std::vector<JobPtr>& children = group->children();
   const bool return_exceptions = group->attributes().return_exceptions;
   JobWatcher watcher(children, /*all_changes=*/false);
+  std::vector<bool> seen(children.size(), false);
   std::size_t remaining = children.size();
   int first_error = -1;
-  while (remaining > 0 && first_error < 0) {
-    co_await watcher.Changed();
+  // Cancel() on the group interrupts this wait (Job::InterruptTask), or, if
+  // it came first, is seen here.
+  bool cancelled = group->cancel_requested();
+  for (;;) {
+    if (cancelled) {
+      // A cancelled gather's outer future ends at its first cancelled child
+      // (at once); with return_exceptions it waits for its children, except
+      // shielded ones, whose shield() wrappers ended when cancelled.
+      if (!return_exceptions) break;
+      ForgetShielded(children, &seen, &remaining);
+    }
+    if (remaining == 0 || first_error >= 0) break;
+    try {
+      co_await watcher.Changed();
+    } catch (const runtime::CancelledError&) {
+      cancelled = true;
+      continue;
+    }
     for (const JobWatcher::Change& c : watcher.Take()) {
+      if (seen[c.slot]) continue;
+      seen[c.slot] = true;
       --remaining;
       if (!return_exceptions && c.state != JobState::kSucceeded) {
         first_error = static_cast<int>(c.slot);
@@ -680,13 +743,29 @@ runtime::Task<void> JobManager::RunTaskGroup(JobPtr group) {
       OnFinished(group);
     }
   });
+  if (!group->EnterBody()) co_return;
   const std::vector<JobPtr>& children = group->children();
   JobWatcher watcher(children, /*all_changes=*/false);
+  std::vector<bool> seen(children.size(), false);
   std::size_t remaining = children.size();
   std::vector<std::uint32_t> failures;
-  while (remaining > 0) {
-    co_await watcher.Changed();
+  bool cancelled = group->cancel_requested();
+  for (;;) {
+    // Once the group is cancelled, or a child failed, shielded children are
+    // no longer waited for (their shield() wrappers were cancelled).
+    if (cancelled || !failures.empty()) {
+      ForgetShielded(children, &seen, &remaining);
+    }
+    if (remaining == 0) break;
+    try {
+      co_await watcher.Changed();
+    } catch (const runtime::CancelledError&) {
+      cancelled = true;
+      continue;
+    }
     for (const JobWatcher::Change& c : watcher.Take()) {
+      if (seen[c.slot]) continue;
+      seen[c.slot] = true;
       --remaining;
       if (c.state != JobState::kFailed) continue;
       failures.push_back(c.slot);
@@ -801,6 +880,7 @@ std::size_t JobManager::jobs_retained() const {
 }
 
 void JobManager::StopAccepting() {
+  absl::MutexLock lock(&table_mu_);  // see Submit
   accepting_.store(false, std::memory_order_release);
 }
 

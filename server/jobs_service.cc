@@ -146,6 +146,13 @@ class CallBase {
     }
     runtime::JoinHandle<void> h =
         service_->runtime().Spawn(make(TaskRef(this)));
+    if (job_owns_task_) {
+      // The task runs a job inline: the job's Cancel must reach it, and the
+      // call's end (client gone, shutdown) must not.
+      job_->SetTask(std::move(h));
+      Unref();
+      return;
+    }
     {
       absl::MutexLock lock(&mu_);
       // Cancelled after the task started but before it had its handle.
@@ -438,12 +445,28 @@ class GroupCall final : public UnaryCall {
       co_return;
     }
     if (group_->state() != JobState::kSucceeded) {
-      FinishWith(JobErrorStatus(*group_));
+      FinishWith(JobErrorStatus(FailingJob()));
       co_return;
     }
     results_->Reserve(static_cast<int>(group_->children().size()));
     for (const JobPtr& c : group_->children()) c->Snapshot(results_->Add());
     FinishWith(grpc::Status::OK);
+  }
+
+  // Whose failure the call reports: for a gather that failed, the child
+  // whose exception propagated (the group's error names it); otherwise the
+  // group (a TaskGroup's ExceptionGroup, or a cancelled group).
+  const Job& FailingJob() const {
+    if (group_->type() != JobType::kGather ||
+        group_->state() != JobState::kFailed || group_->error() == nullptr) {
+      return *group_;
+    }
+    const auto& f = group_->error()->details().fields();
+    auto it = f.find("index");
+    if (it == f.end()) return *group_;
+    const auto index = static_cast<std::size_t>(it->second.number_value());
+    if (index >= group_->children().size()) return *group_;
+    return *group_->children()[index];
   }
 
   JobPtr group_;
@@ -833,8 +856,13 @@ grpc::ServerUnaryReactor* JobsService::WaitFor(
     std::vector<JobBody> bodies;
     auto created = jobs_.Submit(spec, "\x01", 0, nullptr, &bodies);
     if (!created.ok()) {
+      // Messages name the field as the request has it: "job.spec.kind".
       std::string msg(created.status().message());
-      if (msg.rfind("\x01[0]", 0) == 0) msg = StrCat("job.spec", msg.substr(4));
+      if (msg.rfind("\x01[0]", 0) == 0) {
+        msg = StrCat("job.spec", msg.substr(4));
+      } else if (msg.rfind("\x01", 0) == 0) {
+        msg = StrCat("job", msg.substr(1));
+      }
       auto* reactor = ctx->DefaultReactor();
       reactor->Finish(grpc::Status(
           static_cast<grpc::StatusCode>(created.status().code()), msg));

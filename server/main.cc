@@ -2,8 +2,11 @@
 // Daemon, and shuts it down gracefully on SIGTERM or SIGINT.
 #include <csignal>
 #include <cstdio>
+#include <iostream>
 #include <string>
 
+#include "absl/flags/internal/parse.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -15,7 +18,7 @@
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "awaitd: runs jobs with Python asyncio's semantics (create_task, gather, "
+      "runs jobs with Python asyncio's semantics (create_task, gather, "
       "wait, wait_for, as_completed, TaskGroup, cancel, limits) for gRPC "
       "clients.\n\nUsage: awaitd [--flag=value ...] [--flagfile=FILE]\n"
       "Stop it with SIGTERM or SIGINT (graceful: --shutdown_grace).");
@@ -26,7 +29,18 @@ int main(int argc, char** argv) {
   usage.contains_helpshort_flags = usage.contains_help_flags;
   usage.version_string = [] { return std::string("awaitd 0.1.0\n"); };
   absl::SetFlagsUsageConfig(usage);
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  // absl::ParseCommandLine exits with status 1 after --help; asking for help
+  // is not an error, so usage flags are handled here (0 for --help and
+  // --version). flags_internal is Abseil's own parser, without that policy.
+  std::vector<char*> rest = absl::flags_internal::ParseCommandLineImpl(
+      argc, argv, absl::flags_internal::ArgvListAction::kRemoveParsedArgs,
+      absl::flags_internal::UsageFlagsAction::kIgnoreUsage,
+      absl::flags_internal::OnUndefinedFlag::kAbortIfUndefined);
+  if (const int code = absl::flags_internal::HandleUsageFlags(
+          std::cout, absl::ProgramUsageMessage());
+      code != -1) {
+    return 0;
+  }
   if (rest.size() > 1) {
     std::fprintf(stderr,
                  "awaitd: unexpected argument '%s' (flags are --name=value; "

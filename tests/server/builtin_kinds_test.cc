@@ -227,13 +227,13 @@ TEST_F(BuiltinKindsTest, EveryKindRefusesAnUnknownField) {
   };
   for (const auto& [kind, takes] : cases) {
     ExpectInvalid(BindError(kind, R"({"foo": 1})"),
-                  "unknown field 'foo' (this kind takes: " + takes + ")");
+                  "foo: unknown field (this kind takes: " + takes + ")");
   }
 }
 
 TEST_F(BuiltinKindsTest, UnknownFieldIsRefusedEvenNextToValidOnes) {
   ExpectInvalid(BindError("sleep", R"({"seconds": 1, "zzz": 2, "aaa": 3})"),
-                "unknown field 'aaa' (this kind takes: seconds, result)");
+                "aaa: unknown field (this kind takes: seconds, result)");
 }
 
 // --- sleep -------------------------------------------------------------------
@@ -341,7 +341,7 @@ TEST_F(BuiltinKindsTest, EchoRequiresValue) {
 
 TEST_F(BuiltinKindsTest, EchoRefusesAnUnknownFieldNextToValue) {
   ExpectInvalid(BindError("echo", R"({"value": 1, "extra": 2})"),
-                "unknown field 'extra' (this kind takes: value)");
+                "extra: unknown field (this kind takes: value)");
 }
 
 // --- fail --------------------------------------------------------------------
