@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "runtime/internal/context.h"
+#include "runtime/internal/task_header.h"
 #include "server/limits.h"
 
 namespace awaitd::server {
@@ -56,7 +58,28 @@ bool Job::EnterBody() {
   absl::MutexLock lock(&mu_);
   if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
   body_entered_ = true;
+  if (cancel_at_first_step_) {
+    // CancelAfterStart came first: the body starts, and the cancellation
+    // waits for its first suspension, as for a task that had started.
+    runtime::internal::TaskHeader* t = runtime::internal::CurrentTaskHeader();
+    if (t != nullptr) t->RequestCancel(*cancel_message_);
+  }
   return true;
+}
+
+bool Job::CancelAfterStart(std::string_view message) {
+  bool ended = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    if (!body_entered_) {
+      cancel_requested_ = true;
+      cancel_message_ = std::make_unique<std::string>(message);
+      cancel_at_first_step_ = true;
+      return true;
+    }
+  }
+  return CancelLeaf(message, &ended);  // started: an ordinary cancel
 }
 
 bool Job::MarkRunning() {

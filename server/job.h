@@ -157,6 +157,12 @@ class Job {
   // then set). Returns false if the job is already done.
   bool CancelLeaf(std::string_view message, bool* ended)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Leaf: a cancel that lets a job that has not started yet take its first
+  // step (run until its first suspension) before CancelledError, as asyncio
+  // does for a task scheduled before the cancel: a TaskGroup's siblings all
+  // start, and those that fail at once are reported, even if one failure
+  // is seen before the others ran. Otherwise as CancelLeaf.
+  bool CancelAfterStart(std::string_view message) ABSL_LOCKS_EXCLUDED(mu_);
   // Group: under the group's lock (so the group's own completion cannot
   // interleave), calls `cancel_children(message)`, which cancels the
   // children and says whether that took effect; if so (or if `always`), the
@@ -177,12 +183,17 @@ class Job {
   // &state, &result, &error)` picks the outcome. False if already done.
   template <typename F>
   bool FinishGroup(F decide) ABSL_LOCKS_EXCLUDED(mu_) {
+    // The group's task holds the group (its coroutine's parameter): the
+    // handle must go, or the two keep each other alive. Released after the
+    // lock, like every handle.
+    runtime::JoinHandle<void> task;
     absl::MutexLock lock(&mu_);
     if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
     JobState s = JobState::kSucceeded;
     static const std::string kNone;
     decide(cancel_requested_, cancel_message_ ? *cancel_message_ : kNone, &s,
            &result_, &error_);
+    task = std::move(task_);
     PublishFinalLocked(s);
     return true;
   }
@@ -229,6 +240,7 @@ class Job {
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
   std::uint32_t attempt_ ABSL_GUARDED_BY(mu_) = 0;
   bool body_entered_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancel_at_first_step_ ABSL_GUARDED_BY(mu_) = false;
   bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
   // Rare: allocated by the first Cancel.
   std::unique_ptr<std::string> cancel_message_ ABSL_GUARDED_BY(mu_);

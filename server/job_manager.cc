@@ -456,6 +456,11 @@ bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
   return false;
 }
 
+bool JobManager::CancelSibling(const JobPtr& job, std::string_view message) {
+  if (job->type() != JobType::kLeaf) return Cancel(job, message);
+  return job->CancelAfterStart(message);
+}
+
 JobPtr JobManager::StartGather(std::uint64_t id, std::string name,
                                std::vector<JobPtr> children,
                                bool return_exceptions) {
@@ -776,7 +781,7 @@ runtime::Task<void> JobManager::RunTaskGroup(JobPtr group) {
                    children[c.slot]->name(), " failed");
         for (std::uint32_t i = 0; i < children.size(); ++i) {
           if (i != c.slot && !children[i]->shield() && !children[i]->done()) {
-            Cancel(children[i], msg);
+            CancelSibling(children[i], msg);
           }
         }
       }

@@ -188,6 +188,8 @@ class JobManager {
 
  private:
   struct Prepared;
+  // A TaskGroup's cancellation of a sibling (see Job::CancelAfterStart).
+  bool CancelSibling(const JobPtr& job, std::string_view message);
   class EndGuard;
   struct Starting {
     JobPtr job;
