@@ -36,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "runtime/runtime.h"
 #include "runtime/time.h"
@@ -1042,6 +1043,75 @@ TEST_F(ShutdownProcessTest, SecondDaemonOnTheSamePortFailsToStart) {
   }
   for (pid_t pid : {first, second}) kill(pid, SIGTERM);
   for (pid_t pid : {first, second}) WaitExit(pid, absl::Seconds(10));
+}
+
+}  // namespace
+}  // namespace awaitd::server::testing
+
+namespace awaitd::server::testing {
+namespace {
+
+// UNIMPLEMENTED unless the daemon serves server reflection.
+grpc::StatusCode CallReflection(const std::shared_ptr<grpc::Channel>& channel) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  grpc::Slice empty("", 0);  // an empty ServerReflectionRequest
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx,
+                 "/grpc.reflection.v1alpha.ServerReflection/"
+                 "ServerReflectionInfo",
+                 grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) { done.set_value(std::move(s)); });
+  return done.get_future().get().error_code();
+}
+
+// --flagfile, a unix: socket, --limit and --reflection=false, end to end.
+TEST_F(ShutdownProcessTest, FlagfileConfiguresAUnixSocketDaemon) {
+  const std::string sock = PathIn("awaitd.sock");
+  const std::string port_file = PathIn("port");
+  {
+    std::ofstream flags(PathIn("flags"));
+    flags << "--listen=unix:" << sock << "\n--port_file=" << port_file
+          << "\n--limit=db:3,http:5\n--reflection=false\n--workers=1\n";
+  }
+  const pid_t pid = Spawn({"--flagfile=" + PathIn("flags")}, "daemon");
+  ASSERT_GT(pid, 0);
+  const std::string address = AwaitPortFile(port_file, pid);
+  EXPECT_EQ(address, "unix:" + sock);
+  auto channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = v1::Jobs::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::ListLimitsResponse limits;
+  ASSERT_TRUE(stub->ListLimits(&ctx, v1::ListLimitsRequest(), &limits).ok());
+  ASSERT_EQ(limits.limits_size(), 2);
+  EXPECT_EQ(limits.limits(0).name(), "db");
+  EXPECT_EQ(limits.limits(0).permits(), 3u);
+  EXPECT_EQ(limits.limits(1).name(), "http");
+  EXPECT_EQ(CallReflection(channel), grpc::StatusCode::UNIMPLEMENTED);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  std::optional<int> status = WaitExit(pid, absl::Seconds(15));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST_F(ShutdownProcessTest, ReflectionIsServedByDefault) {
+  const std::string port_file = PathIn("port");
+  const pid_t pid =
+      Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file, "--workers=1"},
+            "daemon");
+  ASSERT_GT(pid, 0);
+  const std::string address = AwaitPortFile(port_file, pid);
+  ASSERT_FALSE(address.empty());
+  auto channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  EXPECT_NE(CallReflection(channel), grpc::StatusCode::UNIMPLEMENTED);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_TRUE(WaitExit(pid, absl::Seconds(15)).has_value());
 }
 
 }  // namespace
