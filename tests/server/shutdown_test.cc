@@ -594,7 +594,10 @@ TEST_F(ShutdownTest, SubmitsRacingShutdownLeaveNoJobBehind) {
     SCOPED_TRACE("round " + std::to_string(round));
     log_ = LogCapture::Make();
     DaemonOptions o = Options(absl::ZeroDuration());
-    o.cancel_grace = absl::Seconds(1);
+    // Long enough for tens of thousands of cancelled jobs to unwind even in
+    // a sanitizer build (ASan took over 1 s); an escaped job never unwinds,
+    // so it still shows as jobs_not_unwound.
+    o.cancel_grace = absl::Seconds(20);
     for (int l = 0; l < 16; ++l) {
       o.limits.push_back("l" + std::to_string(l) + ":1000000");
     }
