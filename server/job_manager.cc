@@ -121,9 +121,7 @@ std::uint64_t JobManager::ReserveId() {
 }
 
 absl::Status JobManager::Validate(const v1::JobSpec& spec,
-                                  std::string_view field, std::size_t index,
-                                  Prepared* out) const {
-  const std::string at = StrCat(field, "[", index, "]");
+                                  const std::string& at, Prepared* out) const {
   if (spec.kind().empty()) {
     return absl::InvalidArgumentError(StrCat(at, ".kind: required"));
   }
@@ -235,7 +233,7 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
 absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
     std::span<const v1::JobSpec* const> specs, std::string_view field,
     std::uint64_t group_id, std::vector<bool>* existing,
-    std::vector<JobBody>* deferred) {
+    std::vector<JobBody>* deferred, std::span<const std::string> spec_fields) {
   if (!accepting()) {
     return absl::UnavailableError("the daemon is shutting down");
   }
@@ -246,7 +244,10 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
   }
   std::vector<Prepared> prepared(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {
-    absl::Status s = Validate(*specs[i], field, i, &prepared[i]);
+    absl::Status s = Validate(
+        *specs[i],
+        i < spec_fields.size() ? spec_fields[i] : StrCat(field, "[", i, "]"),
+        &prepared[i]);
     if (!s.ok()) return s;
     prepared[i].attr.group_id = group_id;
   }
@@ -375,22 +376,11 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Resolve(
     }
   }
   if (specs.empty()) return out;
-  // Validate with the input's own index in messages.
-  auto created = Submit(specs, "\x01", group_id, nullptr);
-  if (!created.ok()) {
-    std::string msg(created.status().message());
-    if (msg.rfind("\x01[", 0) == 0) {
-      const std::size_t close = msg.find(']');
-      std::size_t k = 0;
-      if (close != std::string::npos &&
-          SimpleAtoi(msg.substr(2, close - 2), &k) && k < spec_at.size()) {
-        msg = StrCat(field, "[", spec_at[k], "].spec", msg.substr(close + 1));
-      }
-    } else if (msg.rfind("\x01", 0) == 0) {
-      msg = StrCat(field, msg.substr(1));
-    }
-    return absl::Status(created.status().code(), msg);
-  }
+  std::vector<std::string> spec_fields;
+  spec_fields.reserve(spec_at.size());
+  for (int i : spec_at) spec_fields.push_back(StrCat(field, "[", i, "].spec"));
+  auto created = Submit(specs, field, group_id, nullptr, nullptr, spec_fields);
+  if (!created.ok()) return created.status();
   for (std::size_t k = 0; k < spec_at.size(); ++k) {
     out[spec_at[k]] = std::move((*created)[k]);
   }

@@ -116,7 +116,10 @@ class JobManager {
   absl::StatusOr<std::vector<JobPtr>> Submit(
       std::span<const v1::JobSpec* const> specs, std::string_view field,
       std::uint64_t group_id, std::vector<bool>* existing,
-      std::vector<JobBody>* deferred = nullptr);
+      std::vector<JobBody>* deferred = nullptr,
+      std::span<const std::string> spec_fields = {});
+  // `spec_fields`, if given, names each spec in error messages instead of
+  // "<field>[i]" (a combinator's "jobs[5].spec", WaitFor's "job.spec").
   // With `deferred`, new jobs are created but not started: their bodies are
   // returned there (in order, one per new job) and the caller must run each
   // one as `co_await RunInline(job, body)` inside a task whose JoinHandle it
@@ -203,8 +206,9 @@ class JobManager {
   runtime::Task<void> RunTaskGroup(JobPtr group);
   runtime::Task<void> Sweeper();
 
-  absl::Status Validate(const v1::JobSpec& spec, std::string_view field,
-                        std::size_t index, Prepared* out) const;
+  // `at` names the spec in messages ("jobs[3]").
+  absl::Status Validate(const v1::JobSpec& spec, const std::string& at,
+                        Prepared* out) const;
   JobPtr Insert(JobAttributes attributes, std::vector<JobPtr> children)
       ABSL_LOCKS_EXCLUDED(table_mu_);
   // Forgets up to `max_evictions` expired jobs; true if it forgot any.

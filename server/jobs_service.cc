@@ -20,10 +20,6 @@ constexpr char kGroupIdHeader[] = "awaitd-group-id";
 // Longest explicit timeout of a waiting call.
 constexpr absl::Duration kMaxCallTimeout = absl::Hours(24 * 366);
 
-grpc::Status Invalid(std::string message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(message));
-}
-
 absl::Status CheckIdCount(std::size_t n, std::size_t max,
                           std::string_view field, bool allow_empty) {
   if (n == 0 && !allow_empty) {
@@ -64,6 +60,24 @@ runtime::Task<void> WaitJobs(JobWatcher* w, std::size_t remaining,
     }
   }
 }
+
+// Answers a unary call at once (validation failures, quick RPCs).
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx,
+                                    const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// A stream that fails before its first message.
+template <typename Response>
+class FailedStream final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit FailedStream(const absl::Status& status) {
+    this->Finish(ToGrpcStatus(status));
+  }
+  void OnDone() override { delete this; }
+};
 
 // Removes repeated jobs, keeping the first of each (asyncio.wait takes a set).
 std::vector<const v1::JobSpec*> SpecPointers(
@@ -738,18 +752,14 @@ void JobsService::Shutdown() {
 grpc::ServerUnaryReactor* JobsService::Submit(grpc::CallbackServerContext* ctx,
                                               const v1::SubmitRequest* request,
                                               v1::SubmitResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
   if (request->jobs_size() == 0) {
-    reactor->Finish(Invalid("jobs: at least one job spec is required"));
-    return reactor;
+    return FinishNow(ctx, absl::InvalidArgumentError(
+                              "jobs: at least one job spec is required"));
   }
   std::vector<const v1::JobSpec*> specs = SpecPointers(request->jobs());
   std::vector<bool> existing;
   auto created = jobs_.Submit(specs, "jobs", 0, &existing);
-  if (!created.ok()) {
-    reactor->Finish(ToGrpcStatus(created.status()));
-    return reactor;
-  }
+  if (!created.ok()) return FinishNow(ctx, created.status());
   response->mutable_jobs()->Reserve(static_cast<int>(created->size()));
   for (std::size_t i = 0; i < created->size(); ++i) {
     v1::JobRef* ref = response->add_jobs();
@@ -757,65 +767,52 @@ grpc::ServerUnaryReactor* JobsService::Submit(grpc::CallbackServerContext* ctx,
     ref->set_name((*created)[i]->name());
     ref->set_existing(existing[i]);
   }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return FinishNow(ctx, absl::OkStatus());
+}
+
+absl::StatusOr<std::vector<JobPtr>> JobsService::FindAll(
+    const google::protobuf::RepeatedField<std::uint64_t>& ids) const {
+  absl::Status s = CheckIdCount(ids.size(), options_.max_ids_per_call, "ids",
+                                /*allow_empty=*/false);
+  if (!s.ok()) return s;
+  std::vector<JobPtr> jobs;
+  jobs.reserve(ids.size());
+  for (int i = 0; i < ids.size(); ++i) {
+    auto j = jobs_.Find(ids[i], StrCat("ids[", i, "]"));
+    if (!j.ok()) return j.status();
+    jobs.push_back(*std::move(j));
+  }
+  return jobs;
 }
 
 grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
                                            const v1::GetRequest* request,
                                            v1::GetResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
-  absl::Status s =
-      CheckIdCount(request->ids_size(), options_.max_ids_per_call, "ids",
-                   /*allow_empty=*/false);
-  std::vector<JobPtr> jobs;
-  for (int i = 0; s.ok() && i < request->ids_size(); ++i) {
-    auto j = jobs_.Find(request->ids(i), StrCat("ids[", i, "]"));
-    if (!j.ok()) {
-      s = j.status();
-    } else {
-      jobs.push_back(*std::move(j));
-    }
-  }
-  if (s.ok()) {
-    for (const JobPtr& j : jobs) j->Snapshot(response->add_jobs());
-  }
-  reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+  auto jobs = FindAll(request->ids());
+  if (!jobs.ok()) return FinishNow(ctx, jobs.status());
+  for (const JobPtr& j : *jobs) j->Snapshot(response->add_jobs());
+  return FinishNow(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
                                               const v1::CancelRequest* request,
                                               v1::CancelResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
-  absl::Status s =
-      CheckIdCount(request->ids_size(), options_.max_ids_per_call, "ids",
-                   /*allow_empty=*/false);
-  if (s.ok() && request->message().size() > options_.max_message_length) {
-    s = absl::InvalidArgumentError(
-        StrCat("message: ", request->message().size(),
-               " bytes exceed the limit of ", options_.max_message_length));
-  }
   // Every id is checked before anything is cancelled.
-  std::vector<JobPtr> jobs;
-  for (int i = 0; s.ok() && i < request->ids_size(); ++i) {
-    auto j = jobs_.Find(request->ids(i), StrCat("ids[", i, "]"));
-    if (!j.ok()) {
-      s = j.status();
-    } else {
-      jobs.push_back(*std::move(j));
-    }
+  auto jobs = FindAll(request->ids());
+  if (!jobs.ok()) return FinishNow(ctx, jobs.status());
+  if (request->message().size() > options_.max_message_length) {
+    return FinishNow(
+        ctx, absl::InvalidArgumentError(StrCat(
+                 "message: ", request->message().size(),
+                 " bytes exceed the limit of ", options_.max_message_length)));
   }
-  if (s.ok()) {
-    for (const JobPtr& j : jobs) {
-      v1::CancelResult* r = response->add_results();
-      r->set_id(j->id());
-      r->set_cancelled(jobs_.Cancel(j, request->message()));
-      r->set_state(ToProto(j->state()));
-    }
+  for (const JobPtr& j : *jobs) {
+    v1::CancelResult* r = response->add_results();
+    r->set_id(j->id());
+    r->set_cancelled(jobs_.Cancel(j, request->message()));
+    r->set_state(ToProto(j->state()));
   }
-  reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+  return FinishNow(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,
@@ -836,9 +833,7 @@ grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,
     if (!jobs.ok()) s = jobs.status();
   }
   if (!s.ok()) {
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+    return FinishNow(ctx, s);
   }
   return new WaitCall(this, *std::move(jobs), request->return_when(), *timeout,
                       response);
@@ -847,52 +842,41 @@ grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* JobsService::WaitFor(
     grpc::CallbackServerContext* ctx, const v1::WaitForRequest* request,
     v1::WaitForResponse* response) {
-  absl::Status s;
-  if (!request->has_job()) s = absl::InvalidArgumentError("job: required");
+  const v1::JobInput& in = request->job();
+  if (!request->has_job()) {
+    return FinishNow(ctx, absl::InvalidArgumentError("job: required"));
+  }
   auto timeout = CallTimeout(request->has_timeout(), request->timeout());
-  if (s.ok() && !timeout.ok()) s = timeout.status();
-  if (s.ok() && request->job().has_spec() && !timeout->has_value()) {
-    std::vector<const v1::JobSpec*> spec{&request->job().spec()};
-    std::vector<JobBody> bodies;
-    auto created = jobs_.Submit(spec, "\x01", 0, nullptr, &bodies);
-    if (!created.ok()) {
-      // Messages name the field as the request has it: "job.spec.kind".
-      std::string msg(created.status().message());
-      if (msg.rfind("\x01[0]", 0) == 0) {
-        msg = StrCat("job.spec", msg.substr(4));
-      } else if (msg.rfind("\x01", 0) == 0) {
-        msg = StrCat("job", msg.substr(1));
+  if (!timeout.ok()) return FinishNow(ctx, timeout.status());
+  switch (in.input_case()) {
+    case v1::JobInput::kId: {
+      auto job = jobs_.Find(in.id(), "job.id");
+      if (!job.ok()) return FinishNow(ctx, job.status());
+      return new WaitForCall(this, *std::move(job), *timeout, response);
+    }
+    case v1::JobInput::kSpec: {
+      static const std::string kField = "job.spec";
+      const v1::JobSpec* spec[] = {&in.spec()};
+      // Without a timeout the call's task runs the job itself.
+      const bool run_inline = !timeout->has_value();
+      std::vector<JobBody> bodies;
+      auto created =
+          jobs_.Submit(spec, "job", 0, nullptr, run_inline ? &bodies : nullptr,
+                       std::span<const std::string>(&kField, 1));
+      if (!created.ok()) return FinishNow(ctx, created.status());
+      if (bodies.size() == 1) {
+        return new RunAndWaitCall(this, std::move((*created)[0]),
+                                  std::move(bodies[0]), response);
       }
-      auto* reactor = ctx->DefaultReactor();
-      reactor->Finish(grpc::Status(
-          static_cast<grpc::StatusCode>(created.status().code()), msg));
-      return reactor;
+      // A timeout, or an idempotency key that matched an existing job.
+      return new WaitForCall(this, std::move((*created)[0]), *timeout,
+                             response);
     }
-    if (bodies.size() == 1) {
-      return new RunAndWaitCall(this, std::move((*created)[0]),
-                                std::move(bodies[0]), response);
-    }
-    // An idempotency key matched an existing job: wait for it.
-    return new WaitForCall(this, std::move((*created)[0]), *timeout, response);
+    case v1::JobInput::INPUT_NOT_SET:
+      break;
   }
-  absl::StatusOr<std::vector<JobPtr>> jobs;
-  if (s.ok()) {
-    google::protobuf::RepeatedPtrField<v1::JobInput> one;
-    *one.Add() = request->job();
-    jobs = jobs_.Resolve(one, "job");
-    if (!jobs.ok()) {
-      // "job[0].spec.kind" reads better as "job.spec.kind".
-      std::string msg(jobs.status().message());
-      if (msg.rfind("job[0]", 0) == 0) msg = StrCat("job", msg.substr(6));
-      s = absl::Status(jobs.status().code(), msg);
-    }
-  }
-  if (!s.ok()) {
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
-  }
-  return new WaitForCall(this, std::move((*jobs)[0]), *timeout, response);
+  return FinishNow(ctx,
+                   absl::InvalidArgumentError("job: set either id or spec"));
 }
 
 grpc::ServerUnaryReactor* JobsService::Gather(grpc::CallbackServerContext* ctx,
@@ -915,9 +899,7 @@ grpc::ServerUnaryReactor* JobsService::Gather(grpc::CallbackServerContext* ctx,
     if (!children.ok()) s = children.status();
   }
   if (!s.ok()) {
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+    return FinishNow(ctx, s);
   }
   JobPtr group =
       jobs_.StartGather(group_id, request->name(), *std::move(children),
@@ -947,9 +929,7 @@ grpc::ServerUnaryReactor* JobsService::RunGroup(
     if (!children.ok()) s = children.status();
   }
   if (!s.ok()) {
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+    return FinishNow(ctx, s);
   }
   JobPtr group =
       jobs_.StartTaskGroup(group_id, request->name(), *std::move(children));
@@ -971,49 +951,22 @@ grpc::ServerWriteReactor<v1::AsCompletedResponse>* JobsService::AsCompleted(
     jobs = jobs_.Resolve(request->jobs(), "jobs");
     if (!jobs.ok()) s = jobs.status();
   }
-  if (!s.ok()) {
-    // A stream that fails before its first message.
-    class Failed final
-        : public grpc::ServerWriteReactor<v1::AsCompletedResponse> {
-     public:
-      explicit Failed(grpc::Status st) { Finish(std::move(st)); }
-      void OnDone() override { delete this; }
-    };
-    return new Failed(ToGrpcStatus(s));
-  }
+  if (!s.ok()) return new FailedStream<v1::AsCompletedResponse>(s);
   return new AsCompletedCall(this, *std::move(jobs), *timeout);
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* JobsService::Watch(
     grpc::CallbackServerContext* /*ctx*/, const v1::WatchRequest* request) {
-  class Failed final : public grpc::ServerWriteReactor<v1::WatchResponse> {
-   public:
-    explicit Failed(grpc::Status st) { Finish(std::move(st)); }
-    void OnDone() override { delete this; }
-  };
   if (request->ids_size() == 0) return new WatchAllCall(this);
-  absl::Status s =
-      CheckIdCount(request->ids_size(), options_.max_ids_per_call, "ids",
-                   /*allow_empty=*/false);
-  std::vector<JobPtr> jobs;
-  for (int i = 0; s.ok() && i < request->ids_size(); ++i) {
-    auto j = jobs_.Find(request->ids(i), StrCat("ids[", i, "]"));
-    if (!j.ok()) {
-      s = j.status();
-    } else {
-      jobs.push_back(*std::move(j));
-    }
-  }
-  if (!s.ok()) return new Failed(ToGrpcStatus(s));
-  return new WatchIdsCall(this, std::move(jobs));
+  auto jobs = FindAll(request->ids());
+  if (!jobs.ok()) return new FailedStream<v1::WatchResponse>(jobs.status());
+  return new WatchIdsCall(this, *std::move(jobs));
 }
 
 grpc::ServerUnaryReactor* JobsService::List(grpc::CallbackServerContext* ctx,
                                             const v1::ListRequest* request,
                                             v1::ListResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(jobs_.List(*request, response)));
-  return reactor;
+  return FinishNow(ctx, jobs_.List(*request, response));
 }
 
 namespace {

@@ -98,6 +98,10 @@ class JobsService final : public v1::Jobs::CallbackService {
   void Unregister(CallBase* call) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // Every id, looked up (NOT_FOUND naming "ids[i]"), or the first error.
+  absl::StatusOr<std::vector<JobPtr>> FindAll(
+      const google::protobuf::RepeatedField<std::uint64_t>& ids) const;
+
   runtime::Runtime& runtime_;
   JobManager& jobs_;
   const JobsServiceOptions options_;
