@@ -224,14 +224,8 @@ std::uint64_t Worker::NextTaskId() {
 void Worker::RunTask(TaskHeader* task) {
   if (is_searching_) {
     is_searching_ = false;
-    // The last searcher found work: another worker must search on, but only
-    // if there is work left to find. (tokio wakes one unconditionally; for a
-    // lone request, the server's common case, that woke a worker which found
-    // nothing and parked again: two context switches per call.) A task
-    // queued concurrently is not lost: its pusher fences, then wakes a
-    // worker unless it sees a searcher; this side fences, then looks.
     if (scheduler_->idle().TransitionWorkerFromSearching())
-      scheduler_->NotifyIfWorkPending();
+      scheduler_->NotifyParked();
   }
   RunOne(task);
   for (int polls = 1; lifo_slot_ != nullptr; ++polls) {

@@ -30,12 +30,11 @@
 //     d. a batch from the global queue (its fair share: len / workers + 1,
 //        at most half a local queue), the rest going to the local queue.
 //  3. If a task was found: if this worker was searching, it stops; if it
-//     was the last searcher and any queue still holds work, it wakes a
-//     parked worker (fence, then look: see Worker::RunTask). Run the task
-//     (see RUNNING A TASK), then run tasks placed in the LIFO slot by it, at
-//     most kMaxLifoPolls in a row; a LIFO task beyond that goes to the back
-//     of the local queue. Every `event_interval` ticks, do maintenance
-//     (poll I/O without blocking, fire due timers). Loop.
+//     was the last searcher, it wakes a parked worker (there may be more
+//     work). Run the task (see RUNNING A TASK), then run tasks placed in the
+//     LIFO slot by it, at most kMaxLifoPolls in a row; a LIFO task beyond
+//     that goes to the back of the local queue. Every `event_interval` ticks,
+//     do maintenance (poll I/O without blocking, fire due timers). Loop.
 //  4. Otherwise do maintenance; if it produced work, loop.
 //  5. Otherwise try to steal, if allowed to search (at most half the workers
 //     search): from each other worker in an order starting at a random
