@@ -668,6 +668,9 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
     grpc::Status status = grpc::Status::OK;
     try {
       Subscription sub(service_->jobs(), this);
+      // Initial metadata tells the client it is subscribed: every job event
+      // from now on reaches it (jobs.proto, Watch).
+      StartSendInitialMetadata();
       for (;;) {
         co_await ready_.Wait();
         std::deque<JobEvent> batch;

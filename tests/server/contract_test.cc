@@ -1384,6 +1384,11 @@ TEST_F(ContractLimitsTest, UnknownLimitInASpecIsInvalidArgument) {
 TEST_F(ContractLimitsTest, JobWaitingForALimitIsPendingAndCancellable) {
   auto holders = SubmitOk({Limited(Spec("sleep", kForever), "db"),
                            Limited(Spec("sleep", kForever), "db")});
+  // Jobs queue for a limit in the order they reach it, which for jobs of
+  // different submissions is not always the order they were submitted in
+  // (each starts on whichever event loop is free): the holders must hold
+  // before the waiter comes.
+  for (auto id : holders) AwaitState(id, v1::JOB_STATE_RUNNING);
   auto waiter = SubmitOk({Limited(Sleep(0.01), "db")});
   Stopwatch sw;
   while (GetLimit("db").waiters() < 1 && sw.Elapsed() < 5) {
@@ -1420,6 +1425,7 @@ TEST_F(ContractLimitsTest, JobWaitingForALimitIsPendingAndCancellable) {
 TEST_F(ContractLimitsTest, OwnTimeoutDoesNotCountTheWaitForALimit) {
   auto holders = SubmitOk({Limited(Spec("sleep", kForever), "db"),
                            Limited(Spec("sleep", kForever), "db")});
+  for (auto id : holders) AwaitState(id, v1::JOB_STATE_RUNNING);
   v1::JobSpec spec = Limited(Sleep(0.05, "made it"), "db");
   *spec.mutable_timeout() = Seconds(0.2);
   auto waiter = SubmitOk({spec});
@@ -1585,6 +1591,27 @@ TEST_F(ContractTest, WatchAllSeesAJobSubmittedAfterItStarted) {
   ASSERT_TRUE(watch.WaitDone(10));
   EXPECT_EQ(watch.status().error_code(), grpc::StatusCode::CANCELLED)
       << CodeName(watch.status().error_code());
+}
+
+// Row: Watch with no ids -- the stream's initial metadata means it is
+// subscribed: a job submitted right after it arrived is always reported.
+// Repeated, because a missed subscription is a race.
+TEST_F(ContractTest, WatchAllIsSubscribedOnceItsInitialMetadataArrives) {
+  for (int round = 0; round < 10; ++round) {
+    auto ctx = Ctx(10);
+    auto reader = stub_->Watch(ctx.get(), v1::WatchRequest());
+    reader->WaitForInitialMetadata();
+    auto ids = SubmitOk({Named(Sleep(0.001, "seen"), "target")});
+    std::vector<std::string> states;
+    v1::WatchResponse r;
+    while (states.size() < 3 && reader->Read(&r)) {
+      if (r.id() == ids[0]) states.push_back(StateName(r.state()));
+    }
+    EXPECT_THAT(states, ElementsAre("PENDING", "RUNNING", "SUCCEEDED"))
+        << "round " << round;
+    ctx->TryCancel();
+    (void)reader->Finish();
+  }
 }
 
 // ===== all_tasks (List) ====================================================

@@ -264,17 +264,23 @@ TEST_F(ShutdownTest, GracefulShutdownWithJobsAndCallsInFlight) {
   }
 
   // A Watch over every job, known to be subscribed once it saw a marker.
+  // The stream subscribes asynchronously: a marker that finished before the
+  // subscription is never reported, so markers are submitted until one is.
   StreamReader<v1::WatchResponse> watch_all(
       [&](grpc::ClientContext* ctx) {
         return stub_->Watch(ctx, v1::WatchRequest());
       },
       absl::Seconds(60));
-  const std::uint64_t marker = SubmitOk({Spec("echo", R"({"value": 0})")})[0];
-  ASSERT_TRUE(watch_all.AwaitMessage(
-      [&](const v1::WatchResponse& r) {
-        return r.id() == marker && r.state() == v1::JOB_STATE_SUCCEEDED;
-      },
-      absl::Seconds(10)));
+  bool subscribed = false;
+  for (int attempt = 0; attempt < 50 && !subscribed; ++attempt) {
+    const std::uint64_t marker = SubmitOk({Spec("echo", R"({"value": 0})")})[0];
+    subscribed = watch_all.AwaitMessage(
+        [&](const v1::WatchResponse& r) {
+          return r.id() == marker && r.state() == v1::JOB_STATE_SUCCEEDED;
+        },
+        absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(subscribed) << "Watch() never reported a marker job";
 
   StreamReader<v1::AsCompletedResponse> as_completed(
       [&](grpc::ClientContext* ctx) {
