@@ -36,7 +36,7 @@ CONFIGURE = cmake -S . -B $(1) -G Ninja \
 
 FORMAT_DIRS := $(wildcard runtime server client tests bench)
 
-.PHONY: deps build test run bench tsan asan thread-safety format clean help
+.PHONY: deps build test run install bench tsan asan thread-safety format clean help
 
 deps: ## Install missing Debian packages (deploy/debian-packages.txt)
 	@bash tools/install-deps.sh
@@ -51,6 +51,10 @@ test: build ## Build, then run all tests with ctest
 run: build ## Build, then run the daemon in the foreground (127.0.0.1:50051; Ctrl-C stops it)
 	mkdir -p var
 	./$(BUILD_DIR)/server/awaitd $(RUN_ARGS)
+
+PREFIX ?= /usr/local
+install: build ## Build, then install awaitd, awaitctl and the client library under PREFIX (/usr/local)
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 bench: build ## Build, then run the runtime benchmarks (BENCH_ARGS=...)
 	@test -x ./$(BUILD_DIR)/bench/runtime_bench || \
