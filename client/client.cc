@@ -1064,6 +1064,12 @@ WatchReader Client::Watch(std::vector<std::uint64_t> ids,
   auto state = std::make_unique<WatchReader::State>();
   state->context = NewContext(call);
   state->reader = stub_->Watch(state->context.get(), request);
+  if (ids.empty()) {
+    // The daemon sends initial metadata once it has subscribed the stream
+    // (jobs.proto, WatchRequest): from then on no event is missed. If the
+    // call fails instead, this returns and Next() reports the error.
+    state->reader->WaitForInitialMetadata();
+  }
   return WatchReader(std::move(state));
 }
 

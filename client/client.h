@@ -319,7 +319,10 @@ class Client {
                                        const CallOptions& call = {});
 
   // --- Task.add_done_callback, as a stream -----------------------------------
-  // Empty `ids`: every job from now on.
+  // Empty `ids`: every job from now on; returns once the daemon has
+  // subscribed the stream, so every event after the return is reported
+  // (WatchAsync subscribes in the background: events until the daemon has
+  // subscribed it are not).
   WatchReader Watch(std::vector<std::uint64_t> ids = {},
                     const CallOptions& call = {});
 
