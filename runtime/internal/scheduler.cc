@@ -158,8 +158,29 @@ Scheduler::Scheduler(RuntimeOptions options)
   }
 }
 
+// Marks a thread outside the runtime as waking a worker (outside_wakers_).
+class Scheduler::OutsideWaker {
+ public:
+  explicit OutsideWaker(Scheduler* s) : s_(s) {
+    s_->outside_wakers_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~OutsideWaker() {
+    s_->outside_wakers_.fetch_sub(1, std::memory_order_release);
+  }
+  OutsideWaker(const OutsideWaker&) = delete;
+  OutsideWaker& operator=(const OutsideWaker&) = delete;
+
+ private:
+  Scheduler* const s_;
+};
+
 Scheduler::~Scheduler() {
   Shutdown(options_.shutdown_policy, options_.shutdown_grace);
+  // A waker's increment happens before its task was queued, so before the
+  // task ran and before this destructor was called: it is visible here.
+  while (outside_wakers_.load(std::memory_order_acquire) != 0) {
+    std::this_thread::yield();
+  }
   workers_.clear();  // io_contexts and wheels, while the index still resolves
   Registry().Remove(registry_index_);
 }
@@ -219,6 +240,7 @@ TaskHeader* Scheduler::Spawn(std::coroutine_handle<> root, PromiseBase* promise,
   }
   tasks_spawned_outside_.fetch_add(1, std::memory_order_relaxed);
   t->set_home_worker(static_cast<std::uint32_t>(id % workers_.size()));
+  OutsideWaker waking(this);
   if (!inject_.Push(t)) {
     // Shutdown closed the queue meanwhile: the task will never run.
     CompleteCancelledUnstarted(t);
@@ -253,6 +275,7 @@ void Scheduler::Schedule(TaskHeader* task) {
     return;
   }
   // From outside the runtime: the inbox of the worker that last ran it.
+  OutsideWaker waking(this);
   if (!workers_[task->home_worker() % workers_.size()]->PushInbox(task)) {
     task->Unref();  // shutting down: the task will be destroyed with the rest
   }

@@ -150,6 +150,12 @@ class Scheduler {
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shutdown_{false};
   std::atomic<bool> shutdown_started_{false};
+  // Threads outside the runtime between making a task runnable and waking a
+  // worker for it. Once queued, the task may run and finish and its owner
+  // destroy the runtime (a BlockOn returning) while that thread has still to
+  // post the wake-up to the worker's io_context: ~Scheduler waits for them.
+  std::atomic<std::uint32_t> outside_wakers_{0};
+  class OutsideWaker;
 
   Mutex stall_mu_;
   CondVar stall_cv_;
