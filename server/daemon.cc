@@ -10,6 +10,7 @@
 #include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/impl/server_builder_plugin.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "server/strings.h"
@@ -102,6 +103,14 @@ absl::Status Daemon::Init() {
   // gRPC sets SO_REUSEPORT by default, which lets a second daemon bind the
   // same port and split the clients between two job tables: refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Server interceptors, in the order they see a call (first: outermost).
+  // Each part of the daemon that needs one pushes its factory here.
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  if (!interceptors.empty()) {
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   const int max_bytes = static_cast<int>(std::min<std::size_t>(
       options_.max_message_bytes, std::size_t{INT32_MAX}));
   builder.SetMaxReceiveMessageSize(max_bytes);
