@@ -48,3 +48,35 @@ install(FILES
   ${PROJECT_BINARY_DIR}/awaitdConfig.cmake
   ${PROJECT_BINARY_DIR}/awaitdConfigVersion.cmake
   DESTINATION ${AWAITD_INSTALL_CMAKEDIR})
+
+# The systemd unit and its default flags (deploy/systemd/):
+#   lib/systemd/system/awaitd.service  paths filled in for the install prefix
+#   <sysconfdir>/awaitd/awaitd.env     only if absent: an operator's edits
+#                                      survive reinstalls
+#   share/doc/awaitd/README.md         the unit's Documentation=
+# Paths are computed at install time, so `cmake --install --prefix P` gets a
+# unit that runs P/bin/awaitd. A prefix of /usr uses /etc, as Debian does.
+install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(CODE "
+  set(_prefix \"\${CMAKE_INSTALL_PREFIX}\")
+  if(_prefix STREQUAL \"/usr\")
+    set(_etc \"/etc\")
+  else()
+    set(_etc \"\${_prefix}/etc\")
+  endif()
+  set(AWAITD_BINDIR \"\${_prefix}/${CMAKE_INSTALL_BINDIR}\")
+  set(AWAITD_DOCDIR \"\${_prefix}/${CMAKE_INSTALL_DOCDIR}\")
+  set(AWAITD_ENV_FILE \"\${_etc}/awaitd/awaitd.env\")
+  set(_unit \"\$ENV{DESTDIR}\${_prefix}/lib/systemd/system/awaitd.service\")
+  message(STATUS \"Installing: \${_unit}\")
+  configure_file(\"${PROJECT_SOURCE_DIR}/deploy/systemd/awaitd.service.in\"
+                 \"\${_unit}\" @ONLY)
+  set(_env \"\$ENV{DESTDIR}\${AWAITD_ENV_FILE}\")
+  if(EXISTS \"\${_env}\")
+    message(STATUS \"Keeping existing: \${_env}\")
+  else()
+    message(STATUS \"Installing: \${_env}\")
+    file(INSTALL \"${PROJECT_SOURCE_DIR}/deploy/systemd/awaitd.env\"
+         DESTINATION \"\$ENV{DESTDIR}\${_etc}/awaitd\")
+  endif()
+")

@@ -10,9 +10,9 @@
 #include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/impl/server_builder_plugin.h"
 #include "grpcpp/security/server_credentials.h"
-#include "grpcpp/support/server_interceptor.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "server/strings.h"
 
 namespace awaitd::server {
@@ -74,6 +74,7 @@ absl::Status Daemon::Init() {
   // checks the annotations instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   logger_ = std::make_unique<Logger>(options_.log_level, options_.log_sink);
+  notifier_ = std::make_unique<SystemdNotifier>(options_.notify_socket);
   runtime::RuntimeOptions ro = options_.runtime;
   ro.log_sink = logger_->AsSink();
   runtime_ = std::make_unique<runtime::Runtime>(std::move(ro));
@@ -139,6 +140,20 @@ absl::Status Daemon::Init() {
                "component=server event=listening address=", address_,
                " workers=", runtime_->Metrics().workers.size(),
                " reflection=", options_.reflection ? "on" : "off");
+  // Ready: the listener is up. (Recovery of stored jobs, when there is a
+  // store, comes before this point.)
+  if (absl::Status s =
+          notifier_->Notify(StrCat("READY=1\nSTATUS=serving on ", address_));
+      !s.ok()) {
+    logger_->Log(
+        LogLevel::kWarning,
+        "component=systemd event=notify_failed error=", LogQuote(s.ToString()));
+  } else if (notifier_->enabled()) {
+    logger_->Log(LogLevel::kInfo, "component=systemd event=ready");
+  }
+  watchdog_ = std::make_unique<Watchdog>(*runtime_, *notifier_,
+                                         options_.watchdog_interval, *logger_);
+  watchdog_->Start();
   return absl::OkStatus();
 }
 
@@ -152,6 +167,12 @@ void Daemon::Shutdown() {
     shutting_down_ = true;
   }
   const absl::Time start = absl::Now();
+  if (watchdog_ != nullptr) watchdog_->Stop();
+  if (notifier_ != nullptr) {
+    // Best effort: systemd learns of the stop from the signal it sent, or
+    // from the exit.
+    (void)notifier_->Notify("STOPPING=1\nSTATUS=shutting down");
+  }
   if (logger_ != nullptr) {
     logger_->Log(LogLevel::kInfo,
                  "component=server event=shutdown_started not_done=",

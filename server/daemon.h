@@ -10,9 +10,11 @@
 //   (*daemon)->Shutdown();              // graceful; also the destructor's
 //
 // Start-up: runtime -> job kinds and limits -> job manager -> gRPC server
-// (Jobs, grpc.health.v1, reflection) listening -> SERVING.
+// (Jobs, grpc.health.v1, reflection) listening -> SERVING -> systemd's
+// READY=1 and its watchdog (when run by systemd).
 //
 // Shutdown (Shutdown(), e.g. on SIGTERM):
+//   0. systemd's STOPPING=1; the watchdog stops pinging;
 //   1. health NOT_SERVING; new Submits and groups fail with UNAVAILABLE;
 //   2. running jobs may finish, up to `shutdown_grace`;
 //   3. every job not done is cancelled, and given a moment to unwind;
@@ -39,6 +41,7 @@
 #include "server/job_manager.h"
 #include "server/jobs_service.h"
 #include "server/logger.h"
+#include "server/systemd.h"
 
 namespace grpc {
 class Server;
@@ -64,6 +67,11 @@ struct DaemonOptions {
   // After the grace: how long cancelled jobs get to unwind, and how long the
   // gRPC server waits for calls before cancelling them.
   absl::Duration cancel_grace = absl::Seconds(2);
+  // systemd (server/systemd.h): $NOTIFY_SOCKET and the watchdog period
+  // ($WATCHDOG_USEC). Empty / zero when not run by systemd; main() fills
+  // them from the environment.
+  std::string notify_socket;
+  absl::Duration watchdog_interval = absl::ZeroDuration();
   LogLevel log_level = LogLevel::kInfo;
   // Null: TimestampedStderrSink.
   runtime::LogSink log_sink;
@@ -101,6 +109,8 @@ class Daemon {
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<JobsService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<SystemdNotifier> notifier_;
+  std::unique_ptr<Watchdog> watchdog_;
   int port_ = 0;
   std::string address_;
 

@@ -2,6 +2,7 @@
 // Daemon, and shuts it down gracefully on SIGTERM or SIGINT.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include "server/daemon.h"
 #include "server/flags.h"
 #include "server/strings.h"
+#include "server/systemd.h"
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -53,6 +55,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "awaitd: %s (see --help)\n",
                  std::string(options.status().message()).c_str());
     return 2;
+  }
+
+  // Run by systemd (Type=notify, WatchdogSec=): deploy/systemd/awaitd.service.
+  if (const char* socket = std::getenv("NOTIFY_SOCKET"); socket != nullptr) {
+    options->notify_socket = socket;
+    options->watchdog_interval =
+        awaitd::server::WatchdogIntervalFromEnvironment();
   }
 
   // Signals are delivered on this thread's io_context, never as work inside
