@@ -33,6 +33,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -211,6 +212,21 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
     ssl.pem_private_key = *std::move(key);
   }
   return grpc::SslCredentials(ssl);
+}
+
+// The token of a token file: its first line that is neither blank nor a
+// '#' comment.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  auto text = ReadFile("token_file", path);
+  if (!text.ok()) return text.status();
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    return std::string(line);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("token_file: no token in \"", path,
+                   "\" (blank lines and '#' comments are skipped)"));
 }
 
 // A token goes into a header: printable ASCII only.
@@ -455,6 +471,15 @@ void AddInputs(Inputs&& inputs,
 // --- Connect -----------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
+  if (!options.token_file.empty()) {
+    if (!options.token.empty()) {
+      return absl::InvalidArgumentError(
+          "token and token_file: give one or the other");
+    }
+    auto token = ReadTokenFile(options.token_file);
+    if (!token.ok()) return token.status();
+    options.token = *std::move(token);
+  }
   if (absl::Status s = CheckToken(options.token); !s.ok()) return s;
   std::shared_ptr<grpc::Channel> channel = options.channel;
   if (channel == nullptr) {

@@ -75,6 +75,10 @@ struct ClientOptions {
   std::string tls_server_name;
   // A bearer token, sent with every call as "authorization: Bearer <token>".
   std::string token;
+  // Or the file that holds it (Connect reads it): its first line that is
+  // neither blank nor a '#' comment, as in the daemon's --token_file. Not
+  // with `token`. Safer than a token on a command line, which `ps` shows.
+  std::string token_file;
   // The deadline of every call that does not give its own (CallOptions).
   // Infinite by default: waiting calls may legitimately wait for hours.
   absl::Duration default_deadline = absl::InfiniteDuration();

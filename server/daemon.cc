@@ -74,6 +74,11 @@ absl::Status Daemon::Init() {
   // checks the annotations instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   logger_ = std::make_unique<Logger>(options_.log_level, options_.log_sink);
+  // Authentication flags first: a bad file or an unprotected non-loopback
+  // --listen fails the start before anything runs.
+  auto auth = Authenticator::Create(options_.auth, options_.listen, *logger_);
+  if (!auth.ok()) return auth.status();
+  auth_ = *std::move(auth);
   notifier_ = std::make_unique<SystemdNotifier>(options_.notify_socket);
   runtime::RuntimeOptions ro = options_.runtime;
   ro.log_sink = logger_->AsSink();
@@ -98,8 +103,7 @@ absl::Status Daemon::Init() {
   if (!options_.reflection) {
     builder.SetOption(std::make_unique<WithoutReflection>());
   }
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
-                           &port_);
+  builder.AddListeningPort(options_.listen, auth_->ServerCredentials(), &port_);
   builder.RegisterService(service_.get());
   // gRPC sets SO_REUSEPORT by default, which lets a second daemon bind the
   // same port and split the clients between two job tables: refuse instead.
@@ -109,6 +113,10 @@ absl::Status Daemon::Init() {
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
+  // Authentication
+  if (auto factory = auth_->NewInterceptorFactory(); factory != nullptr) {
+    interceptors.push_back(std::move(factory));
+  }
   if (!interceptors.empty()) {
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
@@ -140,6 +148,10 @@ absl::Status Daemon::Init() {
                "component=server event=listening address=", address_,
                " workers=", runtime_->Metrics().workers.size(),
                " reflection=", options_.reflection ? "on" : "off");
+  logger_->Log(
+      LogLevel::kInfo,
+      "component=auth event=configured tls=", auth_->tls() ? "on" : "off",
+      " mtls=", auth_->mtls() ? "on" : "off", " tokens=", auth_->tokens());
   // Ready: the listener is up. (Recovery of stored jobs, when there is a
   // store, comes before this point.)
   if (absl::Status s =

@@ -38,6 +38,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "runtime/runtime_options.h"
+#include "server/auth.h"
 #include "server/job_manager.h"
 #include "server/jobs_service.h"
 #include "server/logger.h"
@@ -60,6 +61,9 @@ struct DaemonOptions {
   std::size_t max_message_bytes = 64 * 1024 * 1024;
   // Declared at start ("name:permits").
   std::vector<std::string> limits;
+  // TLS, mutual TLS and bearer tokens (server/auth.h). A non-loopback
+  // `listen` needs TLS or tokens, or auth.insecure_listen_anywhere.
+  AuthOptions auth;
   JobManagerOptions jobs;
   JobsServiceOptions service;
   runtime::RuntimeOptions runtime;
@@ -108,6 +112,7 @@ class Daemon {
   LimitRegistry limits_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<JobsService> service_;
+  std::shared_ptr<Authenticator> auth_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<SystemdNotifier> notifier_;
   std::unique_ptr<Watchdog> watchdog_;

@@ -42,6 +42,21 @@ ABSL_FLAG(absl::Duration, stall_threshold, absl::Milliseconds(100),
           "Log a job that runs this long on an event loop without yielding "
           "(0: off)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Serve TLS with this PEM certificate (chain); needs --tls_key");
+ABSL_FLAG(std::string, tls_key, "",
+          "The PEM private key of --tls_cert (unencrypted)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "Mutual TLS: PEM CA certificates that must sign every client's "
+          "certificate (a missing or untrusted one: UNAUTHENTICATED); needs "
+          "--tls_cert");
+ABSL_FLAG(std::string, token_file, "",
+          "Require a bearer token (\"authorization: Bearer <token>\") on "
+          "every call but health checks: the tokens, one per line ('#' "
+          "comments and blank lines ignored)");
+ABSL_FLAG(bool, insecure_listen_anywhere, false,
+          "Allow a non-loopback --listen without TLS or --token_file "
+          "(anyone who reaches the port can run jobs)");
 
 namespace awaitd::server {
 
@@ -65,6 +80,13 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   o.port_file = absl::GetFlag(FLAGS_port_file);
   o.reflection = absl::GetFlag(FLAGS_reflection);
   o.limits = absl::GetFlag(FLAGS_limit);
+  // Checked (files read, the --listen policy applied) by Daemon::Start.
+  o.auth.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.auth.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  o.auth.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  o.auth.token_file = absl::GetFlag(FLAGS_token_file);
+  o.auth.insecure_listen_anywhere =
+      absl::GetFlag(FLAGS_insecure_listen_anywhere);
   const int workers = absl::GetFlag(FLAGS_workers);
   if (workers < 0 || workers > 1024) {
     return absl::InvalidArgumentError(

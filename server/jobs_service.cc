@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "runtime/event.h"
 #include "runtime/timeout.h"
+#include "server/auth.h"
 #include "server/job_watcher.h"
 #include "server/rpc_status.h"
 #include "server/strings.h"
@@ -755,6 +756,8 @@ void JobsService::Shutdown() {
 grpc::ServerUnaryReactor* JobsService::Submit(grpc::CallbackServerContext* ctx,
                                               const v1::SubmitRequest* request,
                                               v1::SubmitResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   if (request->jobs_size() == 0) {
     return FinishNow(ctx, absl::InvalidArgumentError(
                               "jobs: at least one job spec is required"));
@@ -791,6 +794,8 @@ absl::StatusOr<std::vector<JobPtr>> JobsService::FindAll(
 grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
                                            const v1::GetRequest* request,
                                            v1::GetResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   auto jobs = FindAll(request->ids());
   if (!jobs.ok()) return FinishNow(ctx, jobs.status());
   for (const JobPtr& j : *jobs) j->Snapshot(response->add_jobs());
@@ -800,6 +805,8 @@ grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
                                               const v1::CancelRequest* request,
                                               v1::CancelResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   // Every id is checked before anything is cancelled.
   auto jobs = FindAll(request->ids());
   if (!jobs.ok()) return FinishNow(ctx, jobs.status());
@@ -821,6 +828,8 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,
                                             const v1::WaitRequest* request,
                                             v1::WaitResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   absl::Status s =
       CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
                    /*allow_empty=*/false);
@@ -845,6 +854,8 @@ grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* JobsService::WaitFor(
     grpc::CallbackServerContext* ctx, const v1::WaitForRequest* request,
     v1::WaitForResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   const v1::JobInput& in = request->job();
   if (!request->has_job()) {
     return FinishNow(ctx, absl::InvalidArgumentError("job: required"));
@@ -885,6 +896,8 @@ grpc::ServerUnaryReactor* JobsService::WaitFor(
 grpc::ServerUnaryReactor* JobsService::Gather(grpc::CallbackServerContext* ctx,
                                               const v1::GatherRequest* request,
                                               v1::GatherResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   absl::Status s =
       CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
                    /*allow_empty=*/true);
@@ -915,6 +928,8 @@ grpc::ServerUnaryReactor* JobsService::Gather(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* JobsService::RunGroup(
     grpc::CallbackServerContext* ctx, const v1::RunGroupRequest* request,
     v1::RunGroupResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   absl::Status s;
   if (request->name().size() > jobs_.options().max_name_length) {
     s = absl::InvalidArgumentError(
@@ -942,8 +957,10 @@ grpc::ServerUnaryReactor* JobsService::RunGroup(
 }
 
 grpc::ServerWriteReactor<v1::AsCompletedResponse>* JobsService::AsCompleted(
-    grpc::CallbackServerContext* /*ctx*/,
-    const v1::AsCompletedRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::AsCompletedRequest* request) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok()) {
+    return new FailedStream<v1::AsCompletedResponse>(denied);
+  }
   absl::Status s =
       CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
                    /*allow_empty=*/true);
@@ -959,7 +976,10 @@ grpc::ServerWriteReactor<v1::AsCompletedResponse>* JobsService::AsCompleted(
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* JobsService::Watch(
-    grpc::CallbackServerContext* /*ctx*/, const v1::WatchRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::WatchRequest* request) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok()) {
+    return new FailedStream<v1::WatchResponse>(denied);
+  }
   if (request->ids_size() == 0) return new WatchAllCall(this);
   auto jobs = FindAll(request->ids());
   if (!jobs.ok()) return new FailedStream<v1::WatchResponse>(jobs.status());
@@ -969,6 +989,8 @@ grpc::ServerWriteReactor<v1::WatchResponse>* JobsService::Watch(
 grpc::ServerUnaryReactor* JobsService::List(grpc::CallbackServerContext* ctx,
                                             const v1::ListRequest* request,
                                             v1::ListResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   return FinishNow(ctx, jobs_.List(*request, response));
 }
 
@@ -984,6 +1006,8 @@ void FillLimit(const Limit& l, v1::Limit* out) {
 grpc::ServerUnaryReactor* JobsService::DeclareLimit(
     grpc::CallbackServerContext* ctx, const v1::DeclareLimitRequest* request,
     v1::DeclareLimitResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   auto* reactor = ctx->DefaultReactor();
   auto limit = jobs_.limits().Declare(request->name(), request->permits());
   if (!limit.ok()) {
@@ -1001,6 +1025,8 @@ grpc::ServerUnaryReactor* JobsService::DeclareLimit(
 grpc::ServerUnaryReactor* JobsService::ListLimits(
     grpc::CallbackServerContext* ctx, const v1::ListLimitsRequest*,
     v1::ListLimitsResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   auto* reactor = ctx->DefaultReactor();
   for (Limit* l : jobs_.limits().List()) FillLimit(*l, response->add_limits());
   reactor->Finish(grpc::Status::OK);
@@ -1010,6 +1036,8 @@ grpc::ServerUnaryReactor* JobsService::ListLimits(
 grpc::ServerUnaryReactor* JobsService::ListKinds(
     grpc::CallbackServerContext* ctx, const v1::ListKindsRequest*,
     v1::ListKindsResponse* response) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
   auto* reactor = ctx->DefaultReactor();
   for (const JobKind* k : jobs_.kinds().List()) {
     v1::Kind* out = response->add_kinds();

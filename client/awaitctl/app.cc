@@ -88,7 +88,20 @@ absl::StatusOr<client::ClientOptions> ReadClientOptions(const Invocation& inv) {
     return absl::InvalidArgumentError(
         "--tls-server-name: given without TLS (add --tls)");
   }
-  o.token = inv.Value("token").value_or(Env("AWAITD_TOKEN").value_or(""));
+  o.token_file = inv.Value("token-file").value_or("");
+  if (!o.token_file.empty()) {
+    if (inv.Has("token")) {
+      return absl::InvalidArgumentError(
+          "--token and --token-file: give one or the other");
+    }
+    if (access(o.token_file.c_str(), R_OK) != 0) {
+      return absl::InvalidArgumentError(StrCat("--token-file: cannot read '",
+                                               Printable(o.token_file),
+                                               "': ", std::strerror(errno)));
+    }
+  } else {
+    o.token = inv.Value("token").value_or(Env("AWAITD_TOKEN").value_or(""));
+  }
   absl::StatusOr<std::optional<absl::Duration>> deadline =
       inv.Duration("deadline");
   if (!deadline.ok()) return deadline.status();

@@ -38,6 +38,10 @@ constexpr OptionInfo kGlobalOptions[] = {
     {.name = "token",
      .value = "TOKEN",
      .help = "bearer token sent with every call (default: $AWAITD_TOKEN)"},
+    {.name = "token-file",
+     .value = "FILE",
+     .help = "read the bearer token from FILE (its first line that is not "
+             "blank or a # comment); unlike --token, not visible to ps"},
     {.name = "deadline",
      .value = "DURATION",
      .help = "deadline of each call (default: none); when it passes the call "
