@@ -95,6 +95,16 @@ absl::Status Daemon::Init() {
   service_ = std::make_unique<JobsService>(*runtime_, *jobs_, options_.service,
                                            *logger_);
 
+  if (!options_.metrics_listen.empty()) {
+    auto metrics = MetricsServer::Start(options_.metrics_listen,
+                                        {.runtime = runtime_.get(),
+                                         .jobs = jobs_.get(),
+                                         .limits = &limits_,
+                                         .rpcs = &rpc_stats_});
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = *std::move(metrics);
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   if (options_.reflection) {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -116,6 +126,11 @@ absl::Status Daemon::Init() {
   // Authentication
   if (auto factory = auth_->NewInterceptorFactory(); factory != nullptr) {
     interceptors.push_back(std::move(factory));
+  }
+  // RPC metrics (after authentication: refused calls count as
+  // Unauthenticated)
+  if (metrics_ != nullptr) {
+    interceptors.push_back(rpc_stats_.NewInterceptorFactory());
   }
   if (!interceptors.empty()) {
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -144,10 +159,14 @@ absl::Status Daemon::Init() {
     absl::Status s = WritePortFile(options_.port_file, address_);
     if (!s.ok()) return s;
   }
-  logger_->Log(LogLevel::kInfo,
-               "component=server event=listening address=", address_,
-               " workers=", runtime_->Metrics().workers.size(),
-               " reflection=", options_.reflection ? "on" : "off");
+  logger_->Log(
+      LogLevel::kInfo, "component=server event=listening address=", address_,
+      " workers=", runtime_->Metrics().workers.size(),
+      " reflection=", options_.reflection ? "on" : "off", " metrics=",
+      metrics_ == nullptr ? std::string("off")
+                          : StrCat(options_.metrics_listen.substr(
+                                       0, options_.metrics_listen.rfind(':')),
+                                   ":", metrics_->port(), "/metrics"));
   logger_->Log(
       LogLevel::kInfo,
       "component=auth event=configured tls=", auth_->tls() ? "on" : "off",
@@ -234,6 +253,7 @@ void Daemon::Wait() {
 
 Daemon::~Daemon() {
   Shutdown();
+  metrics_.reset();  // scrapes read the runtime and the job manager
   server_.reset();
   service_.reset();
   runtime_.reset();  // before jobs_: unfinished frames reach into the manager

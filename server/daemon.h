@@ -42,6 +42,7 @@
 #include "server/job_manager.h"
 #include "server/jobs_service.h"
 #include "server/logger.h"
+#include "server/metrics.h"
 #include "server/systemd.h"
 
 namespace grpc {
@@ -71,6 +72,9 @@ struct DaemonOptions {
   // After the grace: how long cancelled jobs get to unwind, and how long the
   // gRPC server waits for calls before cancelling them.
   absl::Duration cancel_grace = absl::Seconds(2);
+  // "host:port" of the Prometheus endpoint (GET /metrics; port 0 picks
+  // one); empty: none. The flag's default is 127.0.0.1:9464.
+  std::string metrics_listen;
   // systemd (server/systemd.h): $NOTIFY_SOCKET and the watchdog period
   // ($WATCHDOG_USEC). Empty / zero when not run by systemd; main() fills
   // them from the environment.
@@ -91,6 +95,8 @@ class Daemon {
   // The bound TCP port (0 for a unix socket), and the address clients dial.
   int port() const { return port_; }
   const std::string& address() const { return address_; }
+  // The metrics endpoint's port (0 when there is none).
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
   // The graceful shutdown above; returns once it is complete.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
@@ -113,6 +119,8 @@ class Daemon {
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<JobsService> service_;
   std::shared_ptr<Authenticator> auth_;
+  RpcStats rpc_stats_;
+  std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<SystemdNotifier> notifier_;
   std::unique_ptr<Watchdog> watchdog_;

@@ -41,6 +41,9 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, stall_threshold, absl::Milliseconds(100),
           "Log a job that runs this long on an event loop without yielding "
           "(0: off)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 "
+          "picks one; empty: off)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, tls_cert, "",
           "Serve TLS with this PEM certificate (chain); needs --tls_key");
@@ -80,6 +83,7 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   o.port_file = absl::GetFlag(FLAGS_port_file);
   o.reflection = absl::GetFlag(FLAGS_reflection);
   o.limits = absl::GetFlag(FLAGS_limit);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   // Checked (files read, the --listen policy applied) by Daemon::Start.
   o.auth.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   o.auth.tls_key_file = absl::GetFlag(FLAGS_tls_key);

@@ -218,6 +218,14 @@ void Job::Snapshot(v1::Job* out) const {
   out->set_cancel_requested(cancel_requested_);
 }
 
+absl::Duration Job::run_time() const {
+  absl::MutexLock lock(&mu_);
+  if (started_at_ == absl::Time() || finished_at_ == absl::Time()) {
+    return absl::ZeroDuration();
+  }
+  return finished_at_ - started_at_;
+}
+
 absl::Time Job::finished_at() const {
   absl::MutexLock lock(&mu_);
   return finished_at_;

@@ -216,6 +216,8 @@ class Job {
   void Snapshot(v1::Job* out) const ABSL_LOCKS_EXCLUDED(mu_);
   // Final state, error and finish time only (cheap; for events).
   absl::Time finished_at() const ABSL_LOCKS_EXCLUDED(mu_);
+  // From RUNNING to its final state (zero unless both happened).
+  absl::Duration run_time() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Retention bookkeeping (JobManager only): the next job in the lock-free
   // stack of jobs that finished since the last sweep.

@@ -319,6 +319,7 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
   starting.reserve(out.size() - hits);
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (!is_new[i]) continue;
+    stats_.For(out[i]->attributes().kind)->submitted.Add();
     Publish(out[i], JobState::kPending);
     starting.push_back({out[i], std::move(prepared[i].body)});
   }
@@ -488,6 +489,7 @@ JobPtr JobManager::Insert(JobAttributes attributes,
     absl::MutexLock lock(&table_mu_);
     jobs_.emplace(job->id(), job);
   }
+  stats_.For(job->attributes().kind)->submitted.Add();
   Publish(job, JobState::kPending);
   job->MarkRunning();
   OnStarted(job);
@@ -497,11 +499,27 @@ JobPtr JobManager::Insert(JobAttributes attributes,
 void JobManager::OnStarted(const JobPtr& job) {
   // Groups are not counted: they only wait (shutdown drains running leaves).
   if (!job->is_group()) running_.fetch_add(1, std::memory_order_relaxed);
+  KindStats* k = stats_.For(job->attributes().kind);
+  k->started.Add();
+  k->queue_wait.Observe(absl::Now() - job->attributes().scheduled_at);
   Publish(job, JobState::kRunning);
 }
 
 void JobManager::OnFinished(const JobPtr& job) {
   const JobState s = job->state();
+  {
+    KindStats* k = stats_.For(job->attributes().kind);
+    k->finished[static_cast<std::size_t>(
+                    s == JobState::kSucceeded ? JobOutcome::kSucceeded
+                    : s == JobState::kFailed  ? JobOutcome::kFailed
+                                              : JobOutcome::kCancelled)]
+        .Add();
+    if (job->started()) {
+      k->run_time.Observe(job->run_time());
+    } else {
+      k->finished_unstarted.Add();
+    }
+  }
   if (logger_.Enabled(LogLevel::kDebug)) {
     logger_.Log(
         LogLevel::kDebug, "component=jobs event=finished job_id=", job->id(),

@@ -48,6 +48,7 @@
 #include "runtime/runtime.h"
 #include "server/job.h"
 #include "server/job_kind.h"
+#include "server/job_stats.h"
 #include "server/limits.h"
 #include "server/logger.h"
 
@@ -185,6 +186,8 @@ class JobManager {
     return running_.load(std::memory_order_relaxed);
   }
   std::size_t jobs_retained() const ABSL_LOCKS_EXCLUDED(table_mu_);
+  // Per-kind counters and histograms (the metrics endpoint reads them).
+  const JobStats& stats() const { return stats_; }
 
   // Forces a retention sweep now (tests).
   void SweepNow() ABSL_LOCKS_EXCLUDED(sweep_mu_);
@@ -233,6 +236,7 @@ class JobManager {
   std::atomic<std::uint64_t> group_names_{0};
   std::atomic<std::size_t> not_done_{0};
   std::atomic<std::size_t> running_{0};
+  JobStats stats_;
 
   mutable absl::Mutex table_mu_;
   absl::btree_map<std::uint64_t, JobPtr> jobs_ ABSL_GUARDED_BY(table_mu_);

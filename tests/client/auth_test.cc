@@ -242,7 +242,8 @@ ProcessResult Awaitd(
     std::function<void(pid_t, const std::string&, const std::string&)>
         on_output = nullptr) {
   ProcessOptions o;
-  o.argv = {AWAITD_PATH};
+  // No metrics endpoint: the default port would collide between tests.
+  o.argv = {AWAITD_PATH, "--metrics_listen="};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.timeout = std::chrono::seconds(60);
   o.on_output = std::move(on_output);

@@ -783,7 +783,8 @@ class ShutdownProcessTest : public ::testing::Test {
   // Starts awaitd with `args`, stdout and stderr to files named after
   // `tag`.
   pid_t Spawn(const std::vector<std::string>& args, const std::string& tag) {
-    std::vector<std::string> argv_s = {awaitd_};
+    // No metrics endpoint: its default port would collide between tests.
+    std::vector<std::string> argv_s = {awaitd_, "--metrics_listen="};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (std::string& a : argv_s) argv.push_back(a.data());

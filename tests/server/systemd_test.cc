@@ -41,12 +41,22 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
+// A fresh directory under the test temp dir, removed at exit.
 std::string TestDir(const std::string& what) {
+  struct Cleanup {
+    std::vector<std::filesystem::path> dirs;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Cleanup cleanup;
   const std::filesystem::path dir =
       std::filesystem::path(::testing::TempDir()) /
       ("awaitd_systemd_" + std::to_string(::getpid()) + "_" + what);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  cleanup.dirs.push_back(dir);
   return dir.string();
 }
 
@@ -313,8 +323,11 @@ TEST(SystemdBinaryTest, NotifiesReadyWatchdogAndStoppingOnSigterm) {
     }
     env_s.emplace_back(v);
   }
-  std::vector<std::string> argv_s = {awaitd, "--listen=127.0.0.1:0",
-                                     "--port_file=" + port_file, "--workers=2",
+  std::vector<std::string> argv_s = {awaitd,
+                                     "--metrics_listen=",
+                                     "--listen=127.0.0.1:0",
+                                     "--port_file=" + port_file,
+                                     "--workers=2",
                                      "--shutdown_grace=1s"};
   std::vector<char*> argv, envp;
   for (std::string& a : argv_s) argv.push_back(a.data());

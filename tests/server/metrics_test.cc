@@ -1,0 +1,423 @@
+// The Prometheus endpoint (server/metrics.h): scraped over real HTTP from a
+// live daemon, with exact values for what the test did; `promtool check
+// metrics` on a scrape; and a real Prometheus server scraping the daemon and
+// answering queries about it.
+#include "server/metrics.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/daemon_fixture.h"
+
+extern char** environ;
+
+namespace awaitd::server::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// GET http://127.0.0.1:port/path (HTTP/1.0): the body, or nullopt.
+std::optional<std::string> HttpGet(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  const std::string req =
+      "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  std::string resp;
+  char buf[65536];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    resp.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  const std::size_t body = resp.find("\r\n\r\n");
+  if (resp.rfind("HTTP/1.", 0) != 0 || body == std::string::npos ||
+      resp.find(" 200 ") > body) {
+    return std::nullopt;
+  }
+  return resp.substr(body + 4);
+}
+
+// One parsed exposition: series ("name{a="x",b="y"}") -> value.
+class Scrape {
+ public:
+  explicit Scrape(const std::string& text) : text_(text) {
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (line.empty() || line[0] == '#') continue;
+      const std::size_t space = line.rfind(' ');
+      if (space == absl::string_view::npos) continue;
+      double v = 0;
+      const std::string value(line.substr(space + 1));
+      if (!absl::SimpleAtod(value, &v)) continue;
+      series_.emplace_back(std::string(line.substr(0, space)), v);
+    }
+  }
+  // The value of the series named `name` that has every label of `labels`
+  // ("kind=\"echo\"" style matchers), or nullopt (also if several match).
+  std::optional<double> Value(
+      const std::string& name,
+      const std::vector<std::string>& labels = {}) const {
+    std::optional<double> found;
+    for (const auto& [series, v] : series_) {
+      const std::size_t brace = series.find('{');
+      if (series.substr(0, brace) != name) continue;
+      bool all = true;
+      for (const std::string& l : labels) {
+        all &= series.find(l) != std::string::npos;
+      }
+      if (!all) continue;
+      if (found.has_value()) return std::nullopt;
+      found = v;
+    }
+    return found;
+  }
+  std::size_t Count(const std::string& name) const {
+    std::size_t n = 0;
+    for (const auto& [series, v] : series_) {
+      n += series.substr(0, series.find('{')) == name;
+    }
+    return n;
+  }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+  std::vector<std::pair<std::string, double>> series_;
+};
+
+class MetricsTest : public DaemonTest {
+ protected:
+  MetricsTest() { start_in_setup_ = false; }
+  void SetUp() override {
+    DaemonOptions o = DefaultOptions();
+    o.metrics_listen = "127.0.0.1:0";
+    o.limits = {"one:1"};
+    StartDaemon(std::move(o));
+    ASSERT_GT(daemon_->metrics_port(), 0);
+  }
+  Scrape Get() {
+    std::optional<std::string> body =
+        HttpGet(daemon_->metrics_port(), "/metrics");
+    EXPECT_TRUE(body.has_value()) << "scrape failed";
+    return Scrape(body.value_or(""));
+  }
+  // Scrapes until `pred` holds (gauges follow events, not calls).
+  Scrape AwaitScrape(const std::function<bool(const Scrape&)>& pred) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    for (;;) {
+      Scrape s = Get();
+      if (pred(s) || absl::Now() > deadline) return s;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+  std::vector<std::uint64_t> Submit(const std::vector<v1::JobSpec>& specs) {
+    return SubmitOk(specs);
+  }
+  void WaitAll(const std::vector<std::uint64_t>& ids) {
+    for (std::uint64_t id : ids) AwaitDone(id);
+  }
+};
+
+TEST_F(MetricsTest, CountsJobsByKindAndOutcome) {
+  std::vector<std::uint64_t> ids = Submit(
+      {Spec("echo", R"({"value": 1})"), Spec("echo", R"({"value": 2})"),
+       Spec("echo", R"({"value": 3})"), Spec("fail", R"({"message": "boom"})"),
+       Spec("fail", R"({"message": "bang"})")});
+  std::vector<std::uint64_t> sleeper =
+      Submit({Spec("sleep", R"({"seconds": 60})")});
+  WaitAll(ids);
+  v1::CancelRequest cancel;
+  cancel.add_ids(sleeper[0]);
+  v1::CancelResponse cancelled;
+  auto ctx = Ctx();
+  ASSERT_TRUE(stub_->Cancel(ctx.get(), cancel, &cancelled).ok());
+  ids.push_back(sleeper[0]);
+  WaitAll(ids);
+
+  const Scrape s = AwaitScrape([](const Scrape& x) {
+    return x.Value("awaitd_jobs_finished_total",
+                   {"kind=\"sleep\"", "outcome=\"cancelled\""}) == 1;
+  });
+  EXPECT_EQ(s.Value("awaitd_jobs_submitted_total", {"kind=\"echo\""}), 3);
+  EXPECT_EQ(s.Value("awaitd_jobs_submitted_total", {"kind=\"fail\""}), 2);
+  EXPECT_EQ(s.Value("awaitd_jobs_started_total", {"kind=\"echo\""}), 3);
+  EXPECT_EQ(s.Value("awaitd_jobs_finished_total",
+                    {"kind=\"echo\"", "outcome=\"succeeded\""}),
+            3);
+  EXPECT_EQ(s.Value("awaitd_jobs_finished_total",
+                    {"kind=\"echo\"", "outcome=\"failed\""}),
+            0);
+  EXPECT_EQ(s.Value("awaitd_jobs_finished_total",
+                    {"kind=\"fail\"", "outcome=\"failed\""}),
+            2);
+  EXPECT_EQ(s.Value("awaitd_jobs_finished_total",
+                    {"kind=\"sleep\"", "outcome=\"cancelled\""}),
+            1);
+  EXPECT_EQ(s.Value("awaitd_job_run_seconds_count", {"kind=\"echo\""}), 3);
+  EXPECT_EQ(s.Value("awaitd_job_queue_wait_seconds_count", {"kind=\"fail\""}),
+            2);
+  // The +Inf bucket holds every observation.
+  EXPECT_EQ(s.Value("awaitd_job_run_seconds_bucket",
+                    {"kind=\"echo\"", "le=\"+Inf\""}),
+            3);
+  EXPECT_EQ(s.Value("awaitd_jobs_running", {"kind=\"sleep\""}), 0);
+  EXPECT_EQ(s.Value("awaitd_jobs_pending", {"kind=\"echo\""}), 0);
+  // No label carries a job's id or name.
+  EXPECT_THAT(s.text(), ::testing::Not(HasSubstr("Job-1")));
+}
+
+TEST_F(MetricsTest, PendingRunningAndLimitGauges) {
+  // Three sleepers behind a limit of one: one holds it, two wait.
+  v1::JobSpec spec = Spec("sleep", R"({"seconds": 60})");
+  spec.add_limits("one");
+  const std::vector<std::uint64_t> ids = Submit({spec, spec, spec});
+  Scrape s = AwaitScrape([](const Scrape& x) {
+    return x.Value("awaitd_limit_waiters", {"limit=\"one\""}) == 2 &&
+           x.Value("awaitd_jobs_running", {"kind=\"sleep\""}) == 1;
+  });
+  EXPECT_EQ(s.Value("awaitd_jobs_running", {"kind=\"sleep\""}), 1);
+  EXPECT_EQ(s.Value("awaitd_jobs_pending", {"kind=\"sleep\""}), 2);
+  EXPECT_EQ(s.Value("awaitd_limit_holders", {"limit=\"one\""}), 1);
+  EXPECT_EQ(s.Value("awaitd_limit_waiters", {"limit=\"one\""}), 2);
+  EXPECT_EQ(s.Value("awaitd_limit_permits", {"limit=\"one\""}), 1);
+
+  v1::CancelRequest cancel;
+  for (std::uint64_t id : ids) cancel.add_ids(id);
+  v1::CancelResponse resp;
+  auto ctx = Ctx();
+  ASSERT_TRUE(stub_->Cancel(ctx.get(), cancel, &resp).ok());
+  s = AwaitScrape([](const Scrape& x) {
+    return x.Value("awaitd_jobs_finished_total",
+                   {"kind=\"sleep\"", "outcome=\"cancelled\""}) == 3;
+  });
+  EXPECT_EQ(s.Value("awaitd_jobs_running", {"kind=\"sleep\""}), 0);
+  EXPECT_EQ(s.Value("awaitd_jobs_pending", {"kind=\"sleep\""}), 0);
+  EXPECT_EQ(s.Value("awaitd_limit_holders", {"limit=\"one\""}), 0);
+  EXPECT_EQ(s.Value("awaitd_limit_waiters", {"limit=\"one\""}), 0);
+  // Two never started: no run time for them.
+  EXPECT_EQ(s.Value("awaitd_job_run_seconds_count", {"kind=\"sleep\""}), 1);
+}
+
+TEST_F(MetricsTest, CountsRpcsByMethodAndCode) {
+  {
+    v1::SubmitRequest bad;
+    *bad.add_jobs() = Spec("no-such-kind");
+    v1::SubmitResponse resp;
+    auto ctx = Ctx();
+    EXPECT_EQ(stub_->Submit(ctx.get(), bad, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  for (int i = 0; i < 2; ++i) {
+    v1::GetRequest get;
+    get.add_ids(999999);
+    v1::GetResponse resp;
+    auto ctx = Ctx();
+    EXPECT_EQ(stub_->Get(ctx.get(), get, &resp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  Submit({Spec("echo", R"({"value": 1})")});
+  const Scrape s = AwaitScrape([](const Scrape& x) {
+    return x.Value("grpc_server_handled_total",
+                   {"grpc_method=\"Submit\"", "grpc_code=\"OK\""}) == 1;
+  });
+  EXPECT_EQ(s.Value("grpc_server_handled_total",
+                    {"grpc_method=\"Submit\"", "grpc_code=\"InvalidArgument\"",
+                     "grpc_service=\"awaitd.v1.Jobs\"", "grpc_type=\"unary\""}),
+            1);
+  EXPECT_EQ(s.Value("grpc_server_handled_total",
+                    {"grpc_method=\"Get\"", "grpc_code=\"NotFound\""}),
+            2);
+  EXPECT_EQ(s.Value("grpc_server_started_total", {"grpc_method=\"Submit\""}),
+            2);
+  EXPECT_EQ(
+      s.Value("grpc_server_handling_seconds_count", {"grpc_method=\"Get\""}),
+      2);
+}
+
+TEST_F(MetricsTest, RuntimeAndProcessFamilies) {
+  WaitAll(Submit({Spec("blocking", R"({"seconds": 0.01})")}));
+  const Scrape s = Get();
+  const double workers = s.Value("awaitd_workers").value_or(-1);
+  EXPECT_EQ(workers, 2);
+  for (const char* per_worker :
+       {"awaitd_worker_busy_seconds_total", "awaitd_worker_steals_total",
+        "awaitd_worker_parks_total", "awaitd_worker_local_queue_depth",
+        "awaitd_worker_stalls_total"}) {
+    EXPECT_EQ(s.Count(per_worker), 2u) << per_worker;
+  }
+  EXPECT_TRUE(s.Value("awaitd_global_queue_depth").has_value());
+  EXPECT_GE(s.Value("awaitd_blocking_threads").value_or(0), 1);
+  EXPECT_EQ(s.Value("awaitd_blocking_completed_total"), 1);
+  EXPECT_GT(s.Value("process_resident_memory_bytes").value_or(0), 1e6);
+  EXPECT_GT(s.Value("process_open_fds").value_or(0), 3);
+  EXPECT_GT(s.Value("process_threads").value_or(0), 2);
+  const double start = s.Value("process_start_time_seconds").value_or(0);
+  EXPECT_NEAR(start, absl::ToUnixSeconds(absl::Now()), 120);
+  EXPECT_EQ(s.Value("awaitd_build_info", {"version=\""}), 1);
+}
+
+TEST_F(MetricsTest, PromtoolAcceptsAScrape) {
+  if (std::system("command -v promtool > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
+  }
+  Submit({Spec("echo", R"({"value": 1})"), Spec("fail")});
+  const std::string text = Get().text();
+  ASSERT_FALSE(text.empty());
+  const std::string path = ::testing::TempDir() + "/awaitd_scrape_" +
+                           std::to_string(::getpid()) + ".txt";
+  {
+    std::ofstream out(path);
+    out << text;
+  }
+  const std::string cmd = "promtool check metrics < " + path + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string output;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) {
+    output.append(buf, n);
+  }
+  const int status = ::pclose(p);
+  std::filesystem::remove(path);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(output, "") << "promtool's complaints:\n" << output;
+}
+
+TEST(MetricsServerTest, AnAddressInUseFailsTheStartNamingTheFlag) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  auto server = MetricsServer::Start(taken, {});
+  EXPECT_FALSE(server.ok());
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("--metrics_listen=" + taken));
+  auto bad = MetricsServer::Start("nonsense", {});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  ::close(fd);
+}
+
+// A real Prometheus server scrapes the daemon every 250 ms; its query API
+// must come to report what the test did.
+TEST_F(MetricsTest, APrometheusServerScrapesTheDaemon) {
+  if (std::system("command -v prometheus > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "prometheus not installed (Debian package prometheus)";
+  }
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) /
+      ("awaitd_prometheus_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "data");
+  // A free port for Prometheus's own web listener.
+  int web_port = 0;
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    web_port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  {
+    std::ofstream cfg(dir / "prometheus.yml");
+    cfg << "global:\n  scrape_interval: 250ms\n  scrape_timeout: 200ms\n"
+        << "scrape_configs:\n  - job_name: awaitd\n    static_configs:\n"
+        << "      - targets: ['127.0.0.1:" << daemon_->metrics_port() << "']\n";
+  }
+  WaitAll(Submit({Spec("echo", R"({"value": 1})"),
+                  Spec("echo", R"({"value": 2})"), Spec("fail")}));
+
+  std::vector<std::string> argv_s = {
+      "prometheus", "--config.file=" + (dir / "prometheus.yml").string(),
+      "--storage.tsdb.path=" + (dir / "data").string(),
+      "--web.listen-address=127.0.0.1:" + std::to_string(web_port),
+      "--log.level=warn"};
+  std::vector<char*> argv;
+  for (std::string& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  const std::string log = (dir / "prometheus.log").string();
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = -1;
+  ASSERT_EQ(
+      posix_spawnp(&pid, "prometheus", &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+
+  // Instant query; the answer names the series and its value ("2").
+  const std::string query =
+      "/api/v1/query?query=awaitd_jobs_finished_total%7Bkind%3D%22echo%22%2C"
+      "outcome%3D%22succeeded%22%7D";
+  std::string answer;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    answer = HttpGet(web_port, query).value_or("");
+    if (answer.find("\"2\"]") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  const std::string up =
+      HttpGet(web_port, "/api/v1/query?query=up%7Bjob%3D%22awaitd%22%7D")
+          .value_or("");
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::ifstream log_in(log);
+  const std::string prometheus_log((std::istreambuf_iterator<char>(log_in)),
+                                   std::istreambuf_iterator<char>());
+  std::filesystem::remove_all(dir);
+
+  EXPECT_THAT(answer, HasSubstr("\"status\":\"success\"")) << prometheus_log;
+  EXPECT_THAT(answer, HasSubstr("\"kind\":\"echo\""));
+  EXPECT_THAT(answer, HasSubstr("\"outcome\":\"succeeded\""));
+  EXPECT_THAT(answer, HasSubstr("\"2\"]")) << answer << "\n" << prometheus_log;
+  // The target is up: every scrape parsed.
+  EXPECT_THAT(up, HasSubstr("\"1\"]")) << up;
+}
+
+}  // namespace
+}  // namespace awaitd::server::testing
