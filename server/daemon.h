@@ -97,6 +97,8 @@ class Daemon {
   const std::string& address() const { return address_; }
   // The metrics endpoint's port (0 when there is none).
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  // The metrics endpoint (null when there is none).
+  const MetricsServer* metrics() const { return metrics_.get(); }
 
   // The graceful shutdown above; returns once it is complete.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
