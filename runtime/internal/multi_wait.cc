@@ -46,9 +46,20 @@ bool MultiWait::ConditionMet() const noexcept {
   return done == targets_.size();
 }
 
-bool MultiWait::await_ready() const noexcept {
+bool MultiWait::await_ready() noexcept {
   // A pre-check only: the callbacks decide for real once registered.
-  return ConditionMet();
+  if (!ConditionMet()) return false;
+  // No callback will run, so none records the failure: the targets already
+  // done finished in an order nobody saw, so the first failed one by index
+  // stands for "first".
+  for (std::size_t i = 0; i < targets_.size(); ++i) {
+    if (targets_[i]->IsComplete() &&
+        TaskFailed(targets_[i], options_.cancel_counts_as_failure)) {
+      first_failure_.store(i, std::memory_order_relaxed);
+      break;
+    }
+  }
+  return true;
 }
 
 bool MultiWait::Account(std::size_t i) noexcept {

@@ -50,7 +50,8 @@ class MultiWait {
   MultiWait& operator=(const MultiWait&) = delete;
   ~MultiWait();
 
-  bool await_ready() const noexcept;
+  // Also records first_failure() when the condition already holds.
+  bool await_ready() noexcept;
   bool await_suspend(std::coroutine_handle<> h);
   // Raises CancelledError if the (non-forwarding) wait was cancelled.
   void await_resume();

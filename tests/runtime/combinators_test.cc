@@ -158,6 +158,35 @@ TEST(GatherTest, GatherDoesNotCancelSiblingsWhenOneRaises) {
   EXPECT_TRUE(WaitUntil([&] { return rt.TasksAlive() == 0; }));
 }
 
+// The failing child has finished before the gather is awaited (so its
+// wait is satisfied before any callback is registered); a sibling never ends.
+Task<std::string> GatherAfterTheFailure(const Gate* never, Tracker* t) {
+  std::vector<JoinHandle<int>> hs;
+  hs.push_back(Spawn(Gated(0, never, t)));
+  hs.push_back(Spawn(FailAfterYield("early boom")));
+  co_await Until([&hs] { return hs[1].IsFinished(); });
+  try {
+    co_await Gather(std::move(hs));
+  } catch (const std::runtime_error& e) {
+    co_return e.what();
+  }
+  co_return "no exception";
+}
+
+TEST(GatherTest, GatherRaisesAnExceptionThatHappenedBeforeItWasAwaited) {
+  // Once this hung: the gather waited for the blocked sibling instead.
+  for (int workers : {1, 2}) {
+    Runtime rt({.workers = static_cast<std::uint32_t>(workers)});
+    Gate never;
+    Tracker t;
+    EXPECT_EQ(BlockOnWithin(rt, GatherAfterTheFailure(&never, &t),
+                            std::chrono::seconds(20)),
+              "early boom")
+        << workers << " workers";
+    EXPECT_EQ(t.normal.load() + t.cancelled.load(), 0);
+  }
+}
+
 Task<std::vector<Outcome<int>>> GatherMixed(const Gate* never, Tracker* t) {
   std::vector<JoinHandle<int>> hs;
   hs.push_back(Spawn(Value(1)));
