@@ -36,7 +36,7 @@ CONFIGURE = cmake -S . -B $(1) -G Ninja \
 
 FORMAT_DIRS := $(wildcard runtime server client tests bench)
 
-.PHONY: deps build test run install bench tsan asan thread-safety format clean help
+.PHONY: deps build test run install image bench tsan asan thread-safety format clean help
 
 deps: ## Install missing Debian packages (deploy/debian-packages.txt)
 	@bash tools/install-deps.sh
@@ -55,6 +55,19 @@ run: build ## Build, then run the daemon in the foreground (127.0.0.1:50051; Ctr
 PREFIX ?= /usr/local
 install: build ## Build, then install awaitd, awaitctl and the client library under PREFIX (/usr/local)
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# The container image (deploy/container/): the debootstrap bases are built
+# once (deploy/make-base-images.sh), then `podman build`. IMAGE names the tag.
+IMAGE ?= localhost/awaitd:latest
+PODMAN := CONTAINERS_CONF=$(CURDIR)/deploy/container/containers.conf podman --runtime runc
+image: deps ## Build the container image (IMAGE=localhost/awaitd:latest) with podman
+	@bases="$$(CONTAINERS_CONF=$(CURDIR)/deploy/container/containers.conf deploy/make-base-images.sh)" && \
+	$(PODMAN) build --format docker --network none \
+	  --build-arg BUILD_BASE="$$(sed -n 1p <<<"$$bases")" \
+	  --build-arg RUNTIME_BASE="$$(sed -n 2p <<<"$$bases")" \
+	  -f deploy/container/Containerfile -t $(IMAGE) . && \
+	echo "built $(IMAGE); run it with:" && \
+	echo "  CONTAINERS_CONF=deploy/container/containers.conf podman --runtime runc run --rm -p 127.0.0.1:50051:50051 $(IMAGE)"
 
 bench: build ## Build, then run the runtime benchmarks (BENCH_ARGS=...)
 	@test -x ./$(BUILD_DIR)/bench/runtime_bench || \
