@@ -31,13 +31,14 @@ build_packages=(
   libboost1.81-dev libabsl-dev
   libgrpc++-dev libgrpc-dev libprotobuf-dev protobuf-compiler
   protobuf-compiler-grpc libjemalloc-dev prometheus-cpp-dev libssl-dev
+  librocksdb-dev
 )
 # What `ldd awaitd awaitctl` lists, by package (tests/deploy/container_test.sh
 # checks that nothing is missing).
 runtime_packages=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libc-ares2 libre2-9
   libjemalloc2 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
-  libcivetweb1 libssl3 zlib1g ca-certificates
+  libcivetweb1 libssl3 zlib1g librocksdb7.8 ca-certificates
 )
 
 log() { echo "make-base-images: $*" >&2; }

@@ -1,0 +1,401 @@
+// JobStore; see store.h.
+#include "server/store.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/time/time.h"
+#include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "server/strings.h"
+
+namespace awaitd::server {
+namespace {
+
+constexpr char kJobPrefix = 'j';
+constexpr char kKeyPrefix = 'k';
+
+void Store64(char* out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+}
+
+std::uint64_t Load64(const char* in) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return v;
+}
+
+std::string JobKey(std::uint64_t id) {
+  std::string key(9, '\0');
+  key[0] = kJobPrefix;
+  Store64(key.data() + 1, id);
+  return key;
+}
+
+std::string IdempotencyKey(std::string_view k) {
+  std::string key;
+  key.reserve(1 + k.size());
+  key.push_back(kKeyPrefix);
+  key.append(k);
+  return key;
+}
+
+std::string EncodeId(std::uint64_t id) {
+  std::string v(8, '\0');
+  Store64(v.data(), id);
+  return v;
+}
+
+std::string_view View(const rocksdb::Slice& s) {
+  return std::string_view(s.data(), s.size());
+}
+
+// A RocksDB status as text that names the store.
+std::string Describe(const rocksdb::Status& s) { return s.ToString(); }
+
+}  // namespace
+
+absl::StatusOr<Durability> ParseDurability(std::string_view text) {
+  if (text == "sync") return Durability::kSync;
+  if (text == "async") return Durability::kAsync;
+  if (text == "none") return Durability::kNone;
+  return absl::InvalidArgumentError(StrCat(
+      "--durability=", text, ": must be sync (the default), async or none"));
+}
+
+std::string_view DurabilityName(Durability d) {
+  switch (d) {
+    case Durability::kSync:
+      return "sync";
+    case Durability::kAsync:
+      return "async";
+    case Durability::kNone:
+      return "none";
+  }
+  return "?";
+}
+
+// --- Batch
+// ------------------------------------------------------------------
+
+JobStore::Batch::Batch() = default;
+JobStore::Batch::~Batch() = default;
+JobStore::Batch::Batch(Batch&&) noexcept = default;
+JobStore::Batch& JobStore::Batch::operator=(Batch&&) noexcept = default;
+
+void JobStore::Batch::PutJob(const StoredJob& job) {
+  Op op{JobKey(job.id()), job.SerializeAsString()};
+  bytes_ += op.key.size() + op.value->size();
+  ops_.push_back(std::move(op));
+}
+
+void JobStore::Batch::PutIdempotencyKey(std::string_view key,
+                                        std::uint64_t id) {
+  Op op{IdempotencyKey(key), EncodeId(id)};
+  bytes_ += op.key.size() + op.value->size();
+  ops_.push_back(std::move(op));
+}
+
+void JobStore::Batch::DeleteJob(std::uint64_t id,
+                                std::string_view idempotency_key) {
+  ops_.push_back(Op{JobKey(id), std::nullopt});
+  bytes_ += 9;
+  if (!idempotency_key.empty()) {
+    ops_.push_back(Op{IdempotencyKey(idempotency_key), std::nullopt});
+    bytes_ += 1 + idempotency_key.size();
+  }
+}
+
+// --- Open, Repair, close
+// ------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(StoreOptions options) {
+  if (options.durability == Durability::kNone) {
+    return absl::InvalidArgumentError(
+        "--durability=none: no store is opened without durability");
+  }
+  if (options.dir.empty()) {
+    return absl::InvalidArgumentError("--data_dir: must not be empty");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        StrCat("--data_dir: cannot create ", options.dir, ": ", ec.message()));
+  }
+
+  std::unique_ptr<rocksdb::Env> env;
+  if (options.file_system != nullptr) {
+    env = rocksdb::NewCompositeEnv(options.file_system);
+  }
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.paranoid_checks = true;
+  // After a crash the log ends at the last whole record: what was written
+  // but not synced may be cut off, and nothing after a damaged record is
+  // replayed (a sync acknowledged everything before it).
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 4;
+  if (env != nullptr) db_options.env = env.get();
+
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.dir, &db);
+  if (!s.ok()) {
+    if (s.IsCorruption()) {
+      return absl::DataLossError(StrCat(
+          "the job store in ", options.dir, " is damaged (", Describe(s),
+          "); to start anyway, stop awaitd and run `awaitd --data_dir=<dir> "
+          "--repair_store` (keeps what can be read), or move ",
+          options.dir, " aside (starts empty)"));
+    }
+    if (s.IsIOError() && Describe(s).find("lock") != std::string::npos) {
+      return absl::FailedPreconditionError(StrCat(
+          "the job store in ", options.dir, " is in use by another process (",
+          Describe(s), "): is another awaitd running with this --data_dir?"));
+    }
+    return absl::FailedPreconditionError(StrCat(
+        "cannot open the job store in ", options.dir, ": ", Describe(s)));
+  }
+  return std::unique_ptr<JobStore>(
+      new JobStore(std::move(options), std::move(env), db));
+}
+
+absl::Status JobStore::Repair(const std::string& dir) {
+  rocksdb::Options options;
+  rocksdb::Status s = rocksdb::RepairDB(dir, options);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        StrCat("repair of the job store in ", dir, " failed: ", Describe(s)));
+  }
+  return absl::OkStatus();
+}
+
+JobStore::JobStore(StoreOptions options, std::unique_ptr<rocksdb::Env> env,
+                   rocksdb::DB* db)
+    : options_(std::move(options)),
+      env_(std::move(env)),
+      db_(db),
+      writer_([this] { WriterMain(); }) {}
+
+JobStore::~JobStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  writer_.join();
+  if (!failed()) {
+    if (unsynced_) db_->SyncWAL();
+  }
+  db_->Close();
+  delete db_;
+}
+
+// --- Writing
+// ------------------------------------------------------------------
+
+void JobStore::Commit(Batch batch,
+                      absl::AnyInvocable<void(absl::Status) &&> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(Pending{std::move(batch), std::move(done)});
+      return;
+    }
+  }
+  // Only a caller racing the destructor gets here.
+  std::move(done)(absl::UnavailableError("the job store is closing"));
+}
+
+absl::Status JobStore::CommitAndWait(Batch batch) {
+  absl::Mutex mu;
+  bool finished = false;
+  absl::Status result;
+  Commit(std::move(batch), [&](absl::Status s) {
+    absl::MutexLock lock(&mu);
+    result = std::move(s);
+    finished = true;
+  });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&finished));
+  return result;
+}
+
+void JobStore::WriterMain() {
+  const absl::Duration interval =
+      absl::FromChrono(options_.async_sync_interval);
+  for (;;) {
+    std::vector<Pending> group;
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Condition ready(this, &JobStore::WorkOrStopLocked);
+      if (unsynced_) {
+        mu_.AwaitWithTimeout(ready, interval);
+      } else {
+        mu_.Await(ready);
+      }
+      std::size_t bytes = 0;
+      while (!queue_.empty() &&
+             (group.empty() || bytes + queue_.front().batch.bytes() <=
+                                   options_.max_group_bytes)) {
+        bytes += queue_.front().batch.bytes();
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      if (group.empty() && stopping_) return;
+    }
+    if (group.empty()) {
+      SyncLog();  // kAsync: the interval passed with nothing new
+      continue;
+    }
+    const absl::Status status = WriteGroup(group);
+    if (status.ok()) {
+      commits_.fetch_add(group.size(), std::memory_order_relaxed);
+    } else {
+      failed_commits_.fetch_add(group.size(), std::memory_order_relaxed);
+    }
+    for (Pending& p : group) std::move(p.done)(status);
+  }
+}
+
+absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
+  if (failed()) return fatal_status_;
+  if (disk_full_) {
+    // RocksDB stops writing after a full disk until it is resumed; try, in
+    // case space was freed meanwhile.
+    // RocksDB also recovers on its own, polling for free space: Busy means
+    // that is under way, and the write below tells whether it finished.
+    if (db_->Resume().ok()) disk_full_ = false;
+  }
+  rocksdb::WriteBatch batch;
+  std::size_t bytes = 0;
+  for (Pending& p : group) {
+    bytes += p.batch.bytes();
+    for (Batch::Op& op : p.batch.ops_) {
+      if (op.value) {
+        batch.Put(op.key, *op.value);
+      } else {
+        batch.Delete(op.key);
+      }
+    }
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = options_.durability == Durability::kSync;
+  const rocksdb::Status s = db_->Write(write_options, &batch);
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  if (write_options.sync) syncs_.fetch_add(1, std::memory_order_relaxed);
+  if (s.ok()) {
+    disk_full_ = false;
+    unsynced_ = !write_options.sync;
+    bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+  if (s.IsNoSpace()) {
+    disk_full_ = true;
+    return absl::ResourceExhaustedError(StrCat(
+        "the job store's disk is full (", options_.dir,
+        "): nothing was accepted; free space, then retry (", Describe(s), ")"));
+  }
+  Fail(write_options.sync ? "write and sync" : "write",
+       absl::InternalError(Describe(s)));
+  return fatal_status_;
+}
+
+void JobStore::SyncLog() {
+  if (!unsynced_ || failed()) return;
+  const rocksdb::Status s = db_->SyncWAL();
+  syncs_.fetch_add(1, std::memory_order_relaxed);
+  if (s.ok()) {
+    unsynced_ = false;
+  } else {
+    Fail("sync", absl::InternalError(Describe(s)));
+  }
+}
+
+void JobStore::Fail(std::string_view what, const absl::Status& cause) {
+  if (failed()) return;
+  fatal_status_ = absl::UnavailableError(
+      StrCat("the job store in ", options_.dir, " failed to ", what, " (",
+             cause.message(),
+             "): nothing more is accepted, and the daemon must restart"));
+  failed_.store(true, std::memory_order_release);
+  if (options_.on_fatal) options_.on_fatal(fatal_status_);
+}
+
+// --- Reading
+// ------------------------------------------------------------------
+
+absl::Status JobStore::ForEachJob(
+    absl::FunctionRef<absl::Status(StoredJob&&)> fn) const {
+  rocksdb::ReadOptions read_options;
+  read_options.fill_cache = false;
+  const std::string lower(1, kJobPrefix);
+  const std::string upper(1, kJobPrefix + 1);
+  rocksdb::Slice upper_slice(upper);
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options));
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    StoredJob job;
+    if (it->key().size() != 9 ||
+        !job.ParseFromArray(it->value().data(),
+                            static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(StrCat("the job store in ", options_.dir,
+                                        " has an unreadable record (key ",
+                                        CHexEscape(View(it->key())), ")"));
+    }
+    absl::Status s = fn(std::move(job));
+    if (!s.ok()) return s;
+  }
+  if (!it->status().ok()) {
+    return absl::DataLossError(StrCat("reading the job store in ", options_.dir,
+                                      ": ", Describe(it->status())));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::uint64_t>> JobStore::FindIdempotencyKey(
+    std::string_view key) const {
+  std::string value;
+  const rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), IdempotencyKey(key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok() || value.size() != 8) {
+    return absl::DataLossError(
+        StrCat("reading idempotency key from the job store in ", options_.dir,
+               ": ", s.ok() ? "a record of the wrong size" : Describe(s)));
+  }
+  return Load64(value.data());
+}
+
+absl::StatusOr<std::optional<StoredJob>> JobStore::GetJob(
+    std::uint64_t id) const {
+  std::string value;
+  const rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), JobKey(id), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  StoredJob job;
+  if (!s.ok() || !job.ParseFromString(value)) {
+    return absl::DataLossError(
+        StrCat("reading job ", id, " from the job store in ", options_.dir,
+               ": ", s.ok() ? "the record does not parse" : Describe(s)));
+  }
+  return job;
+}
+
+StoreStats JobStore::stats() const {
+  StoreStats s;
+  s.commits = commits_.load(std::memory_order_relaxed);
+  s.groups = groups_.load(std::memory_order_relaxed);
+  s.syncs = syncs_.load(std::memory_order_relaxed);
+  s.bytes = bytes_.load(std::memory_order_relaxed);
+  s.failed_commits = failed_commits_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace awaitd::server

@@ -1,0 +1,208 @@
+// JobStore: the daemon's durable record of jobs, in RocksDB under
+// --data_dir.
+//
+//   auto store = JobStore::Open({.dir = "/var/lib/awaitd/store"});
+//   JobStore::Batch batch;
+//   batch.PutJob(record);                       // a StoredJob
+//   batch.PutIdempotencyKey("order-17", 42);
+//   (*store)->Commit(std::move(batch), [](absl::Status s) { ... });
+//
+// Group commit: Commit queues the batch and returns; one writer thread takes
+// every batch queued meanwhile, writes them as one RocksDB write and syncs
+// the log once, then runs each batch's `done`. Concurrent submitters thus
+// share one fsync, and nobody blocks a gRPC thread on the disk.
+//
+// Durability (--durability): with kSync, `done(OK)` runs only after the
+// write-ahead log was fsynced: an acknowledged change survives a crash of
+// the process and of the machine. With kAsync, `done(OK)` runs once the log
+// was written to the operating system, and the writer syncs it every
+// `async_sync_interval`: a crash of the process loses nothing, a crash of the
+// machine (power, kernel) loses up to that interval. (kNone, no store at
+// all, is the daemon's business: it then never opens one.)
+//
+// Failures: a full disk fails the group with RESOURCE_EXHAUSTED and the store
+// tries again with the next group (reads keep working throughout). Any other
+// write or sync error is fatal: the group fails with UNAVAILABLE, so nothing
+// is acknowledged that may not be on disk, every later Commit fails at
+// once, and `on_fatal` is called once (the daemon logs it and exits, so that
+// a supervisor restarts it and recovery runs). Open refuses a corrupt store
+// with a message naming the directory and the repair path (Repair()).
+//
+// Layout: "j" + id (8 bytes big-endian) -> StoredJob; "k" + idempotency key
+// -> id (8 bytes big-endian).
+//
+// Thread safety: every method may be called from any thread. `done`
+// callbacks run on the writer thread, in commit order, and must not block
+// (they may Commit again).
+#ifndef AWAITD_SERVER_STORE_H_
+#define AWAITD_SERVER_STORE_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "awaitd_store.pb.h"  // server/awaitd_store.proto
+
+namespace rocksdb {
+class DB;
+class FileSystem;
+class Env;
+}  // namespace rocksdb
+
+namespace awaitd::server {
+
+using StoredJob = store::v1::StoredJob;
+
+enum class Durability { kSync, kAsync, kNone };
+// "sync", "async", "none"; INVALID_ARGUMENT naming --durability otherwise.
+absl::StatusOr<Durability> ParseDurability(std::string_view text);
+std::string_view DurabilityName(Durability d);
+
+struct StoreOptions {
+  // The RocksDB directory; created (with parents) if missing.
+  std::string dir;
+  // kSync or kAsync (kNone is refused: no store is opened then).
+  Durability durability = Durability::kSync;
+  // kAsync: how often the writer syncs the log.
+  std::chrono::milliseconds async_sync_interval{100};
+  // At most this many bytes of batches go into one group write.
+  std::size_t max_group_bytes = 8 << 20;
+  // Called once, on the writer thread, when a write or sync failed in a way
+  // that is not a full disk. Optional.
+  std::function<void(const absl::Status&)> on_fatal;
+  // Tests: the file system RocksDB works through (fault injection).
+  std::shared_ptr<rocksdb::FileSystem> file_system;
+};
+
+// Counters since Open (for metrics and the group-commit tests).
+struct StoreStats {
+  std::uint64_t commits = 0;  // batches committed (OK)
+  std::uint64_t groups = 0;   // RocksDB writes (one per group)
+  std::uint64_t syncs = 0;    // log syncs
+  std::uint64_t bytes = 0;    // batch bytes written
+  std::uint64_t failed_commits = 0;
+};
+
+class JobStore {
+ public:
+  // A set of changes, applied all or none.
+  class Batch {
+   public:
+    Batch();
+    ~Batch();
+    Batch(Batch&&) noexcept;
+    Batch& operator=(Batch&&) noexcept;
+
+    void PutJob(const StoredJob& job);
+    void PutIdempotencyKey(std::string_view key, std::uint64_t id);
+    // Forgets a job (and its idempotency key, if it has one).
+    void DeleteJob(std::uint64_t id, std::string_view idempotency_key);
+
+    bool empty() const { return ops_.empty(); }
+    std::size_t size() const { return ops_.size(); }
+    std::size_t bytes() const { return bytes_; }
+
+   private:
+    friend class JobStore;
+    struct Op {
+      std::string key;
+      std::optional<std::string> value;  // none: delete
+    };
+    std::vector<Op> ops_;
+    std::size_t bytes_ = 0;
+  };
+
+  // Opens (creating if needed) the store in options.dir.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(StoreOptions options);
+  // Rebuilds a damaged store's metadata from what can be read (RocksDB's
+  // RepairDB); what could not be read is lost. Run with the daemon stopped.
+  static absl::Status Repair(const std::string& dir);
+
+  // Runs the queued commits, stops the writer, syncs and closes.
+  ~JobStore();
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+
+  // Queues `batch`; `done` runs once it is durable (see the file comment),
+  // or with the error that kept it from being so.
+  void Commit(Batch batch, absl::AnyInvocable<void(absl::Status) &&> done);
+  // Commit, and wait for `done`.
+  absl::Status CommitAndWait(Batch batch);
+
+  // Every stored job, by increasing id. Stops at the first error `fn`
+  // returns; DATA_LOSS for a record that does not parse.
+  absl::Status ForEachJob(
+      absl::FunctionRef<absl::Status(StoredJob&&)> fn) const;
+  // The id an idempotency key names, if stored.
+  absl::StatusOr<std::optional<std::uint64_t>> FindIdempotencyKey(
+      std::string_view key) const;
+  // One job, if stored.
+  absl::StatusOr<std::optional<StoredJob>> GetJob(std::uint64_t id) const;
+
+  StoreStats stats() const;
+  const StoreOptions& options() const { return options_; }
+  // Whether a fatal error has stopped the writer.
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+
+ private:
+  struct Pending {
+    Batch batch;
+    absl::AnyInvocable<void(absl::Status) &&> done;
+  };
+
+  JobStore(StoreOptions options, std::unique_ptr<rocksdb::Env> env,
+           rocksdb::DB* db);
+  void WriterMain() ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes and (per durability) syncs one group; the status for all of it.
+  absl::Status WriteGroup(std::vector<Pending>& group);
+  // kAsync: syncs what was written since the last sync.
+  void SyncLog();
+  // Stops the store for good after a write or sync error.
+  void Fail(std::string_view what, const absl::Status& cause);
+
+  const StoreOptions options_;
+  std::unique_ptr<rocksdb::Env> env_;  // wraps options_.file_system, if any
+  rocksdb::DB* db_;                    // owned
+
+  bool WorkOrStopLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || stopping_;
+  }
+
+  absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::atomic<bool> failed_{false};
+  absl::Status fatal_status_;  // written by the writer before failed_
+  // Writer thread only.
+  bool disk_full_ = false;
+  bool unsynced_ = false;
+
+  std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::uint64_t> groups_{0};
+  std::atomic<std::uint64_t> syncs_{0};
+  std::atomic<std::uint64_t> bytes_{0};
+  std::atomic<std::uint64_t> failed_commits_{0};
+
+  std::thread writer_;  // last: starts once the rest exists
+};
+
+}  // namespace awaitd::server
+
+#endif  // AWAITD_SERVER_STORE_H_
