@@ -535,15 +535,17 @@ void JobManager::OnFinished(const JobPtr& job) {
   } while (!finished_head_.compare_exchange_weak(
       head, raw, std::memory_order_release, std::memory_order_relaxed));
   finished_unswept_.fetch_add(1, std::memory_order_relaxed);
+  // not_done_ first: a shutdown that wakes when running_ reaches zero then
+  // counts only jobs that never ran (pending ones), not this one.
+  if (not_done_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    absl::MutexLock lock(&idle_mu_);
+    idle_cv_.SignalAll();
+  }
   if (job->started() && !job->is_group()) {
     if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       absl::MutexLock lock(&idle_mu_);
       idle_cv_.SignalAll();
     }
-  }
-  if (not_done_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    absl::MutexLock lock(&idle_mu_);
-    idle_cv_.SignalAll();
   }
 }
 
