@@ -87,6 +87,7 @@ asan: deps ## ASan+UBSan build + all tests (runtime and server) in build-asan/
 	$(call CONFIGURE,$(ASAN_DIR),-DAWAITD_RUNTIME_ONLY=OFF -DAWAITD_SANITIZE=address -DAWAITD_BUILD_BENCH=OFF)
 	cmake --build $(ASAN_DIR) -j$(NPROC)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	AWAITD_STRESS_SCALE=0.1 \
 	$(CTEST) --test-dir $(ASAN_DIR)
