@@ -28,8 +28,9 @@
 // a supervisor restarts it and recovery runs). Open refuses a corrupt store
 // with a message naming the directory and the repair path (Repair()).
 //
-// Layout: "j" + id (8 bytes big-endian) -> StoredJob; "k" + idempotency key
-// -> id (8 bytes big-endian).
+// Layout: "j" + id (8 bytes big-endian) -> StoredJob as accepted; "s" + id
+// -> StoredState, its latest state; "k" + idempotency key -> id (8 bytes
+// big-endian).
 //
 // Thread safety: every method may be called from any thread. `done`
 // callbacks run on the writer thread, in commit order, and must not block
@@ -68,6 +69,7 @@ class Env;
 namespace awaitd::server {
 
 using StoredJob = store::v1::StoredJob;
+using StoredState = store::v1::StoredState;
 
 enum class Durability { kSync, kAsync, kNone };
 // "sync", "async", "none"; INVALID_ARGUMENT naming --durability otherwise.
@@ -109,9 +111,13 @@ class JobStore {
     Batch(Batch&&) noexcept;
     Batch& operator=(Batch&&) noexcept;
 
+    // The job as accepted (its state fields are not stored here: see
+    // PutState).
     void PutJob(const StoredJob& job);
+    // Job `id`'s state and outcome, replacing the previous one.
+    void PutState(std::uint64_t id, const StoredState& state);
     void PutIdempotencyKey(std::string_view key, std::uint64_t id);
-    // Forgets a job (and its idempotency key, if it has one).
+    // Forgets a job, its state (and its idempotency key, if it has one).
     void DeleteJob(std::uint64_t id, std::string_view idempotency_key);
 
     bool empty() const { return ops_.empty(); }
@@ -145,8 +151,9 @@ class JobStore {
   // Commit, and wait for `done`.
   absl::Status CommitAndWait(Batch batch);
 
-  // Every stored job, by increasing id. Stops at the first error `fn`
-  // returns; DATA_LOSS for a record that does not parse.
+  // Every stored job, by increasing id, with its last stored state merged in
+  // (PENDING if none). Stops at the first error `fn` returns; DATA_LOSS for a
+  // record that does not parse.
   absl::Status ForEachJob(
       absl::FunctionRef<absl::Status(StoredJob&&)> fn) const;
   // The id an idempotency key names, if stored.

@@ -162,11 +162,17 @@ TEST(StoreTest, RecordsSurviveAReopenInIdOrder) {
     for (std::uint64_t id : {300, 2, 256, 1, 255}) batch.PutJob(MakeJob(id));
     batch.PutIdempotencyKey("order-17", 256);
     ASSERT_TRUE((*store)->CommitAndWait(std::move(batch)).ok());
-    StoredJob done = MakeJob(2);
+    StoredState running;
+    running.set_state(v1::JOB_STATE_RUNNING);
+    running.set_attempt(1);
+    StoredState done;
     done.set_state(v1::JOB_STATE_SUCCEEDED);
+    done.set_attempt(1);
     done.mutable_result()->set_string_value("ok");
     JobStore::Batch update;
-    update.PutJob(done);
+    update.PutState(2, running);
+    update.PutState(300, running);
+    update.PutState(2, done);  // the later one wins
     ASSERT_TRUE((*store)->CommitAndWait(std::move(update)).ok());
   }
   auto store = JobStore::Open({.dir = dir.Sub("store")});
@@ -175,18 +181,27 @@ TEST(StoreTest, RecordsSurviveAReopenInIdOrder) {
   std::vector<std::uint64_t> ids;
   for (const StoredJob& j : jobs) ids.push_back(j.id());
   EXPECT_EQ(ids, (std::vector<std::uint64_t>{1, 2, 255, 256, 300}));
+  EXPECT_EQ(jobs[0].state(), v1::JOB_STATE_PENDING) << "no state stored";
   EXPECT_EQ(jobs[1].state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(jobs[1].attempt(), 1u);
   EXPECT_EQ(jobs[1].result().string_value(), "ok");
+  EXPECT_EQ(jobs[4].state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ((*(*store)->GetJob(2))->result().string_value(), "ok");
   EXPECT_EQ(jobs[3].spec().args().fields().at("n").number_value(), 256);
   EXPECT_EQ(*(*store)->FindIdempotencyKey("order-17"), 256u);
   EXPECT_EQ(*(*store)->FindIdempotencyKey("order-18"), std::nullopt);
 
   JobStore::Batch forget;
   forget.DeleteJob(256, "order-17");
+  forget.DeleteJob(2, "");
   ASSERT_TRUE((*store)->CommitAndWait(std::move(forget)).ok());
+  EXPECT_EQ(*(*store)->GetJob(2), std::nullopt);
   EXPECT_EQ(*(*store)->GetJob(256), std::nullopt);
   EXPECT_EQ(*(*store)->FindIdempotencyKey("order-17"), std::nullopt);
-  EXPECT_EQ(AllJobs(**store).size(), 4u);
+  EXPECT_EQ(AllJobs(**store).size(), 3u);
+  // A job stored again under a forgotten id starts without the old state.
+  ASSERT_TRUE(PutJobs(**store, 2, 1).ok());
+  EXPECT_EQ((*(*store)->GetJob(2))->state(), v1::JOB_STATE_PENDING);
 }
 
 TEST(StoreTest, ConcurrentCommitsShareSyncs) {
