@@ -641,9 +641,14 @@ class Daemon {
       return absl::InternalError("mkdtemp failed");
     dir_ = dir_template;
     const std::string port_file = dir_ + "/port";
-    std::vector<std::string> argv = {path, "--listen=127.0.0.1:0",
+    // Not durable unless --daemon_args says so (--durability=sync): the
+    // figures compare with the in-memory daemon; a store goes in dir_.
+    std::vector<std::string> argv = {path,
+                                     "--listen=127.0.0.1:0",
                                      "--port_file=" + port_file,
-                                     "--log_level=warning"};
+                                     "--log_level=warning",
+                                     "--durability=none",
+                                     "--data_dir=" + dir_ + "/data"};
     if (const int w = absl::GetFlag(FLAGS_daemon_workers); w > 0)
       argv.push_back("--workers=" + std::to_string(w));
     argv.insert(argv.end(), flags.begin(), flags.end());

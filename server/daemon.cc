@@ -1,6 +1,7 @@
 #include "server/daemon.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <utility>
 
@@ -91,6 +92,9 @@ absl::Status Daemon::Init() {
   }
   jobs_ = std::make_unique<JobManager>(*runtime_, kinds_, limits_,
                                        options_.jobs, *logger_);
+  if (options_.durability != Durability::kNone) {
+    if (absl::Status s = OpenStoreAndRecover(); !s.ok()) return s;
+  }
   jobs_->Start();
   service_ = std::make_unique<JobsService>(*runtime_, *jobs_, options_.service,
                                            *logger_);
@@ -188,6 +192,46 @@ absl::Status Daemon::Init() {
   return absl::OkStatus();
 }
 
+absl::Status Daemon::OpenStoreAndRecover() {
+  const std::string dir = options_.data_dir + "/jobs";
+  const Logger* logger = logger_.get();
+  auto store =
+      JobStore::Open({.dir = dir,
+                      .durability = options_.durability,
+                      .on_fatal = [logger](const absl::Status& s) {
+                        // Never acknowledge after a failed write or sync: stop
+                        // now, and let the supervisor restart the daemon into
+                        // recovery.
+                        logger->Log(LogLevel::kError,
+                                    "component=store event=store_failed error=",
+                                    LogQuote(s.ToString()), " action=exit");
+                        std::fflush(stderr);
+                        std::_Exit(kStoreFailedExitCode);
+                      }});
+  if (!store.ok()) {
+    return absl::Status(store.status().code(),
+                        StrCat("--data_dir=", options_.data_dir, ": ",
+                               store.status().message()));
+  }
+  store_ = *std::move(store);
+  jobs_->AttachStore(store_.get());
+  auto stats = jobs_->Recover();
+  if (!stats.ok()) {
+    return absl::Status(
+        stats.status().code(),
+        StrCat("--data_dir=", options_.data_dir,
+               ": recovery failed: ", stats.status().message()));
+  }
+  logger_->Log(
+      LogLevel::kInfo, "component=store event=recovered dir=", LogQuote(dir),
+      " durability=", DurabilityName(options_.durability),
+      " jobs=", stats->jobs, " finished=", stats->finished,
+      " pending=", stats->pending, " rerun=", stats->rerun,
+      " interrupted=", stats->interrupted, " unrunnable=", stats->unrunnable,
+      " took=", absl::FormatDuration(stats->took));
+  return absl::OkStatus();
+}
+
 void Daemon::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
@@ -216,6 +260,9 @@ void Daemon::Shutdown() {
     jobs_->StopAccepting();
     const bool drained =
         jobs_->DrainRunning(absl::Now() + options_.shutdown_grace);
+    // What the shutdown cancels from here on is not stored: those jobs run
+    // again (pending) or count as interrupted (running) after a restart.
+    jobs_->DetachStore();
     const std::size_t left = jobs_->jobs_not_done();
     if (left > 0) {
       logger_->Log(drained ? LogLevel::kInfo : LogLevel::kWarning,

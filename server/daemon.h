@@ -43,6 +43,7 @@
 #include "server/jobs_service.h"
 #include "server/logger.h"
 #include "server/metrics.h"
+#include "server/store.h"
 #include "server/systemd.h"
 
 namespace grpc {
@@ -50,6 +51,9 @@ class Server;
 }  // namespace grpc
 
 namespace awaitd::server {
+
+// The exit status after a failed write or sync of the job store (EX_IOERR).
+inline constexpr int kStoreFailedExitCode = 74;
 
 struct DaemonOptions {
   // "host:port" (port 0 picks one) or "unix:/path/to.sock".
@@ -80,6 +84,11 @@ struct DaemonOptions {
   // them from the environment.
   std::string notify_socket;
   absl::Duration watchdog_interval = absl::ZeroDuration();
+  // Durability (server/store.h): kNone keeps jobs in memory only; otherwise
+  // they are stored under `data_dir`/jobs and recovered at start, before
+  // the daemon listens. (The flag's default is sync, under ./var.)
+  Durability durability = Durability::kNone;
+  std::string data_dir = "./var";
   LogLevel log_level = LogLevel::kInfo;
   // Null: TimestampedStderrSink.
   runtime::LogSink log_sink;
@@ -112,9 +121,12 @@ class Daemon {
  private:
   explicit Daemon(DaemonOptions options);
   absl::Status Init();
+  absl::Status OpenStoreAndRecover();
 
   DaemonOptions options_;
   std::unique_ptr<Logger> logger_;
+  // Before the runtime and the jobs: it outlives their last stored changes.
+  std::unique_ptr<JobStore> store_;
   std::unique_ptr<runtime::Runtime> runtime_;
   JobKindRegistry kinds_;
   LimitRegistry limits_;

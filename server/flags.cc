@@ -61,6 +61,18 @@ ABSL_FLAG(bool, insecure_listen_anywhere, false,
           "Allow a non-loopback --listen without TLS or --token_file "
           "(anyone who reaches the port can run jobs)");
 
+ABSL_FLAG(std::string, data_dir, "./var",
+          "Where the job store lives (<data_dir>/jobs), with --durability "
+          "other than none");
+ABSL_FLAG(std::string, durability, "sync",
+          "none: jobs live in memory only; sync: a Submit is answered once "
+          "its jobs are on disk (fsync), nothing acknowledged is lost; "
+          "async: answered once written, synced every 100 ms (a power loss "
+          "can lose the last 100 ms)");
+ABSL_FLAG(bool, repair_store, false,
+          "Repair the job store under --data_dir (after a refusal to start "
+          "with a damaged store; keeps what can be read), then exit");
+
 namespace awaitd::server {
 
 namespace {
@@ -74,6 +86,8 @@ absl::Status Positive(int64_t v, const char* flag) {
 }
 
 }  // namespace
+
+bool RepairStoreRequested() { return absl::GetFlag(FLAGS_repair_store); }
 
 absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   DaemonOptions o;
@@ -145,6 +159,13 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   if (o.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--shutdown_grace: must be >= 0");
+  }
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  auto durability = ParseDurability(absl::GetFlag(FLAGS_durability));
+  if (!durability.ok()) return durability.status();
+  o.durability = *durability;
+  if (o.durability != Durability::kNone && o.data_dir.empty()) {
+    return absl::InvalidArgumentError("--data_dir: must not be empty");
   }
   const std::string level = absl::GetFlag(FLAGS_log_level);
   if (!ParseLogLevel(level, &o.log_level)) {

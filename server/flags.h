@@ -12,6 +12,9 @@ namespace awaitd::server {
 // INVALID_ARGUMENT naming the flag for a bad value.
 absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags();
 
+// --repair_store: main repairs the store under --data_dir and exits.
+bool RepairStoreRequested();
+
 }  // namespace awaitd::server
 
 #endif  // AWAITD_SERVER_FLAGS_H_

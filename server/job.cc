@@ -95,6 +95,21 @@ bool Job::MarkRunning() {
   return true;
 }
 
+void Job::Restore(JobState state, std::uint32_t attempts, absl::Time started_at,
+                  absl::Time finished_at,
+                  std::unique_ptr<google::protobuf::Value> result,
+                  std::unique_ptr<v1::JobError> error) {
+  absl::MutexLock lock(&mu_);
+  attempt_ = attempts;
+  if (!IsFinal(state)) return;  // PENDING: it runs again
+  started_at_ = started_at;
+  finished_at_ = finished_at;
+  result_ = std::move(result);
+  error_ = std::move(error);
+  started_.store(started_at != absl::Time(), std::memory_order_release);
+  state_.store(state, std::memory_order_release);
+}
+
 bool Job::Finish(JobState final_state,
                  std::unique_ptr<google::protobuf::Value> result,
                  std::unique_ptr<v1::JobError> error,

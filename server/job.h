@@ -150,6 +150,15 @@ class Job {
               bool (*cancel_pending)(const Job&) = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Recovery (JobManager::Recover), before the job is published: the state
+  // it had when the daemon stopped. A final `state` comes with its outcome
+  // and times; PENDING with the number of runs a crash interrupted (the
+  // next run is attempt `attempts` + 1).
+  void Restore(JobState state, std::uint32_t attempts, absl::Time started_at,
+               absl::Time finished_at,
+               std::unique_ptr<google::protobuf::Value> result,
+               std::unique_ptr<v1::JobError> error) ABSL_LOCKS_EXCLUDED(mu_);
+
   // --- Cancellation (JobManager::Cancel) ---
 
   // Leaf: Task.cancel(msg). Delivered to the body at its next suspension, or

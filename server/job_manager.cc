@@ -315,6 +315,45 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       }
     }
   }
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  if (store != nullptr && out.size() > hits) {
+    // Durable before anyone hears of them: one commit for the batch (shared
+    // with concurrent Submits by the store's group commit). Nothing has
+    // started yet, so a failure takes the batch back out whole.
+    JobStore::Batch batch;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (!is_new[i]) continue;
+      const Job& job = *out[i];
+      StoredJob record;
+      record.set_id(job.id());
+      record.set_type(StoredJob::LEAF);
+      *record.mutable_spec() = *specs[i];
+      record.set_name(job.name());
+      record.set_group_id(job.attributes().group_id);
+      ToProto(job.attributes().created_at, record.mutable_created_at());
+      ToProto(job.attributes().scheduled_at, record.mutable_scheduled_at());
+      batch.PutJob(record);
+      if (!job.attributes().idempotency_key.empty()) {
+        batch.PutIdempotencyKey(job.attributes().idempotency_key, job.id());
+      }
+    }
+    if (absl::Status s = store->CommitAndWait(std::move(batch)); !s.ok()) {
+      absl::MutexLock lock(&table_mu_);
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        if (!is_new[i]) continue;
+        const std::string& key = out[i]->attributes().idempotency_key;
+        if (!key.empty()) {
+          auto k = idempotency_.find(key);
+          if (k != idempotency_.end() && k->second == out[i]->id())
+            idempotency_.erase(k);
+        }
+        jobs_.erase(out[i]->id());
+      }
+      not_done_.fetch_sub(out.size() - hits, std::memory_order_relaxed);
+      return absl::Status(s.code(),
+                          StrCat(field, ": not accepted: ", s.message()));
+    }
+  }
   std::vector<Starting> starting;
   starting.reserve(out.size() - hits);
   for (std::size_t i = 0; i < out.size(); ++i) {
@@ -499,6 +538,10 @@ JobPtr JobManager::Insert(JobAttributes attributes,
 void JobManager::OnStarted(const JobPtr& job) {
   // Groups are not counted: they only wait (shutdown drains running leaves).
   if (!job->is_group()) running_.fetch_add(1, std::memory_order_relaxed);
+  if (JobStore* store = store_.load(std::memory_order_acquire);
+      store != nullptr && !job->is_group()) {
+    StoreState(store, *job);
+  }
   KindStats* k = stats_.For(job->attributes().kind);
   k->started.Add();
   k->queue_wait.Observe(absl::Now() - job->attributes().scheduled_at);
@@ -507,6 +550,10 @@ void JobManager::OnStarted(const JobPtr& job) {
 
 void JobManager::OnFinished(const JobPtr& job) {
   const JobState s = job->state();
+  if (JobStore* store = store_.load(std::memory_order_acquire);
+      store != nullptr && !job->is_group()) {
+    StoreState(store, *job);
+  }
   {
     KindStats* k = stats_.For(job->attributes().kind);
     k->finished[static_cast<std::size_t>(
@@ -993,7 +1040,140 @@ bool JobManager::SweepSome(absl::Time now, std::size_t max_evictions) {
     }
     retained_.erase(retained_.begin(), retained_.begin() + evict);
   }
+  if (JobStore* store = store_.load(std::memory_order_acquire);
+      store != nullptr) {
+    JobStore::Batch forget;
+    for (const JobPtr& j : doomed) {
+      if (!j->is_group())
+        forget.DeleteJob(j->id(), j->attributes().idempotency_key);
+    }
+    if (!forget.empty()) store->Commit(std::move(forget), [](absl::Status) {});
+  }
   return true;
+}
+
+void JobManager::StoreState(JobStore* store, const Job& job) {
+  v1::Job snap;
+  job.Snapshot(&snap);
+  StoredState st;
+  st.set_state(snap.state());
+  st.set_attempt(snap.attempt());
+  if (snap.has_started_at()) *st.mutable_started_at() = snap.started_at();
+  if (snap.has_finished_at()) *st.mutable_finished_at() = snap.finished_at();
+  if (snap.has_result()) st.mutable_result()->Swap(snap.mutable_result());
+  if (snap.has_error()) st.mutable_error()->Swap(snap.mutable_error());
+  JobStore::Batch batch;
+  batch.PutState(job.id(), st);
+  // A failed write stops the daemon (the store's on_fatal); nothing to do
+  // here.
+  store->Commit(std::move(batch), [](absl::Status) {});
+}
+
+absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
+  RecoveryStats stats;
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  if (store == nullptr) return stats;
+  const absl::Time start = absl::Now();
+  std::uint64_t max_id = 0;
+  std::vector<Starting> starting;
+  std::vector<JobPtr> ended;  // state changed by the recovery: stored again
+  absl::Status status = store->ForEachJob([&](StoredJob&& r) {
+    ++stats.jobs;
+    max_id = std::max(max_id, r.id());
+    if (r.type() != StoredJob::LEAF) return absl::OkStatus();
+    const JobState state = static_cast<JobState>(r.state());
+    const std::string at = StrCat("stored job ", r.id());
+    Prepared p;
+    absl::Status valid = Validate(r.spec(), at, &p);
+    JobAttributes& a = p.attr;
+    if (!valid.ok()) {
+      // Its kind or a limit is gone (or a bound changed): keep what is
+      // known, without a body.
+      a = JobAttributes();
+      const JobKind* kind = kinds_.Find(r.spec().kind());
+      a.kind = kind != nullptr ? std::string_view(kind->name)
+                               : std::string_view("unknown");
+      a.shield = r.spec().shield();
+      a.idempotency_key = r.spec().idempotency_key();
+    }
+    a.id = r.id();
+    a.name = r.name();
+    a.group_id = r.group_id();
+    a.created_at = FromProto(r.created_at());
+    a.scheduled_at = FromProto(r.scheduled_at());
+    a.start_absolute = true;  // a wall-clock time now, whatever it was
+    auto job = std::make_shared<Job>(std::move(a));
+    auto error = [](std::string_view type, std::string_view message) {
+      return MakeError(type, message);
+    };
+    bool run = false;
+    if (IsFinal(state)) {
+      ++stats.finished;
+      job->Restore(state, r.attempt(), FromProto(r.started_at()),
+                   FromProto(r.finished_at()),
+                   r.has_result() ? std::make_unique<google::protobuf::Value>(
+                                        std::move(*r.mutable_result()))
+                                  : nullptr,
+                   r.has_error() ? std::make_unique<v1::JobError>(
+                                       std::move(*r.mutable_error()))
+                                 : nullptr);
+    } else if (!valid.ok()) {
+      ++stats.unrunnable;
+      job->Restore(
+          JobState::kFailed, r.attempt(), absl::Time(), absl::Now(), nullptr,
+          error("RecoveryError", StrCat("cannot run it again after a restart: ",
+                                        valid.message())));
+      ended.push_back(job);
+    } else if (state == JobState::kRunning &&
+               !(kinds_.Find(r.spec().kind())->retry_safe &&
+                 r.attempt() < kMaxAttempts)) {
+      ++stats.interrupted;
+      job->Restore(
+          JobState::kFailed, r.attempt(), FromProto(r.started_at()),
+          absl::Now(), nullptr,
+          error("InterruptedError",
+                kinds_.Find(r.spec().kind())->retry_safe
+                    ? StrCat("the daemon stopped while it ran, ", r.attempt(),
+                             " times; not run again")
+                    : StrCat("the daemon stopped while it ran; its kind \"",
+                             r.spec().kind(), "\" is not safe to run again")));
+      ended.push_back(job);
+    } else {
+      if (state == JobState::kRunning) {
+        ++stats.rerun;
+      } else {
+        ++stats.pending;
+      }
+      job->Restore(JobState::kPending, r.attempt(), absl::Time(), absl::Time(),
+                   nullptr, nullptr);
+      run = true;
+    }
+    {
+      absl::MutexLock lock(&table_mu_);
+      if (!job->attributes().idempotency_key.empty())
+        idempotency_.emplace(job->attributes().idempotency_key, job->id());
+      jobs_.emplace_hint(jobs_.end(), job->id(), job);
+    }
+    if (run) {
+      not_done_.fetch_add(1, std::memory_order_relaxed);
+      stats_.For(job->attributes().kind)->submitted.Add();
+      starting.push_back({job, std::move(p.body)});
+    } else {
+      // Retained like any finished job (the sweep forgets it in turn).
+      Job* raw = job.get();
+      raw->finished_next_ = finished_head_.load(std::memory_order_relaxed);
+      finished_head_.store(raw, std::memory_order_relaxed);
+      finished_unswept_.fetch_add(1, std::memory_order_relaxed);
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (max_id >= next_id_.load(std::memory_order_relaxed))
+    next_id_.store(max_id + 1, std::memory_order_relaxed);
+  for (const JobPtr& j : ended) StoreState(store, *j);
+  if (!starting.empty()) runtime_.SpawnDetached(StartJobs(std::move(starting)));
+  stats.took = absl::Now() - start;
+  return stats;
 }
 
 }  // namespace awaitd::server

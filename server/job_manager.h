@@ -51,6 +51,7 @@
 #include "server/job_stats.h"
 #include "server/limits.h"
 #include "server/logger.h"
+#include "server/store.h"
 
 namespace awaitd::server {
 
@@ -105,6 +106,36 @@ class JobManager {
   const JobManagerOptions& options() const { return options_; }
   const JobKindRegistry& kinds() const { return kinds_; }
   LimitRegistry& limits() { return limits_; }
+
+  // Durability (server/store.h): from now on, jobs accepted by Submit are
+  // in the store before Submit returns, their transitions are stored as they
+  // happen, and forgotten jobs are deleted from it. Call before Recover()
+  // and Start(); `store` must outlive this manager's jobs.
+  void AttachStore(JobStore* store) {
+    store_.store(store, std::memory_order_release);
+  }
+  // Shutdown, after DrainRunning and before CancelAll: no more changes are
+  // stored, so the jobs the shutdown cancels stay in the store as they were
+  // (pending ones run after the restart; running ones count as interrupted).
+  void DetachStore() { store_.store(nullptr, std::memory_order_release); }
+
+  struct RecoveryStats {
+    std::size_t jobs = 0;         // records read
+    std::size_t finished = 0;     // kept with their outcome
+    std::size_t pending = 0;      // queued again with their start times
+    std::size_t rerun = 0;        // were running; retry-safe: run again
+    std::size_t interrupted = 0;  // were running: now FAILED
+    std::size_t unrunnable = 0;   // pending, but their kind or limit is gone
+    absl::Duration took;
+  };
+  // Rebuilds the job table from the attached store, before Start() and
+  // before any Submit: finished jobs keep their outcome; pending ones are
+  // queued again with their start times; a job that was running when the
+  // daemon died runs again if its kind is retry-safe and it has had fewer
+  // than kMaxAttempts runs, else ends FAILED with an InterruptedError. New
+  // ids continue after the largest stored one.
+  absl::StatusOr<RecoveryStats> Recover();
+  static constexpr std::uint32_t kMaxAttempts = 3;
 
   // Starts the retention sweep.
   void Start();
@@ -222,12 +253,16 @@ class JobManager {
   void OnFinished(const JobPtr& job);
   void Publish(const JobPtr& job, JobState state)
       ABSL_LOCKS_EXCLUDED(listen_mu_);
+  // Stores a leaf job's current state (no wait; a failure is the store's:
+  // see StoreOptions::on_fatal).
+  void StoreState(JobStore* store, const Job& job);
 
   runtime::Runtime& runtime_;
   const JobKindRegistry& kinds_;
   LimitRegistry& limits_;
   const JobManagerOptions options_;
   const Logger& logger_;
+  std::atomic<JobStore*> store_{nullptr};  // optional
 
   std::atomic<bool> accepting_{true};
   std::atomic<std::uint64_t> next_id_{1};

@@ -57,6 +57,20 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (awaitd::server::RepairStoreRequested()) {
+    const std::string dir = options->data_dir + "/jobs";
+    absl::Status s = awaitd::server::JobStore::Repair(dir);
+    if (!s.ok()) {
+      std::fprintf(stderr, "awaitd: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "awaitd: repaired the job store in %s; start awaitd as "
+                 "usual\n",
+                 dir.c_str());
+    return 0;
+  }
+
   // Run by systemd (Type=notify, WatchdogSec=): deploy/systemd/awaitd.service.
   if (const char* socket = std::getenv("NOTIFY_SOCKET"); socket != nullptr) {
     options->notify_socket = socket;

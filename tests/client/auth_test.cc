@@ -243,7 +243,7 @@ ProcessResult Awaitd(
         on_output = nullptr) {
   ProcessOptions o;
   // No metrics endpoint: the default port would collide between tests.
-  o.argv = {AWAITD_PATH, "--metrics_listen="};
+  o.argv = {AWAITD_PATH, "--metrics_listen=", "--durability=none"};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.timeout = std::chrono::seconds(60);
   o.on_output = std::move(on_output);

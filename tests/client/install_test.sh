@@ -26,7 +26,7 @@ env_file="${work}/prefix/etc/awaitd/awaitd.env"
 for f in "${unit}" "${env_file}" "${work}/prefix/share/doc/awaitd/README.md"; do
   [[ -f "${f}" ]] || { echo "not installed: ${f}"; exit 1; }
 done
-grep -qx "ExecStart=${work}/prefix/bin/awaitd \$AWAITD_OPTS" "${unit}" ||
+grep -qx "ExecStart=${work}/prefix/bin/awaitd --data_dir=/var/lib/awaitd \$AWAITD_OPTS" "${unit}" ||
   { echo "unit does not run the installed awaitd:"; grep ExecStart "${unit}"; exit 1; }
 grep -qx "EnvironmentFile=-${env_file}" "${unit}" ||
   { echo "unit does not read the installed env file"; exit 1; }

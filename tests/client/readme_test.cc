@@ -302,8 +302,8 @@ class AwaitdProcess {
         dup2(fd, 2);
       }
       const std::string port_flag = "--port_file=" + port_file.string();
-      execl(AWAITD_PATH, AWAITD_PATH,
-            "--metrics_listen=", "--listen=127.0.0.1:0", port_flag.c_str(),
+      execl(AWAITD_PATH, AWAITD_PATH, "--metrics_listen=", "--durability=none",
+            "--listen=127.0.0.1:0", port_flag.c_str(),
             static_cast<char*>(nullptr));
       _exit(127);
     }

@@ -88,6 +88,8 @@ check(pod["terminationGracePeriodSeconds"] > grace + 10,
 check(any(t["metadata"]["name"] in mounts for t in sts["spec"]["volumeClaimTemplates"]),
       "the data volume is mounted")
 check(mounts.get("data") == "/var/lib/awaitd", "data under /var/lib/awaitd")
+check(flags.get("data_dir") == mounts.get("data"), "--data_dir is the data volume")
+check(flags.get("durability", "sync") != "none", "jobs are durable")
 
 # awaitd itself accepts the flags file (names and values), with the token
 # file replaced by a real one and the addresses by free loopback ports.
@@ -96,8 +98,9 @@ with tempfile.TemporaryDirectory() as tmp:
     with open(tokens, "w") as f:
         f.write("k8s-test-token\n")
     os.chmod(tokens, 0o600)
-    lines = [l for l in flag_lines if not l.startswith(("--token_file=", "--listen=", "--metrics_listen="))]
+    lines = [l for l in flag_lines if not l.startswith(("--token_file=", "--listen=", "--metrics_listen=", "--data_dir="))]
     lines += ["--token_file=" + tokens, "--listen=127.0.0.1:0", "--metrics_listen=",
+              "--data_dir=" + os.path.join(tmp, "data"),
               "--port_file=" + os.path.join(tmp, "port")]
     with open(os.path.join(tmp, "flags"), "w") as f:
         f.write("\n".join(lines) + "\n")

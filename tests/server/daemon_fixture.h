@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,17 @@ inline v1::ErrorDetails Details(const grpc::Status& s) {
   v1::ErrorDetails d;
   if (!s.error_details().empty()) d.ParseFromString(s.error_details());
   return d;
+}
+
+// The awaitd binary of this build, for tests that run it as a process:
+// <build>/tests/server/server_tests -> <build>/server/awaitd.
+inline std::string AwaitdBinaryPath() {
+  std::error_code ec;
+  const std::filesystem::path exe =
+      std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  return (exe.parent_path().parent_path().parent_path() / "server" / "awaitd")
+      .string();
 }
 
 class DaemonTest : public ::testing::Test {

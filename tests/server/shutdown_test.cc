@@ -739,14 +739,7 @@ TEST(JobManagerShutdownTest, SubmitValidatingDuringShutdownAdmitsNothing) {
 // --- Out of process: the awaitd binary -----------------------------------
 
 // <build>/tests/server/server_tests -> <build>/server/awaitd
-std::string AwaitdPath() {
-  std::error_code ec;
-  const std::filesystem::path exe =
-      std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "";
-  return (exe.parent_path().parent_path().parent_path() / "server" / "awaitd")
-      .string();
-}
+std::string AwaitdPath() { return testing::AwaitdBinaryPath(); }
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -784,7 +777,9 @@ class ShutdownProcessTest : public ::testing::Test {
   // `tag`.
   pid_t Spawn(const std::vector<std::string>& args, const std::string& tag) {
     // No metrics endpoint: its default port would collide between tests.
-    std::vector<std::string> argv_s = {awaitd_, "--metrics_listen="};
+    // No store either: tests run side by side in one working directory.
+    std::vector<std::string> argv_s = {
+        awaitd_, "--metrics_listen=", "--durability=none"};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (std::string& a : argv_s) argv.push_back(a.data());

@@ -288,14 +288,7 @@ TEST_F(SystemdDaemonTest, WatchdogStopsPingingWhileEveryLoopIsBlocked) {
   EXPECT_TRUE(recovered);
 }
 
-std::string AwaitdPath() {
-  std::error_code ec;
-  const std::filesystem::path exe =
-      std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "";
-  return (exe.parent_path().parent_path().parent_path() / "server" / "awaitd")
-      .string();
-}
+std::string AwaitdPath() { return testing::AwaitdBinaryPath(); }
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -325,6 +318,7 @@ TEST(SystemdBinaryTest, NotifiesReadyWatchdogAndStoppingOnSigterm) {
   }
   std::vector<std::string> argv_s = {awaitd,
                                      "--metrics_listen=",
+                                     "--durability=none",
                                      "--listen=127.0.0.1:0",
                                      "--port_file=" + port_file,
                                      "--workers=2",

@@ -1,0 +1,572 @@
+// Durability (--durability, server/store.h) at the level of the daemon:
+//   - RecoveryTest: the recovery rules, from records written straight into a
+//     store (a running job that is retry-safe runs again, up to
+//     JobManager::kMaxAttempts runs; one that is not ends FAILED with an
+//     InterruptedError; pending jobs keep their start time; finished ones
+//     their outcome; ids continue after the largest).
+//   - DurableDaemonTest: a daemon restarted on the same --data_dir.
+//   - CrashLoopTest: the awaitd binary killed with SIGKILL at random moments
+//     while clients submit, wait and cancel, and restarted, many times; then
+//     every acknowledged job exists, every reported outcome is unchanged and
+//     no job is in an impossible state.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "runtime/runtime.h"
+#include "server/job_manager.h"
+#include "server/store.h"
+#include "tests/server/daemon_fixture.h"
+
+extern char** environ;
+
+namespace awaitd::server {
+namespace {
+
+using testing::DaemonTest;
+using ::testing::HasSubstr;
+using testing::Input;
+using testing::Spec;
+
+std::string FreshDir(const std::string& name) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) /
+      ("awaitd_durability_" + std::to_string(getpid()) + "_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  ToProto(t, &ts);
+  return ts;
+}
+
+// --- Recovery rules
+// ------------------------------------------------------------------
+
+class RecoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = FreshDir(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    RegisterBuiltinKinds(kinds_);
+    // A kind that must not run twice (it has effects outside).
+    ASSERT_TRUE(kinds_
+                    .Register({.name = "charge",
+                               .description = "not retry-safe",
+                               .retry_safe = false,
+                               .bind = kinds_.Find("echo")->bind})
+                    .ok());
+  }
+  void TearDown() override {
+    if (jobs_ != nullptr) {
+      jobs_->StopAccepting();
+      jobs_->CancelAll("test over", absl::Now() + absl::Seconds(5));
+      jobs_->Stop();
+    }
+    jobs_.reset();
+    runtime_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Writes `records` (job + state) into a fresh store.
+  void Write(const std::vector<std::pair<StoredJob, StoredState>>& records) {
+    auto store = JobStore::Open({.dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobStore::Batch batch;
+    for (const auto& [job, state] : records) {
+      batch.PutJob(job);
+      if (state.state() != v1::JOB_STATE_UNSPECIFIED)
+        batch.PutState(job.id(), state);
+      if (!job.spec().idempotency_key().empty())
+        batch.PutIdempotencyKey(job.spec().idempotency_key(), job.id());
+    }
+    ASSERT_TRUE((*store)->CommitAndWait(std::move(batch)).ok());
+  }
+
+  // Opens the store and recovers into a new JobManager.
+  JobManager::RecoveryStats Recover() {
+    auto store = JobStore::Open({.dir = dir_});
+    EXPECT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    runtime_ = std::make_unique<runtime::Runtime>(
+        runtime::RuntimeOptions{.workers = 2});
+    jobs_ = std::make_unique<JobManager>(*runtime_, kinds_, limits_,
+                                         JobManagerOptions{}, logger_);
+    jobs_->AttachStore(store_.get());
+    auto stats = jobs_->Recover();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    jobs_->Start();
+    return stats.ok() ? *stats : JobManager::RecoveryStats{};
+  }
+
+  v1::Job Snap(std::uint64_t id) {
+    auto job = jobs_->Find(id, "id");
+    EXPECT_TRUE(job.ok()) << job.status();
+    v1::Job out;
+    if (job.ok()) (*job)->Snapshot(&out);
+    return out;
+  }
+
+  v1::Job AwaitFinal(std::uint64_t id) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    v1::Job j = Snap(id);
+    while (j.state() < v1::JOB_STATE_SUCCEEDED && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+      j = Snap(id);
+    }
+    return j;
+  }
+
+  static StoredJob Record(std::uint64_t id, const std::string& kind,
+                          const std::string& args_json = "{}") {
+    StoredJob r;
+    r.set_id(id);
+    r.set_name("Job-" + std::to_string(id));
+    *r.mutable_spec() = Spec(kind, args_json);
+    *r.mutable_created_at() = Ts(absl::Now() - absl::Minutes(1));
+    *r.mutable_scheduled_at() = r.created_at();
+    return r;
+  }
+  static StoredState State(v1::JobState s, std::uint32_t attempt) {
+    StoredState st;
+    st.set_state(s);
+    st.set_attempt(attempt);
+    if (attempt > 0) *st.mutable_started_at() = Ts(absl::Now());
+    return st;
+  }
+
+  std::string dir_;
+  JobKindRegistry kinds_;
+  LimitRegistry limits_;
+  Logger logger_{LogLevel::kError};
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<runtime::Runtime> runtime_;
+  std::unique_ptr<JobManager> jobs_;
+};
+
+TEST_F(RecoveryTest, FinishedJobsKeepTheirOutcome) {
+  StoredState done = State(v1::JOB_STATE_SUCCEEDED, 1);
+  done.mutable_result()->set_string_value("the answer");
+  *done.mutable_finished_at() = Ts(absl::FromUnixSeconds(1'765'000'000));
+  StoredState failed = State(v1::JOB_STATE_FAILED, 1);
+  failed.mutable_error()->set_type("ValueError");
+  failed.mutable_error()->set_message("boom");
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{Record(3, "echo"), done}, {Record(4, "fail"), failed}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.jobs, 2u);
+  EXPECT_EQ(stats.finished, 2u);
+  v1::Job a = Snap(3);
+  EXPECT_EQ(a.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(a.result().string_value(), "the answer");
+  EXPECT_EQ(a.finished_at().seconds(), 1'765'000'000);
+  v1::Job b = Snap(4);
+  EXPECT_EQ(b.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(b.error().type(), "ValueError");
+  EXPECT_EQ(b.error().message(), "boom");
+  EXPECT_EQ(jobs_->jobs_not_done(), 0u);
+}
+
+TEST_F(RecoveryTest, PendingJobsKeepTheirStartTime) {
+  StoredJob later = Record(7, "echo", R"({"value": 1})");
+  const absl::Time at = absl::Now() + absl::Hours(2);
+  *later.mutable_scheduled_at() = Ts(at);
+  StoredJob now = Record(8, "echo", R"({"value": 2})");
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{later, StoredState()}, {now, StoredState()}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.pending, 2u);
+  v1::Job j = Snap(7);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(j.scheduled_at().seconds(), absl::ToUnixSeconds(at));
+  v1::Job k = AwaitFinal(8);  // due already: it runs
+  EXPECT_EQ(k.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(k.result().number_value(), 2);
+  EXPECT_EQ(Snap(7).state(), v1::JOB_STATE_PENDING);
+}
+
+TEST_F(RecoveryTest, ARunningRetrySafeJobRunsAgainAsItsNextAttempt) {
+  ASSERT_NO_FATAL_FAILURE(Write({{Record(5, "echo", R"({"value": 5})"),
+                                  State(v1::JOB_STATE_RUNNING, 1)}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.rerun, 1u);
+  v1::Job j = AwaitFinal(5);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(j.attempt(), 2u);
+  // The new outcome is stored.
+  auto stored = store_->GetJob(5);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline &&
+         (*store_->GetJob(5))->state() != v1::JOB_STATE_SUCCEEDED) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ((*store_->GetJob(5))->attempt(), 2u);
+}
+
+TEST_F(RecoveryTest, ARunningJobOutOfAttemptsIsInterrupted) {
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{Record(5, "echo", R"({"value": 5})"),
+              State(v1::JOB_STATE_RUNNING, JobManager::kMaxAttempts)}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.interrupted, 1u);
+  v1::Job j = Snap(5);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(j.error().type(), "InterruptedError");
+  EXPECT_THAT(j.error().message(), HasSubstr("3 times"));
+}
+
+TEST_F(RecoveryTest, ARunningJobThatIsNotRetrySafeIsInterrupted) {
+  ASSERT_NO_FATAL_FAILURE(Write({{Record(9, "charge", R"({"value": 1})"),
+                                  State(v1::JOB_STATE_RUNNING, 1)}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.interrupted, 1u);
+  v1::Job j = Snap(9);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(j.error().type(), "InterruptedError");
+  EXPECT_THAT(j.error().message(), HasSubstr("not safe to run again"));
+  // Stored, so a second restart says the same.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline &&
+         (*store_->GetJob(9))->state() != v1::JOB_STATE_FAILED) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ((*store_->GetJob(9))->error().type(), "InterruptedError");
+}
+
+TEST_F(RecoveryTest, APendingJobWhoseKindIsGoneFails) {
+  ASSERT_NO_FATAL_FAILURE(Write({{Record(2, "retired_kind"), StoredState()}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.unrunnable, 1u);
+  v1::Job j = Snap(2);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(j.error().type(), "RecoveryError");
+  EXPECT_THAT(j.error().message(), HasSubstr("retired_kind"));
+}
+
+TEST_F(RecoveryTest, IdsAndIdempotencyKeysCarryOn) {
+  StoredJob keyed = Record(40, "sleep", R"({"seconds": 3600})");
+  keyed.mutable_spec()->set_idempotency_key("order-17");
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{Record(12, "echo"), StoredState()}, {keyed, StoredState()}}));
+  Recover();
+  v1::JobSpec again = Spec("sleep", R"({"seconds": 3600})");
+  again.set_idempotency_key("order-17");
+  v1::JobSpec fresh = Spec("echo", R"({"value": 1})");
+  const v1::JobSpec* specs[] = {&again, &fresh};
+  std::vector<bool> existing;
+  auto created = jobs_->Submit(specs, "jobs", 0, &existing);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ((*created)[0]->id(), 40u);
+  EXPECT_TRUE(existing[0]);
+  EXPECT_EQ((*created)[1]->id(), 41u) << "ids continue after the largest";
+}
+
+// --- A daemon restarted on its data directory
+// ------------------------------------------------------------------
+
+class DurableDaemonTest : public DaemonTest {
+ protected:
+  DurableDaemonTest() { start_in_setup_ = false; }
+  void SetUp() override {
+    data_dir_ = FreshDir(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  void TearDown() override {
+    StopDaemon();
+    std::filesystem::remove_all(data_dir_);
+  }
+  DaemonOptions Durable() {
+    DaemonOptions o = DefaultOptions();
+    o.durability = Durability::kSync;
+    o.data_dir = data_dir_;
+    o.shutdown_grace = absl::Milliseconds(100);
+    return o;
+  }
+  std::string data_dir_;
+};
+
+TEST_F(DurableDaemonTest, ARestartKeepsResultsPendingJobsAndKeys) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  const std::uint64_t done = SubmitOk({Spec("echo", R"({"value": 7})")})[0];
+  const v1::Job done_before = WaitForOk(done);
+  v1::JobSpec delayed = Spec("echo", R"({"value": 8})");
+  *delayed.mutable_delay() = testing::Seconds(3600);
+  delayed.set_idempotency_key("nightly");
+  const std::uint64_t later = SubmitOk({delayed})[0];
+  const v1::Job later_before = GetOk(later);
+  v1::JobSpec doomed = Spec("echo", R"({"value": 9})");
+  *doomed.mutable_delay() = testing::Seconds(3600);
+  const std::uint64_t cancelled = SubmitOk({doomed})[0];
+  {
+    v1::CancelRequest req;
+    req.add_ids(cancelled);
+    v1::CancelResponse resp;
+    ASSERT_TRUE(stub_->Cancel(Ctx().get(), req, &resp).ok());
+  }
+  ASSERT_EQ(AwaitDone(cancelled).state(), v1::JOB_STATE_CANCELLED);
+  // A graceful stop: the pending job is not cancelled in the store.
+  daemon_->Shutdown();
+  StopDaemon();
+
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  const v1::Job done_after = GetOk(done);
+  EXPECT_EQ(done_after.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done_after.result().number_value(), 7);
+  EXPECT_EQ(done_after.finished_at().seconds(),
+            done_before.finished_at().seconds());
+  EXPECT_EQ(done_after.finished_at().nanos(),
+            done_before.finished_at().nanos());
+  const v1::Job later_after = GetOk(later);
+  EXPECT_EQ(later_after.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(later_after.scheduled_at().seconds(),
+            later_before.scheduled_at().seconds());
+  EXPECT_EQ(GetOk(cancelled).state(), v1::JOB_STATE_CANCELLED);
+  // The retried Submit returns the same job.
+  v1::SubmitResponse resp;
+  ASSERT_TRUE(Submit({delayed}, &resp).ok());
+  EXPECT_EQ(resp.jobs(0).id(), later);
+  EXPECT_TRUE(resp.jobs(0).existing());
+  // New ids do not reuse old ones.
+  EXPECT_GT(SubmitOk({Spec("echo", R"({"value": 1})")})[0], cancelled);
+}
+
+TEST_F(DurableDaemonTest, AStoreInUseIsRefusedNamingTheDirectory) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  DaemonOptions second = Durable();
+  auto d = Daemon::Start(second);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(d.status().message()),
+              HasSubstr("--data_dir=" + data_dir_));
+  EXPECT_THAT(std::string(d.status().message()), HasSubstr("another awaitd"));
+}
+
+// --- The binary, killed and restarted
+// ------------------------------------------------------------------
+
+// What the clients were told, to compare with what the daemon says after
+// each restart.
+struct ClientLog {
+  std::mutex mu;
+  std::map<std::uint64_t, std::string> acknowledged;  // id -> idempotency key
+  std::map<std::uint64_t, v1::Job> reported;          // final outcomes seen
+};
+
+void CheckAgainst(v1::Jobs::Stub& stub, ClientLog& log, int round) {
+  std::lock_guard<std::mutex> lock(log.mu);
+  if (log.acknowledged.empty()) return;
+  v1::GetRequest req;
+  for (const auto& [id, key] : log.acknowledged) req.add_ids(id);
+  v1::GetResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::Status s = stub.Get(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << "round " << round << ": an acknowledged job is "
+                      << "missing: " << s.error_message();
+  ASSERT_EQ(resp.jobs_size(), req.ids_size());
+  for (const v1::Job& j : resp.jobs()) {
+    ASSERT_GE(j.state(), v1::JOB_STATE_PENDING) << j.ShortDebugString();
+    ASSERT_LE(j.state(), v1::JOB_STATE_CANCELLED) << j.ShortDebugString();
+    if (j.state() == v1::JOB_STATE_SUCCEEDED) {
+      EXPECT_TRUE(j.has_result())
+          << "round " << round << ": " << j.ShortDebugString();
+      EXPECT_FALSE(j.has_error()) << j.ShortDebugString();
+    }
+    if (j.state() == v1::JOB_STATE_FAILED ||
+        j.state() == v1::JOB_STATE_CANCELLED) {
+      EXPECT_TRUE(j.has_error())
+          << "round " << round << ": " << j.ShortDebugString();
+    }
+    if (j.state() >= v1::JOB_STATE_SUCCEEDED) {
+      EXPECT_TRUE(j.has_finished_at()) << j.ShortDebugString();
+    }
+    auto it = log.reported.find(j.id());
+    if (it != log.reported.end()) {
+      // A reported outcome never changes.
+      EXPECT_EQ(j.state(), it->second.state())
+          << "round " << round << ": job " << j.id() << " was reported as "
+          << it->second.ShortDebugString() << ", now " << j.ShortDebugString();
+      EXPECT_EQ(j.result().ShortDebugString(),
+                it->second.result().ShortDebugString());
+      EXPECT_EQ(j.finished_at().seconds(), it->second.finished_at().seconds());
+      EXPECT_EQ(j.finished_at().nanos(), it->second.finished_at().nanos());
+    }
+  }
+}
+
+TEST(CrashLoopTest, KilledAndRestartedFiftyTimesLosesNothingAcknowledged) {
+  const std::string awaitd = testing::AwaitdBinaryPath();
+  ASSERT_TRUE(std::filesystem::exists(awaitd)) << awaitd;
+  const std::string dir = FreshDir("crash_loop");
+  const std::string data_dir = dir + "/data";
+  ClientLog log;
+  std::mt19937 rng(12345);
+  std::atomic<std::uint64_t> key_seq{0};
+  constexpr int kRounds = 50;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string port_file = dir + "/port" + std::to_string(round);
+    std::vector<std::string> args = {awaitd,
+                                     "--listen=127.0.0.1:0",
+                                     "--port_file=" + port_file,
+                                     "--metrics_listen=",
+                                     "--workers=2",
+                                     "--log_level=warning",
+                                     "--durability=sync",
+                                     "--data_dir=" + data_dir};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    const std::string err = dir + "/stderr";
+    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    pid_t pid = -1;
+    ASSERT_EQ(
+        posix_spawn(&pid, awaitd.c_str(), &fa, nullptr, argv.data(), environ),
+        0);
+    posix_spawn_file_actions_destroy(&fa);
+    // Killed whatever happens below (an ASSERT returns early).
+    struct Reaper {
+      pid_t pid;
+      ~Reaper() {
+        kill(pid, SIGKILL);
+        int st = 0;
+        waitpid(pid, &st, 0);
+      }
+    } reaper{pid};
+    std::string address;
+    for (int i = 0; i < 2000 && address.empty(); ++i) {
+      std::ifstream in(port_file);
+      std::getline(in, address);
+      if (address.empty())
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_FALSE(address.empty()) << "round " << round << ": no port file";
+    auto channel =
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    auto stub = v1::Jobs::NewStub(channel);
+
+    // After a restart, everything acknowledged so far is there, unchanged.
+    ASSERT_NO_FATAL_FAILURE(CheckAgainst(*stub, log, round));
+    if (::testing::Test::HasFailure()) break;
+
+    // Three clients: submit (some with keys, some delayed, some retried),
+    // wait for some, cancel some; the daemon is killed while they do.
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 3; ++c) {
+      clients.emplace_back([&, c] {
+        std::mt19937 r(round * 10 + c);
+        while (!stop.load()) {
+          v1::SubmitRequest req;
+          for (int i = 0; i < 5; ++i) {
+            v1::JobSpec* s = req.add_jobs();
+            switch (r() % 4) {
+              case 0:
+                *s = Spec("echo",
+                          "{\"value\": " + std::to_string(r() % 100) + "}");
+                break;
+              case 1:
+                *s = Spec("sleep", R"({"seconds": 0.02, "result": "slept"})");
+                break;
+              case 2:
+                *s = Spec("echo", R"({"value": 1})");
+                *s->mutable_delay() = testing::Seconds(3600);
+                break;
+              default:
+                *s = Spec("fail", R"({"type": "ValueError", "message": "no"})");
+                break;
+            }
+            if (r() % 3 == 0)
+              s->set_idempotency_key("k" + std::to_string(key_seq++));
+          }
+          v1::SubmitResponse resp;
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(5));
+          if (!stub->Submit(&ctx, req, &resp).ok()) break;  // killed
+          std::vector<std::uint64_t> ids;
+          {
+            std::lock_guard<std::mutex> lock(log.mu);
+            for (int i = 0; i < resp.jobs_size(); ++i) {
+              log.acknowledged[resp.jobs(i).id()] =
+                  req.jobs(i).idempotency_key();
+              ids.push_back(resp.jobs(i).id());
+            }
+          }
+          if (r() % 2 == 0) {
+            v1::CancelRequest creq;
+            creq.add_ids(ids[r() % ids.size()]);
+            v1::CancelResponse cresp;
+            grpc::ClientContext cctx;
+            cctx.set_deadline(std::chrono::system_clock::now() +
+                              std::chrono::seconds(5));
+            (void)stub->Cancel(&cctx, creq, &cresp);
+          }
+          // Wait for the first one; remember a final outcome it reported.
+          v1::WaitForRequest wreq;
+          wreq.mutable_job()->set_id(ids[0]);
+          *wreq.mutable_timeout() = testing::Seconds(0.2);
+          v1::WaitForResponse wresp;
+          grpc::ClientContext wctx;
+          wctx.set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::seconds(5));
+          grpc::Status ws = stub->WaitFor(&wctx, wreq, &wresp);
+          if (ws.ok() || wresp.has_job()) {
+            // Reported outcomes come from Get after the wait: a final state
+            // there is what a client would have been told.
+          }
+          v1::GetRequest greq;
+          greq.add_ids(ids[0]);
+          v1::GetResponse gresp;
+          grpc::ClientContext gctx;
+          gctx.set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::seconds(5));
+          if (stub->Get(&gctx, greq, &gresp).ok() &&
+              gresp.jobs(0).state() >= v1::JOB_STATE_SUCCEEDED) {
+            std::lock_guard<std::mutex> lock(log.mu);
+            log.reported[ids[0]] = gresp.jobs(0);
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 200));
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0)
+        << "round " << round << ": awaitd exited by itself, status " << status;
+    kill(pid, SIGKILL);
+    stop = true;
+    for (auto& t : clients) t.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(log.mu);
+    EXPECT_GT(log.acknowledged.size(), 500u) << "too little traffic to tell";
+    EXPECT_GT(log.reported.size(), 50u);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace awaitd::server
