@@ -195,19 +195,23 @@ absl::Status Daemon::Init() {
 absl::Status Daemon::OpenStoreAndRecover() {
   const std::string dir = options_.data_dir + "/jobs";
   const Logger* logger = logger_.get();
-  auto store =
-      JobStore::Open({.dir = dir,
-                      .durability = options_.durability,
-                      .on_fatal = [logger](const absl::Status& s) {
-                        // Never acknowledge after a failed write or sync: stop
-                        // now, and let the supervisor restart the daemon into
-                        // recovery.
-                        logger->Log(LogLevel::kError,
-                                    "component=store event=store_failed error=",
-                                    LogQuote(s.ToString()), " action=exit");
-                        std::fflush(stderr);
-                        std::_Exit(kStoreFailedExitCode);
-                      }});
+  auto on_fatal = [logger,
+                   hook = options_.on_store_failure](const absl::Status& s) {
+    logger->Log(LogLevel::kError, "component=store event=store_failed error=",
+                LogQuote(s.ToString()), hook ? " action=hook" : " action=exit");
+    if (hook) {
+      hook(s);
+      return;
+    }
+    // Never acknowledge after a failed write or sync: stop now, and let the
+    // supervisor restart the daemon into recovery.
+    std::fflush(stderr);
+    std::_Exit(kStoreFailedExitCode);
+  };
+  auto store = JobStore::Open({.dir = dir,
+                               .durability = options_.durability,
+                               .on_fatal = std::move(on_fatal),
+                               .file_system = options_.store_file_system});
   if (!store.ok()) {
     return absl::Status(store.status().code(),
                         StrCat("--data_dir=", options_.data_dir, ": ",

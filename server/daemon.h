@@ -28,6 +28,7 @@
 #define AWAITD_SERVER_DAEMON_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -89,6 +90,11 @@ struct DaemonOptions {
   // the daemon listens. (The flag's default is sync, under ./var.)
   Durability durability = Durability::kNone;
   std::string data_dir = "./var";
+  // Tests: the file system the store writes through (fault injection), and
+  // what a failed write or sync does instead of logging and exiting 74
+  // (it is logged either way).
+  std::shared_ptr<rocksdb::FileSystem> store_file_system;
+  std::function<void(const absl::Status&)> on_store_failure;
   LogLevel log_level = LogLevel::kInfo;
   // Null: TimestampedStderrSink.
   runtime::LogSink log_sink;

@@ -34,6 +34,7 @@
 #include "server/job_manager.h"
 #include "server/store.h"
 #include "tests/server/daemon_fixture.h"
+#include "tests/server/faulty_file_system.h"
 
 extern char** environ;
 
@@ -360,6 +361,88 @@ TEST_F(DurableDaemonTest, AStoreInUseIsRefusedNamingTheDirectory) {
   EXPECT_THAT(std::string(d.status().message()),
               HasSubstr("--data_dir=" + data_dir_));
   EXPECT_THAT(std::string(d.status().message()), HasSubstr("another awaitd"));
+}
+
+TEST_F(DurableDaemonTest, AFullDiskRefusesSubmitsAndKeepsServingReads) {
+  auto fs = std::make_shared<testing::FaultyFileSystem>();
+  DaemonOptions o = Durable();
+  o.store_file_system = fs;
+  std::atomic<int> failures{0};
+  o.on_store_failure = [&](const absl::Status&) { ++failures; };
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
+  const std::uint64_t before = SubmitOk({Spec("echo", R"({"value": 1})")})[0];
+  ASSERT_EQ(WaitForOk(before).state(), v1::JOB_STATE_SUCCEEDED);
+
+  fs->no_space = true;
+  v1::SubmitResponse resp;
+  grpc::Status s =
+      Submit({Spec("echo", R"({"value": 2})"), Spec("echo", R"({"value": 3})")},
+             &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("jobs: not accepted"));
+  EXPECT_THAT(s.error_message(), HasSubstr("disk is full"));
+  // Nothing of the refused batch exists; what was accepted is still served.
+  v1::ListRequest list;
+  v1::ListResponse listed;
+  ASSERT_TRUE(stub_->List(Ctx().get(), list, &listed).ok());
+  EXPECT_EQ(listed.jobs_size(), 1);
+  EXPECT_EQ(GetOk(before).result().number_value(), 1);
+  EXPECT_EQ(failures.load(), 0) << "a full disk is not fatal";
+
+  // Space comes back: submits are accepted again.
+  fs->no_space = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  do {
+    resp.Clear();
+    s = Submit({Spec("echo", R"({"value": 4})")}, &resp);
+    if (s.ok()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  } while (absl::Now() < deadline);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(WaitForOk(resp.jobs(0).id()).result().number_value(), 4);
+}
+
+TEST_F(DurableDaemonTest, AFailingSyncStopsAcknowledging) {
+  auto fs = std::make_shared<testing::FaultyFileSystem>();
+  DaemonOptions o = Durable();
+  o.store_file_system = fs;
+  std::atomic<int> failures{0};
+  o.on_store_failure = [&](const absl::Status&) { ++failures; };
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
+  const std::uint64_t before = SubmitOk({Spec("echo", R"({"value": 1})")})[0];
+  ASSERT_EQ(WaitForOk(before).state(), v1::JOB_STATE_SUCCEEDED);
+  // Every earlier write is through (the outcome above is stored
+  // asynchronously): a Submit that succeeds flushed the writer's queue.
+  SubmitOk({Spec("echo", R"({"value": 0})")});
+
+  fs->fail_sync = true;
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit({Spec("echo", R"({"value": 2})")}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("must restart"));
+  EXPECT_EQ(failures.load(), 1);
+  // Never an acknowledgement after a failed sync, even once syncs work.
+  fs->fail_sync = false;
+  s = Submit({Spec("echo", R"({"value": 3})")}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(GetOk(before).result().number_value(), 1);
+  daemon_->Shutdown();
+  StopDaemon();
+
+  // A restart recovers everything acknowledged. The batch whose sync
+  // failed may be there too (its write may have reached the disk; the client
+  // was told UNAVAILABLE and retries with its idempotency key); nothing
+  // after the failure was written at all.
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  EXPECT_EQ(GetOk(before).result().number_value(), 1);
+  v1::ListRequest list;
+  v1::ListResponse listed;
+  ASSERT_TRUE(stub_->List(Ctx().get(), list, &listed).ok());
+  std::vector<std::uint64_t> ids;
+  for (const v1::Job& j : listed.jobs()) ids.push_back(j.id());
+  EXPECT_THAT(ids, ::testing::AnyOf(::testing::ElementsAre(1, 2),
+                                    ::testing::ElementsAre(1, 2, 3)));
 }
 
 // --- The binary, killed and restarted
