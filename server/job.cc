@@ -222,6 +222,16 @@ void Job::Snapshot(v1::Job* out) const {
   out->set_group_id(attr_.group_id);
   for (const JobPtr& c : children_) out->add_children(c->id());
   absl::MutexLock lock(&mu_);
+  OutcomeLocked(out);
+  out->set_cancel_requested(cancel_requested_);
+}
+
+void Job::SnapshotOutcome(v1::Job* out) const {
+  absl::MutexLock lock(&mu_);
+  OutcomeLocked(out);
+}
+
+void Job::OutcomeLocked(v1::Job* out) const {
   const JobState s = state_.load(std::memory_order_relaxed);
   out->set_state(ToProto(s));
   if (result_ != nullptr) *out->mutable_result() = *result_;
@@ -230,7 +240,6 @@ void Job::Snapshot(v1::Job* out) const {
     ToProto(started_at_, out->mutable_started_at());
   if (IsFinal(s)) ToProto(finished_at_, out->mutable_finished_at());
   out->set_attempt(attempt_);
-  out->set_cancel_requested(cancel_requested_);
 }
 
 absl::Duration Job::run_time() const {

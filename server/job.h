@@ -223,6 +223,9 @@ class Job {
 
   // Fills `out` with a consistent snapshot.
   void Snapshot(v1::Job* out) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Only the state, attempt, times and outcome (what the store keeps of a
+  // transition): no attributes copied.
+  void SnapshotOutcome(v1::Job* out) const ABSL_LOCKS_EXCLUDED(mu_);
   // Final state, error and finish time only (cheap; for events).
   absl::Time finished_at() const ABSL_LOCKS_EXCLUDED(mu_);
   // From RUNNING to its final state (zero unless both happened).
@@ -234,6 +237,7 @@ class Job {
 
  private:
   void NotifyLocked(JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OutcomeLocked(v1::Job* out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stamps finished_at and publishes `s` (outcome already stored).
   void PublishFinalLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

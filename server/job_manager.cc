@@ -341,12 +341,7 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       absl::MutexLock lock(&table_mu_);
       for (std::size_t i = 0; i < out.size(); ++i) {
         if (!is_new[i]) continue;
-        const std::string& key = out[i]->attributes().idempotency_key;
-        if (!key.empty()) {
-          auto k = idempotency_.find(key);
-          if (k != idempotency_.end() && k->second == out[i]->id())
-            idempotency_.erase(k);
-        }
+        EraseKeyLocked(*out[i]);
         jobs_.erase(out[i]->id());
       }
       not_done_.fetch_sub(out.size() - hits, std::memory_order_relaxed);
@@ -538,10 +533,7 @@ JobPtr JobManager::Insert(JobAttributes attributes,
 void JobManager::OnStarted(const JobPtr& job) {
   // Groups are not counted: they only wait (shutdown drains running leaves).
   if (!job->is_group()) running_.fetch_add(1, std::memory_order_relaxed);
-  if (JobStore* store = store_.load(std::memory_order_acquire);
-      store != nullptr && !job->is_group()) {
-    StoreState(store, *job);
-  }
+  StoreState(*job);
   KindStats* k = stats_.For(job->attributes().kind);
   k->started.Add();
   k->queue_wait.Observe(absl::Now() - job->attributes().scheduled_at);
@@ -550,10 +542,7 @@ void JobManager::OnStarted(const JobPtr& job) {
 
 void JobManager::OnFinished(const JobPtr& job) {
   const JobState s = job->state();
-  if (JobStore* store = store_.load(std::memory_order_acquire);
-      store != nullptr && !job->is_group()) {
-    StoreState(store, *job);
-  }
+  StoreState(*job);
   {
     KindStats* k = stats_.For(job->attributes().kind);
     k->finished[static_cast<std::size_t>(
@@ -574,14 +563,7 @@ void JobManager::OnFinished(const JobPtr& job) {
         " error_type=", job->error() != nullptr ? job->error()->type() : "");
   }
   Publish(job, s);
-  // Retention: push onto the finished stack (the table keeps the job alive).
-  Job* raw = job.get();
-  Job* head = finished_head_.load(std::memory_order_relaxed);
-  do {
-    raw->finished_next_ = head;
-  } while (!finished_head_.compare_exchange_weak(
-      head, raw, std::memory_order_release, std::memory_order_relaxed));
-  finished_unswept_.fetch_add(1, std::memory_order_relaxed);
+  PushFinished(job.get());
   // not_done_ first: a shutdown that wakes when running_ reaches zero then
   // counts only jobs that never ran (pending ones), not this one.
   if (not_done_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -594,6 +576,23 @@ void JobManager::OnFinished(const JobPtr& job) {
       idle_cv_.SignalAll();
     }
   }
+}
+
+void JobManager::PushFinished(Job* job) {
+  // Retention: onto the finished stack (the table keeps the job alive).
+  Job* head = finished_head_.load(std::memory_order_relaxed);
+  do {
+    job->finished_next_ = head;
+  } while (!finished_head_.compare_exchange_weak(
+      head, job, std::memory_order_release, std::memory_order_relaxed));
+  finished_unswept_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void JobManager::EraseKeyLocked(const Job& job) {
+  const std::string& key = job.attributes().idempotency_key;
+  if (key.empty()) return;
+  auto k = idempotency_.find(key);
+  if (k != idempotency_.end() && k->second == job.id()) idempotency_.erase(k);
 }
 
 void JobManager::Publish(const JobPtr& job, JobState state) {
@@ -1029,12 +1028,7 @@ bool JobManager::SweepSome(absl::Time now, std::size_t max_evictions) {
       Job* j = retained_[i].job;
       auto it = jobs_.find(j->id());
       if (it == jobs_.end()) continue;
-      const std::string& key = j->attributes().idempotency_key;
-      if (!key.empty()) {
-        auto k = idempotency_.find(key);
-        if (k != idempotency_.end() && k->second == j->id())
-          idempotency_.erase(k);
-      }
+      EraseKeyLocked(*j);
       doomed.push_back(std::move(it->second));
       jobs_.erase(it);
     }
@@ -1052,9 +1046,11 @@ bool JobManager::SweepSome(absl::Time now, std::size_t max_evictions) {
   return true;
 }
 
-void JobManager::StoreState(JobStore* store, const Job& job) {
+void JobManager::StoreState(const Job& job) {
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  if (store == nullptr || job.is_group()) return;
   v1::Job snap;
-  job.Snapshot(&snap);
+  job.SnapshotOutcome(&snap);
   StoredState st;
   st.set_state(snap.state());
   st.set_attempt(snap.attempt());
@@ -1103,9 +1099,8 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
     a.scheduled_at = FromProto(r.scheduled_at());
     a.start_absolute = true;  // a wall-clock time now, whatever it was
     auto job = std::make_shared<Job>(std::move(a));
-    auto error = [](std::string_view type, std::string_view message) {
-      return MakeError(type, message);
-    };
+    // Set when `valid`: the kind is registered.
+    const JobKind* kind = valid.ok() ? kinds_.Find(r.spec().kind()) : nullptr;
     bool run = false;
     if (IsFinal(state)) {
       ++stats.finished;
@@ -1119,24 +1114,25 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
                                  : nullptr);
     } else if (!valid.ok()) {
       ++stats.unrunnable;
-      job->Restore(
-          JobState::kFailed, r.attempt(), absl::Time(), absl::Now(), nullptr,
-          error("RecoveryError", StrCat("cannot run it again after a restart: ",
-                                        valid.message())));
+      job->Restore(JobState::kFailed, r.attempt(), absl::Time(), absl::Now(),
+                   nullptr,
+                   MakeError("RecoveryError",
+                             StrCat("cannot run it again after a restart: ",
+                                    valid.message())));
       ended.push_back(job);
     } else if (state == JobState::kRunning &&
-               !(kinds_.Find(r.spec().kind())->retry_safe &&
-                 r.attempt() < kMaxAttempts)) {
+               !(kind->retry_safe && r.attempt() < kMaxAttempts)) {
       ++stats.interrupted;
       job->Restore(
           JobState::kFailed, r.attempt(), FromProto(r.started_at()),
           absl::Now(), nullptr,
-          error("InterruptedError",
-                kinds_.Find(r.spec().kind())->retry_safe
-                    ? StrCat("the daemon stopped while it ran, ", r.attempt(),
-                             " times; not run again")
-                    : StrCat("the daemon stopped while it ran; its kind \"",
-                             r.spec().kind(), "\" is not safe to run again")));
+          MakeError(
+              "InterruptedError",
+              kind->retry_safe
+                  ? StrCat("the daemon stopped while it ran, ", r.attempt(),
+                           " times; not run again")
+                  : StrCat("the daemon stopped while it ran; its kind \"",
+                           r.spec().kind(), "\" is not safe to run again")));
       ended.push_back(job);
     } else {
       if (state == JobState::kRunning) {
@@ -1159,18 +1155,14 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
       stats_.For(job->attributes().kind)->submitted.Add();
       starting.push_back({job, std::move(p.body)});
     } else {
-      // Retained like any finished job (the sweep forgets it in turn).
-      Job* raw = job.get();
-      raw->finished_next_ = finished_head_.load(std::memory_order_relaxed);
-      finished_head_.store(raw, std::memory_order_relaxed);
-      finished_unswept_.fetch_add(1, std::memory_order_relaxed);
+      PushFinished(job.get());  // retained like any finished job
     }
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
   if (max_id >= next_id_.load(std::memory_order_relaxed))
     next_id_.store(max_id + 1, std::memory_order_relaxed);
-  for (const JobPtr& j : ended) StoreState(store, *j);
+  for (const JobPtr& j : ended) StoreState(*j);
   if (!starting.empty()) runtime_.SpawnDetached(StartJobs(std::move(starting)));
   stats.took = absl::Now() - start;
   return stats;

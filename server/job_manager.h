@@ -253,9 +253,13 @@ class JobManager {
   void OnFinished(const JobPtr& job);
   void Publish(const JobPtr& job, JobState state)
       ABSL_LOCKS_EXCLUDED(listen_mu_);
-  // Stores a leaf job's current state (no wait; a failure is the store's:
-  // see StoreOptions::on_fatal).
-  void StoreState(JobStore* store, const Job& job);
+  // With a store attached, stores a leaf job's current state (no wait; a
+  // failure is the store's: see StoreOptions::on_fatal).
+  void StoreState(const Job& job);
+  // Onto the stack of jobs finished since the last sweep.
+  void PushFinished(Job* job);
+  // Drops `job`'s idempotency key if it still names `job`.
+  void EraseKeyLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_mu_);
 
   runtime::Runtime& runtime_;
   const JobKindRegistry& kinds_;

@@ -73,9 +73,6 @@ std::string_view View(const rocksdb::Slice& s) {
   return std::string_view(s.data(), s.size());
 }
 
-// A RocksDB status as text that names the store.
-std::string Describe(const rocksdb::Status& s) { return s.ToString(); }
-
 }  // namespace
 
 absl::StatusOr<Durability> ParseDurability(std::string_view text) {
@@ -178,21 +175,21 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(StoreOptions options) {
   rocksdb::Status s = rocksdb::DB::Open(db_options, options.dir, &db);
   if (!s.ok()) {
     if (s.IsCorruption()) {
-      return absl::DataLossError(
-          StrCat("the job store in ", options.dir, " is damaged (", Describe(s),
-                 "); to start anyway, stop awaitd and run `awaitd "
-                 "--data_dir=<the same "
-                 "directory> "
-                 "--repair_store` (keeps what can be read), or move ",
-                 options.dir, " aside (starts empty)"));
+      return absl::DataLossError(StrCat(
+          "the job store in ", options.dir, " is damaged (", s.ToString(),
+          "); to start anyway, stop awaitd and run `awaitd "
+          "--data_dir=<the same "
+          "directory> "
+          "--repair_store` (keeps what can be read), or move ",
+          options.dir, " aside (starts empty)"));
     }
-    if (s.IsIOError() && Describe(s).find("lock") != std::string::npos) {
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       return absl::FailedPreconditionError(StrCat(
           "the job store in ", options.dir, " is in use by another process (",
-          Describe(s), "): is another awaitd running with this --data_dir?"));
+          s.ToString(), "): is another awaitd running with this --data_dir?"));
     }
     return absl::FailedPreconditionError(StrCat(
-        "cannot open the job store in ", options.dir, ": ", Describe(s)));
+        "cannot open the job store in ", options.dir, ": ", s.ToString()));
   }
   return std::unique_ptr<JobStore>(
       new JobStore(std::move(options), std::move(env), db));
@@ -203,7 +200,7 @@ absl::Status JobStore::Repair(const std::string& dir) {
   rocksdb::Status s = rocksdb::RepairDB(dir, options);
   if (!s.ok()) {
     return absl::DataLossError(
-        StrCat("repair of the job store in ", dir, " failed: ", Describe(s)));
+        StrCat("repair of the job store in ", dir, " failed: ", s.ToString()));
   }
   return absl::OkStatus();
 }
@@ -345,12 +342,13 @@ absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
   }
   if (s.IsNoSpace()) {
     disk_full_ = true;
-    return absl::ResourceExhaustedError(StrCat(
-        "the job store's disk is full (", options_.dir,
-        "): nothing was accepted; free space, then retry (", Describe(s), ")"));
+    return absl::ResourceExhaustedError(
+        StrCat("the job store's disk is full (", options_.dir,
+               "): nothing was accepted; free space, then retry (",
+               s.ToString(), ")"));
   }
   Fail(write_options.sync ? "write and sync" : "write",
-       absl::InternalError(Describe(s)));
+       absl::InternalError(s.ToString()));
   return fatal_status_;
 }
 
@@ -361,7 +359,7 @@ void JobStore::SyncLog() {
   if (s.ok()) {
     unsynced_ = false;
   } else {
-    Fail("sync", absl::InternalError(Describe(s)));
+    Fail("sync", absl::InternalError(s.ToString()));
   }
 }
 
@@ -432,7 +430,7 @@ absl::Status JobStore::ForEachJob(
     if (!it->status().ok()) {
       return absl::DataLossError(StrCat("reading the job store in ",
                                         options_.dir, ": ",
-                                        Describe(it->status())));
+                                        it->status().ToString()));
     }
   }
   return absl::OkStatus();
@@ -447,7 +445,7 @@ absl::StatusOr<std::optional<std::uint64_t>> JobStore::FindIdempotencyKey(
   if (!s.ok() || value.size() != 8) {
     return absl::DataLossError(
         StrCat("reading idempotency key from the job store in ", options_.dir,
-               ": ", s.ok() ? "a record of the wrong size" : Describe(s)));
+               ": ", s.ok() ? "a record of the wrong size" : s.ToString()));
   }
   return Load64(value.data());
 }
@@ -462,7 +460,7 @@ absl::StatusOr<std::optional<StoredJob>> JobStore::GetJob(
   if (!s.ok() || !job.ParseFromString(value)) {
     return absl::DataLossError(
         StrCat("reading job ", id, " from the job store in ", options_.dir,
-               ": ", s.ok() ? "the record does not parse" : Describe(s)));
+               ": ", s.ok() ? "the record does not parse" : s.ToString()));
   }
   job.set_state(v1::JOB_STATE_PENDING);
   const rocksdb::Status ss =
@@ -478,7 +476,7 @@ absl::StatusOr<std::optional<StoredJob>> JobStore::GetJob(
   } else if (!ss.IsNotFound()) {
     return absl::DataLossError(StrCat("reading the state of job ", id,
                                       " from the job store in ", options_.dir,
-                                      ": ", Describe(ss)));
+                                      ": ", ss.ToString()));
   }
   return job;
 }
