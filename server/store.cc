@@ -136,6 +136,26 @@ void JobStore::Batch::DeleteJob(std::uint64_t id,
 // --- Open, Repair, close
 // ------------------------------------------------------------------
 
+rocksdb::Status JobStore::OpenDb(const std::string& dir, rocksdb::Env* env,
+                                 rocksdb::DB** db) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.paranoid_checks = true;
+  // After a crash the log ends at the last whole record: what was written
+  // but not synced may be cut off, and nothing after a damaged record is
+  // replayed (a sync acknowledged everything before it).
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // Writes are one thread's appends and the daemon reads only at recovery:
+  // an unsorted vector memtable (sorted once, on flush or iteration) takes
+  // inserts far cheaper than the default skip list.
+  db_options.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
+  db_options.allow_concurrent_memtable_write = false;
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 4;
+  if (env != nullptr) db_options.env = env;
+  return rocksdb::DB::Open(db_options, dir, db);
+}
+
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(StoreOptions options) {
   if (options.durability == Durability::kNone) {
     return absl::InvalidArgumentError(
@@ -155,24 +175,8 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(StoreOptions options) {
   if (options.file_system != nullptr) {
     env = rocksdb::NewCompositeEnv(options.file_system);
   }
-  rocksdb::Options db_options;
-  db_options.create_if_missing = true;
-  db_options.paranoid_checks = true;
-  // After a crash the log ends at the last whole record: what was written
-  // but not synced may be cut off, and nothing after a damaged record is
-  // replayed (a sync acknowledged everything before it).
-  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
-  // Writes are one thread's appends and the daemon reads only at recovery:
-  // an unsorted vector memtable (sorted once, on flush or iteration) takes
-  // inserts far cheaper than the default skip list.
-  db_options.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
-  db_options.allow_concurrent_memtable_write = false;
-  db_options.max_background_jobs = 2;
-  db_options.keep_log_file_num = 4;
-  if (env != nullptr) db_options.env = env.get();
-
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.dir, &db);
+  rocksdb::Status s = OpenDb(options.dir, env.get(), &db);
   if (!s.ok()) {
     if (s.IsCorruption()) {
       return absl::DataLossError(StrCat(
@@ -218,6 +222,8 @@ JobStore::~JobStore() {
     stopping_ = true;
   }
   writer_.join();
+  absl::MutexLock lock(&db_mu_);
+  if (db_ == nullptr) return;  // a reopen after a full disk failed
   if (!failed()) {
     if (unsynced_) db_->SyncWAL();
   }
@@ -229,11 +235,13 @@ JobStore::~JobStore() {
 // ------------------------------------------------------------------
 
 void JobStore::Commit(Batch batch,
-                      absl::AnyInvocable<void(absl::Status) &&> done) {
+                      absl::AnyInvocable<void(absl::Status) &&> done,
+                      bool retry_while_full) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
-      queue_.push_back(Pending{std::move(batch), std::move(done)});
+      queue_.push_back(
+          Pending{std::move(batch), std::move(done), retry_while_full});
       return;
     }
   }
@@ -260,17 +268,25 @@ void JobStore::WriterMain() {
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   const absl::Duration interval =
       absl::FromChrono(options_.async_sync_interval);
+  const absl::Duration retry_interval =
+      absl::FromChrono(options_.full_retry_interval);
   for (;;) {
+    // Batches kept for a full disk go first: they were committed first.
     std::vector<Pending> group;
     {
       absl::MutexLock lock(&mu_);
       const absl::Condition ready(this, &JobStore::WorkOrStopLocked);
-      if (unsynced_) {
+      if (!retry_.empty()) {
+        mu_.AwaitWithTimeout(ready, retry_interval);
+        group = std::move(retry_);
+        retry_.clear();
+      } else if (unsynced_) {
         mu_.AwaitWithTimeout(ready, interval);
       } else {
         mu_.Await(ready);
       }
       std::size_t bytes = 0;
+      for (const Pending& p : group) bytes += p.batch.bytes();
       while (!queue_.empty() &&
              (group.empty() || bytes + queue_.front().batch.bytes() <=
                                    options_.max_group_bytes)) {
@@ -290,19 +306,34 @@ void JobStore::WriterMain() {
     } else {
       failed_commits_.fetch_add(group.size(), std::memory_order_relaxed);
     }
-    for (Pending& p : group) std::move(p.done)(status);
+    // A full disk at shutdown fails what is kept: nobody writes it later.
+    const bool keep = absl::IsResourceExhausted(status) && !stopping();
+    for (Pending& p : group) {
+      if (keep && p.retry_while_full) {
+        retry_.push_back(std::move(p));
+      } else {
+        std::move(p.done)(status);
+      }
+    }
   }
+}
+
+bool JobStore::stopping() {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
 }
 
 absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
   if (failed()) return fatal_status_;
   if (disk_full_) {
-    // RocksDB stops writing after a full disk until it is resumed; try, in
-    // case space was freed meanwhile.
-    // RocksDB also recovers on its own, polling for free space: Busy means
-    // that is under way, and the write below tells whether it finished.
-    if (db_->Resume().ok()) disk_full_ = false;
+    absl::Status s = ReopenAfterFullDisk();
+    if (absl::IsResourceExhausted(s)) return s;
+    if (!s.ok()) {
+      Fail("reopen", s);
+      return fatal_status_;
+    }
   }
+  absl::ReaderMutexLock lock(&db_mu_);
   // A job's state is often written twice in one group (RUNNING, then its
   // outcome, for a short job): only the last write of each state key goes
   // to RocksDB, whose memtable insertions are the writer's main cost.
@@ -342,18 +373,51 @@ absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
   }
   if (s.IsNoSpace()) {
     disk_full_ = true;
-    return absl::ResourceExhaustedError(
-        StrCat("the job store's disk is full (", options_.dir,
-               "): nothing was accepted; free space, then retry (",
-               s.ToString(), ")"));
+    last_reopen_ = absl::Now();
+    return DiskFull(s);
   }
   Fail(write_options.sync ? "write and sync" : "write",
        absl::InternalError(s.ToString()));
   return fatal_status_;
 }
 
+absl::Status JobStore::DiskFull(const rocksdb::Status& s) const {
+  return absl::ResourceExhaustedError(StrCat(
+      "the job store's disk is full (", options_.dir,
+      "): nothing was accepted; free space, then retry (", s.ToString(), ")"));
+}
+
+absl::Status JobStore::ReopenAfterFullDisk() {
+  // RocksDB 7.8 cannot be resumed reliably after a failed append to its
+  // log: with an empty memtable, DB::Resume keeps the log that failed, and
+  // the next write fails for good or trips an assertion (RocksDB issues
+  // 11643 and 12998, fixed in 9.x). Closing and opening the database again
+  // starts a new log (the old one ends at its last whole record, which
+  // holds everything acknowledged). At most once per full_retry_interval.
+  const absl::Time now = absl::Now();
+  if (now - last_reopen_ < absl::FromChrono(options_.full_retry_interval)) {
+    return DiskFull(rocksdb::Status::NoSpace("not retried yet"));
+  }
+  last_reopen_ = now;
+  absl::MutexLock lock(&db_mu_);
+  if (db_ != nullptr) {
+    db_->Close();  // the error that stopped it, or OK: nothing to act on
+    delete db_;
+    db_ = nullptr;
+  }
+  rocksdb::DB* db = nullptr;
+  const rocksdb::Status s = OpenDb(options_.dir, env_.get(), &db);
+  if (s.IsNoSpace()) return DiskFull(s);
+  if (!s.ok()) return absl::InternalError(s.ToString());
+  db_ = db;
+  disk_full_ = false;
+  return absl::OkStatus();
+}
+
 void JobStore::SyncLog() {
   if (!unsynced_ || failed()) return;
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (db_ == nullptr) return;
   const rocksdb::Status s = db_->SyncWAL();
   syncs_.fetch_add(1, std::memory_order_relaxed);
   if (s.ok()) {
@@ -376,20 +440,30 @@ void JobStore::Fail(std::string_view what, const absl::Status& cause) {
 // --- Reading
 // ------------------------------------------------------------------
 
+absl::Status JobStore::Reopening() const {
+  return absl::UnavailableError(
+      StrCat("the job store in ", options_.dir,
+             " is closed until its disk has space again"));
+}
+
 absl::Status JobStore::ForEachJob(
     absl::FunctionRef<absl::Status(StoredJob&&)> fn) const {
   // Two ordered ranges walked side by side: "j" ids and "s" ids. A state
   // without its job (never written by JobStore, but harmless) is skipped.
-  auto range = [this](char prefix, std::string* upper, rocksdb::Slice* slice) {
-    rocksdb::ReadOptions read_options;
-    read_options.fill_cache = false;
-    *upper = std::string(1, static_cast<char>(prefix + 1));
-    *slice = rocksdb::Slice(*upper);
-    read_options.iterate_upper_bound = slice;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options));
-    it->Seek(std::string(1, prefix));
-    return it;
-  };
+  auto range = [this](char prefix, std::string* upper, rocksdb::Slice* slice)
+                   ABSL_SHARED_LOCKS_REQUIRED(db_mu_) {
+                     rocksdb::ReadOptions read_options;
+                     read_options.fill_cache = false;
+                     *upper = std::string(1, static_cast<char>(prefix + 1));
+                     *slice = rocksdb::Slice(*upper);
+                     read_options.iterate_upper_bound = slice;
+                     std::unique_ptr<rocksdb::Iterator> it(
+                         db_->NewIterator(read_options));
+                     it->Seek(std::string(1, prefix));
+                     return it;
+                   };
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (db_ == nullptr) return Reopening();
   std::string jobs_upper, states_upper;
   rocksdb::Slice jobs_slice, states_slice;
   std::unique_ptr<rocksdb::Iterator> jobs =
@@ -438,6 +512,8 @@ absl::Status JobStore::ForEachJob(
 
 absl::StatusOr<std::optional<std::uint64_t>> JobStore::FindIdempotencyKey(
     std::string_view key) const {
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (db_ == nullptr) return Reopening();
   std::string value;
   const rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), IdempotencyKey(key), &value);
@@ -452,6 +528,8 @@ absl::StatusOr<std::optional<std::uint64_t>> JobStore::FindIdempotencyKey(
 
 absl::StatusOr<std::optional<StoredJob>> JobStore::GetJob(
     std::uint64_t id) const {
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (db_ == nullptr) return Reopening();
   std::string value;
   const rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), JobKey(id), &value);

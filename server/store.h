@@ -21,9 +21,13 @@
 // all, is the daemon's business: it then never opens one.)
 //
 // Failures: a full disk fails the group with RESOURCE_EXHAUSTED and the store
-// tries again with the next group (reads keep working throughout). Any other
-// write or sync error is fatal: the group fails with UNAVAILABLE, so nothing
-// is acknowledged that may not be on disk, every later Commit fails at
+// tries again with the next group (reads keep working throughout). A batch
+// committed with `retry_while_full` (a job's state change, which must not
+// be lost and has nobody to refuse) is not failed for a full disk: the
+// writer keeps it, in order, and writes it again every
+// `full_retry_interval` (and with each new group) until there is space. Any
+// other write or sync error is fatal: the group fails with UNAVAILABLE, so
+// nothing is acknowledged that may not be on disk, every later Commit fails at
 // once, and `on_fatal` is called once (the daemon logs it and exits, so that
 // a supervisor restarts it and recovery runs). Open refuses a corrupt store
 // with a message naming the directory and the repair path (Repair()).
@@ -62,6 +66,7 @@
 
 namespace rocksdb {
 class DB;
+class Status;
 class FileSystem;
 class Env;
 }  // namespace rocksdb
@@ -83,6 +88,8 @@ struct StoreOptions {
   Durability durability = Durability::kSync;
   // kAsync: how often the writer syncs the log.
   std::chrono::milliseconds async_sync_interval{100};
+  // How often batches kept for a full disk are written again.
+  std::chrono::milliseconds full_retry_interval{100};
   // At most this many bytes of batches go into one group write.
   std::size_t max_group_bytes = 8 << 20;
   // Called once, on the writer thread, when a write or sync failed in a way
@@ -146,8 +153,10 @@ class JobStore {
   JobStore& operator=(const JobStore&) = delete;
 
   // Queues `batch`; `done` runs once it is durable (see the file comment),
-  // or with the error that kept it from being so.
-  void Commit(Batch batch, absl::AnyInvocable<void(absl::Status) &&> done);
+  // or with the error that kept it from being so (never RESOURCE_EXHAUSTED
+  // with `retry_while_full`: such a batch waits for space instead).
+  void Commit(Batch batch, absl::AnyInvocable<void(absl::Status) &&> done,
+              bool retry_while_full = false);
   // Commit, and wait for `done`.
   absl::Status CommitAndWait(Batch batch);
 
@@ -171,6 +180,7 @@ class JobStore {
   struct Pending {
     Batch batch;
     absl::AnyInvocable<void(absl::Status) &&> done;
+    bool retry_while_full = false;
   };
 
   JobStore(StoreOptions options, std::unique_ptr<rocksdb::Env> env,
@@ -178,6 +188,14 @@ class JobStore {
   void WriterMain() ABSL_LOCKS_EXCLUDED(mu_);
   // Writes and (per durability) syncs one group; the status for all of it.
   absl::Status WriteGroup(std::vector<Pending>& group);
+  bool stopping() ABSL_LOCKS_EXCLUDED(mu_);
+  // The database with this store's options.
+  static rocksdb::Status OpenDb(const std::string& dir, rocksdb::Env* env,
+                                rocksdb::DB** db);
+  // After a full disk: a new log (see the .cc), or RESOURCE_EXHAUSTED.
+  absl::Status ReopenAfterFullDisk() ABSL_LOCKS_EXCLUDED(db_mu_);
+  absl::Status DiskFull(const rocksdb::Status& s) const;
+  absl::Status Reopening() const;
   // kAsync: syncs what was written since the last sync.
   void SyncLog();
   // Stops the store for good after a write or sync error.
@@ -185,7 +203,11 @@ class JobStore {
 
   const StoreOptions options_;
   std::unique_ptr<rocksdb::Env> env_;  // wraps options_.file_system, if any
-  rocksdb::DB* db_;                    // owned
+  // Owned. Replaced (by the writer, under the writer lock) when a full disk
+  // makes it reopen the database; null if that reopening failed. Readers
+  // and the writer's writes hold the reader lock.
+  mutable absl::Mutex db_mu_;
+  rocksdb::DB* db_ ABSL_GUARDED_BY(db_mu_);
 
   bool WorkOrStopLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !queue_.empty() || stopping_;
@@ -198,8 +220,11 @@ class JobStore {
   std::atomic<bool> failed_{false};
   absl::Status fatal_status_;  // written by the writer before failed_
   // Writer thread only.
+  absl::Time last_reopen_;
   bool disk_full_ = false;
   bool unsynced_ = false;
+  // Batches kept for a full disk (retry_while_full), oldest first.
+  std::vector<Pending> retry_;
 
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> groups_{0};

@@ -259,6 +259,56 @@ TEST(StoreTest, AFullDiskIsResourceExhaustedAndReadsGoOn) {
   EXPECT_EQ(AllJobs(**store).size(), 4u);
 }
 
+TEST(StoreTest, ACommitThatRetriesWhileFullWaitsForSpaceInOrder) {
+  TempDir dir;
+  auto fs = std::make_shared<FaultyFileSystem>();
+  auto store = JobStore::Open({.dir = dir.Sub("store"),
+                               .full_retry_interval = 10ms,
+                               .file_system = fs});
+  ASSERT_TRUE(store.ok()) << store.status();
+  fs->no_space = true;
+  absl::Mutex mu;
+  std::vector<std::pair<int, absl::Status>> done;
+  auto record = [&](int i) {
+    return [&, i](absl::Status s) {
+      absl::MutexLock lock(&mu);
+      done.emplace_back(i, std::move(s));
+    };
+  };
+  for (int i = 1; i <= 3; ++i) {
+    JobStore::Batch b;
+    b.PutJob(MakeJob(i));
+    (*store)->Commit(std::move(b), record(i), /*retry_while_full=*/true);
+  }
+  // An ordinary commit meanwhile is refused at once, whatever is kept.
+  EXPECT_EQ(PutJobs(**store, 10, 1).code(),
+            absl::StatusCode::kResourceExhausted);
+  std::this_thread::sleep_for(100ms);  // about 10 retries
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(done.empty()) << "a kept commit was answered on a full disk";
+  }
+  EXPECT_EQ(AllJobs(**store).size(), 0u);
+
+  fs->no_space = false;
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::vector<std::pair<int, absl::Status>>* d) {
+              return d->size() == 3;
+            },
+            &done),
+        absl::Seconds(60)));
+    ASSERT_EQ(done.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(done[i].first, i + 1) << "out of commit order";
+      EXPECT_TRUE(done[i].second.ok()) << done[i].second;
+    }
+  }
+  EXPECT_EQ(AllJobs(**store).size(), 3u);
+}
+
 TEST(StoreTest, AFailingSyncIsFatalAndAcknowledgesNothing) {
   TempDir dir;
   auto fs = std::make_shared<FaultyFileSystem>();
