@@ -232,7 +232,7 @@ absl::Status Daemon::OpenStoreAndRecover() {
       " jobs=", stats->jobs, " finished=", stats->finished,
       " pending=", stats->pending, " rerun=", stats->rerun,
       " interrupted=", stats->interrupted, " unrunnable=", stats->unrunnable,
-      " took=", absl::FormatDuration(stats->took));
+      " groups=", stats->groups, " took=", absl::FormatDuration(stats->took));
   return absl::OkStatus();
 }
 
@@ -308,6 +308,8 @@ Daemon::~Daemon() {
   server_.reset();
   service_.reset();
   runtime_.reset();  // before jobs_: unfinished frames reach into the manager
+  // Before jobs_: the store's last commit callbacks publish into it.
+  store_.reset();
   jobs_.reset();
 }
 

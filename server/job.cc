@@ -47,7 +47,7 @@ void Job::SetTask(runtime::JoinHandle<void> task) {
   // task could not reach it. (Before the body starts, a cancel is seen by the
   // body itself: a task cancelled before it runs never runs at all.)
   if (cancel_requested_ && body_entered_) task.Cancel(*cancel_message_);
-  if (IsFinal(state_.load(std::memory_order_relaxed))) {
+  if (IsFinal(decided_)) {
     drop = std::move(task);
   } else {
     task_ = std::move(task);
@@ -56,7 +56,7 @@ void Job::SetTask(runtime::JoinHandle<void> task) {
 
 bool Job::EnterBody() {
   absl::MutexLock lock(&mu_);
-  if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+  if (IsFinal(decided_)) return false;
   body_entered_ = true;
   if (cancel_at_first_step_) {
     // CancelAfterStart came first: the body starts, and the cancellation
@@ -71,7 +71,7 @@ bool Job::CancelAfterStart(std::string_view message) {
   bool ended = false;
   {
     absl::MutexLock lock(&mu_);
-    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    if (IsFinal(decided_)) return false;
     if (!body_entered_) {
       cancel_requested_ = true;
       cancel_message_ = std::make_unique<std::string>(message);
@@ -84,15 +84,32 @@ bool Job::CancelAfterStart(std::string_view message) {
 
 bool Job::MarkRunning() {
   absl::MutexLock lock(&mu_);
-  if (state_.load(std::memory_order_relaxed) != JobState::kPending) {
-    return false;
-  }
+  if (decided_ != JobState::kPending) return false;
   started_at_ = absl::Now();
   ++attempt_;
   started_.store(true, std::memory_order_release);
-  state_.store(JobState::kRunning, std::memory_order_release);
-  NotifyLocked(JobState::kRunning);
+  decided_ = JobState::kRunning;
+  if (!attr_.durable) PublishLocked(JobState::kRunning);
   return true;
+}
+
+JobState Job::decided_state() const {
+  absl::MutexLock lock(&mu_);
+  return decided_;
+}
+
+void Job::Publish(JobState s) {
+  absl::MutexLock lock(&mu_);
+  PublishLocked(s);
+}
+
+void Job::PublishLocked(JobState s) {
+  // States only move forward (PENDING < RUNNING < the final ones): a RUNNING
+  // stored after its job's end was published (the store was detached in
+  // between) is not published again.
+  if (s <= state_.load(std::memory_order_relaxed)) return;
+  state_.store(s, std::memory_order_release);
+  NotifyLocked(s);
 }
 
 void Job::Restore(JobState state, std::uint32_t attempts, absl::Time started_at,
@@ -102,6 +119,7 @@ void Job::Restore(JobState state, std::uint32_t attempts, absl::Time started_at,
   absl::MutexLock lock(&mu_);
   attempt_ = attempts;
   if (!IsFinal(state)) return;  // PENDING: it runs again
+  decided_ = state;
   started_at_ = started_at;
   finished_at_ = finished_at;
   result_ = std::move(result);
@@ -117,7 +135,7 @@ bool Job::Finish(JobState final_state,
   runtime::JoinHandle<void> task;  // released after the lock
   {
     absl::MutexLock lock(&mu_);
-    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    if (IsFinal(decided_)) return false;
     if (final_state == JobState::kSucceeded && cancel_pending != nullptr &&
         cancel_requested_ && cancel_pending(*this)) {
       final_state = JobState::kCancelled;
@@ -127,7 +145,7 @@ bool Job::Finish(JobState final_state,
     result_ = std::move(result);
     error_ = std::move(error);
     task = std::move(task_);
-    PublishFinalLocked(final_state);
+    EndLocked(final_state);
   }
   return true;
 }
@@ -136,7 +154,7 @@ bool Job::CancelLeaf(std::string_view message, bool* ended) {
   runtime::JoinHandle<void> task;  // released after the lock
   {
     absl::MutexLock lock(&mu_);
-    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    if (IsFinal(decided_)) return false;
     cancel_requested_ = true;
     cancel_message_ = std::make_unique<std::string>(message);
     if (task_.valid()) task_.Cancel(message);
@@ -145,16 +163,16 @@ bool Job::CancelLeaf(std::string_view message, bool* ended) {
     // it starts does not), so the job ends here.
     error_ = MakeError("CancelledError", message);
     task = std::move(task_);
-    PublishFinalLocked(JobState::kCancelled);
+    EndLocked(JobState::kCancelled);
     *ended = true;
   }
   return true;
 }
 
-void Job::PublishFinalLocked(JobState s) {
+void Job::EndLocked(JobState s) {
   finished_at_ = absl::Now();
-  state_.store(s, std::memory_order_release);
-  NotifyLocked(s);
+  decided_ = s;
+  if (!attr_.durable) PublishLocked(s);
 }
 
 void Job::InterruptTask(std::string_view message) {
@@ -174,6 +192,7 @@ std::string Job::cancel_message() const {
 
 bool Job::Watch(JobWatch* w) {
   absl::MutexLock lock(&mu_);
+  // Published, not decided: a watch waits for the publication.
   if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
   w->prev = nullptr;
   w->next = watches_;
@@ -222,24 +241,31 @@ void Job::Snapshot(v1::Job* out) const {
   out->set_group_id(attr_.group_id);
   for (const JobPtr& c : children_) out->add_children(c->id());
   absl::MutexLock lock(&mu_);
-  OutcomeLocked(out);
+  OutcomeLocked(out, /*decided=*/false);
   out->set_cancel_requested(cancel_requested_);
 }
 
-void Job::SnapshotOutcome(v1::Job* out) const {
+void Job::SnapshotDecided(v1::Job* out) const {
   absl::MutexLock lock(&mu_);
-  OutcomeLocked(out);
+  OutcomeLocked(out, /*decided=*/true);
 }
 
-void Job::OutcomeLocked(v1::Job* out) const {
-  const JobState s = state_.load(std::memory_order_relaxed);
+void Job::OutcomeLocked(v1::Job* out, bool decided) const {
+  const JobState s =
+      decided ? decided_ : state_.load(std::memory_order_relaxed);
   out->set_state(ToProto(s));
-  if (result_ != nullptr) *out->mutable_result() = *result_;
-  if (error_ != nullptr) *out->mutable_error() = *error_;
-  if (started_at_ != absl::Time())
+  if (IsFinal(s)) {
+    if (result_ != nullptr) *out->mutable_result() = *result_;
+    if (error_ != nullptr) *out->mutable_error() = *error_;
+    ToProto(finished_at_, out->mutable_finished_at());
+  }
+  // A run decided but not published yet does not show (its start time, the
+  // attempt it counts).
+  const bool unpublished_run =
+      s == JobState::kPending && started_.load(std::memory_order_relaxed);
+  if (started_at_ != absl::Time() && !unpublished_run)
     ToProto(started_at_, out->mutable_started_at());
-  if (IsFinal(s)) ToProto(finished_at_, out->mutable_finished_at());
-  out->set_attempt(attempt_);
+  out->set_attempt(attempt_ - (unpublished_run ? 1 : 0));
 }
 
 absl::Duration Job::run_time() const {

@@ -16,10 +16,19 @@
 // a runtime Event): it must not lock another job or block. A final state
 // unlinks every watch (no event can follow it).
 //
-// Thread safety: attributes are immutable after construction. The state is
-// atomic; the outcome is written once, before the final state is published
-// (release), so a reader that saw done() (acquire) may read result() and
-// error() without the lock. Everything else is guarded by mu_.
+// Durable jobs (attributes().durable: the daemon has a job store): a
+// transition is first decided (under the lock: MarkRunning, Finish, a
+// cancel), which settles it for everyone who changes the job (a later
+// cancel is a no-op, as for a done task), then stored, and only then
+// published (Publish: state(), watches, Snapshot) by JobManager once the
+// store has it. So nobody hears of a state that a crash could take back.
+// A job that is not durable publishes each transition as it is decided.
+//
+// Thread safety: attributes are immutable after construction. The published
+// state is atomic; the outcome is written once, before the final state is
+// published (release), so a reader that saw done() (acquire) may read
+// result() and error() without the lock. Everything else is guarded by
+// mu_.
 #ifndef AWAITD_SERVER_JOB_H_
 #define AWAITD_SERVER_JOB_H_
 
@@ -85,7 +94,12 @@ struct JobAttributes {
   // scheduled_at came from start_at (call_at: wall clock) rather than from
   // a delay (call_later: a runtime duration, scaled in tests).
   bool start_absolute = false;
-  bool return_exceptions = false;                 // gather groups
+  bool return_exceptions = false;  // gather groups
+  // Transitions are stored before they are published (see the file
+  // comment).
+  bool durable = false;
+  // The kind may run again from the start after a crash (JobKind).
+  bool retry_safe = false;
   absl::Duration timeout = absl::ZeroDuration();  // zero: none
   absl::Time created_at;
   absl::Time scheduled_at;     // when it may start (== created_at if no delay)
@@ -107,11 +121,18 @@ class Job {
   bool is_group() const noexcept { return attr_.type != JobType::kLeaf; }
   bool shield() const noexcept { return attr_.shield; }
 
+  // The published state (what clients may be told).
   JobState state() const noexcept {
     return state_.load(std::memory_order_acquire);
   }
   bool done() const noexcept { return IsFinal(state()); }
-  // Whether it ever reached RUNNING.
+  // The latest decided state (ahead of state() while a durable job's
+  // transition is being stored).
+  JobState decided_state() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Durable jobs: publishes `s` (a decided state, once stored) unless the
+  // job already published it or a later state. Wakes the watches.
+  void Publish(JobState s) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether it ever reached RUNNING (decided).
   bool started() const noexcept {
     return started_.load(std::memory_order_acquire);
   }
@@ -137,7 +158,8 @@ class Job {
   // At the start of the body: false if the job was already cancelled (then
   // the body must return at once). Otherwise it is running its coroutine.
   bool EnterBody() ABSL_LOCKS_EXCLUDED(mu_);
-  // PENDING -> RUNNING (attempt 1, started_at now). False if already final.
+  // PENDING -> RUNNING (attempt + 1, started_at now). False unless it was
+  // PENDING (decided).
   bool MarkRunning() ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the job with its outcome (exactly one of result / error, by state)
   // unless it already ended; returns whether this call ended it. A SUCCEEDED
@@ -181,7 +203,7 @@ class Job {
   bool CancelGroup(std::string_view message, bool always, F cancel_children)
       ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    if (IsFinal(decided_)) return false;
     const bool any = cancel_children(message);
     if (!any && !always) return false;
     cancel_requested_ = true;
@@ -197,13 +219,13 @@ class Job {
     // lock, like every handle.
     runtime::JoinHandle<void> task;
     absl::MutexLock lock(&mu_);
-    if (IsFinal(state_.load(std::memory_order_relaxed))) return false;
+    if (IsFinal(decided_)) return false;
     JobState s = JobState::kSucceeded;
     static const std::string kNone;
     decide(cancel_requested_, cancel_message_ ? *cancel_message_ : kNone, &s,
            &result_, &error_);
     task = std::move(task_);
-    PublishFinalLocked(s);
+    EndLocked(s);
     return true;
   }
   // Group: cancels the group's own task if its body has started (it waits on
@@ -221,11 +243,11 @@ class Job {
   // After it returns, `w` is not linked and its fn is not running.
   void Unwatch(JobWatch* w) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Fills `out` with a consistent snapshot.
+  // Fills `out` with a consistent snapshot of what was published.
   void Snapshot(v1::Job* out) const ABSL_LOCKS_EXCLUDED(mu_);
-  // Only the state, attempt, times and outcome (what the store keeps of a
-  // transition): no attributes copied.
-  void SnapshotOutcome(v1::Job* out) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Only the decided state, attempt, times and outcome (what the store
+  // keeps of a transition): no attributes copied.
+  void SnapshotDecided(v1::Job* out) const ABSL_LOCKS_EXCLUDED(mu_);
   // Final state, error and finish time only (cheap; for events).
   absl::Time finished_at() const ABSL_LOCKS_EXCLUDED(mu_);
   // From RUNNING to its final state (zero unless both happened).
@@ -237,15 +259,20 @@ class Job {
 
  private:
   void NotifyLocked(JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OutcomeLocked(v1::Job* out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stamps finished_at and publishes `s` (outcome already stored).
-  void PublishFinalLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The published view, or the decided one.
+  void OutcomeLocked(v1::Job* out, bool decided) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Decides the final state `s` (outcome already set) and stamps
+  // finished_at; publishes it unless the job is durable.
+  void EndLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const JobAttributes attr_;
   std::vector<JobPtr> children_;
   std::atomic<JobState> state_{JobState::kPending};
   std::atomic<bool> started_{false};
   mutable absl::Mutex mu_;
+  JobState decided_ ABSL_GUARDED_BY(mu_) = JobState::kPending;
   // Written under mu_ before the final state is published; read-only after.
   std::unique_ptr<google::protobuf::Value> result_;
   std::unique_ptr<v1::JobError> error_;

@@ -153,6 +153,7 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
   }
   JobAttributes& a = out->attr;
   a.kind = kind->name;
+  a.retry_safe = kind->retry_safe;
   a.type = JobType::kLeaf;
   a.shield = spec.shield();
   a.idempotency_key = spec.idempotency_key();
@@ -242,6 +243,7 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
         StrCat(field, ": ", specs.size(),
                " jobs in one call exceed --max_batch=", options_.max_batch));
   }
+  JobStore* const store = store_.load(std::memory_order_acquire);
   std::vector<Prepared> prepared(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {
     absl::Status s = Validate(
@@ -250,6 +252,7 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
         &prepared[i]);
     if (!s.ok()) return s;
     prepared[i].attr.group_id = group_id;
+    prepared[i].attr.durable = store != nullptr;
   }
   std::vector<JobPtr> out(specs.size());
   std::vector<bool> is_new(specs.size(), true);
@@ -315,7 +318,6 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       }
     }
   }
-  JobStore* const store = store_.load(std::memory_order_acquire);
   if (store != nullptr && out.size() > hits) {
     // Durable before anyone hears of them: one commit for the batch (shared
     // with concurrent Submits by the store's group commit). Nothing has
@@ -490,27 +492,52 @@ JobPtr JobManager::StartGather(std::uint64_t id, std::string name,
                                std::vector<JobPtr> children,
                                bool return_exceptions) {
   JobAttributes a;
-  a.id = id;
-  a.name = name.empty() ? StrCat("Group-", ++group_names_) : std::move(name);
   a.kind = "gather";
   a.type = JobType::kGather;
-  a.created_at = a.scheduled_at = absl::Now();
   a.return_exceptions = return_exceptions;
-  JobPtr group = Insert(std::move(a), std::move(children));
-  group->SetTask(runtime_.Spawn(RunGather(group)));
-  return group;
+  return StartGroup(id, std::move(name), std::move(a), std::move(children));
 }
 
 JobPtr JobManager::StartTaskGroup(std::uint64_t id, std::string name,
                                   std::vector<JobPtr> children) {
   JobAttributes a;
-  a.id = id;
-  a.name = name.empty() ? StrCat("Group-", ++group_names_) : std::move(name);
   a.kind = "group";
   a.type = JobType::kTaskGroup;
+  return StartGroup(id, std::move(name), std::move(a), std::move(children));
+}
+
+JobPtr JobManager::StartGroup(std::uint64_t id, std::string name,
+                              JobAttributes a, std::vector<JobPtr> children) {
+  a.id = id;
+  a.name = name.empty() ? StrCat("Group-", ++group_names_) : std::move(name);
   a.created_at = a.scheduled_at = absl::Now();
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  a.durable = store != nullptr;
+  if (store != nullptr) {
+    // Stored before the caller hears of it (see below), with its
+    // children's ids: recovery rebuilds it.
+    StoredJob record;
+    record.set_id(a.id);
+    record.set_type(a.type == JobType::kGather ? StoredJob::GATHER
+                                               : StoredJob::TASK_GROUP);
+    record.set_name(a.name);
+    record.set_return_exceptions(a.return_exceptions);
+    for (const JobPtr& c : children) record.add_children(c->id());
+    ToProto(a.created_at, record.mutable_created_at());
+    ToProto(a.scheduled_at, record.mutable_scheduled_at());
+    JobStore::Batch batch;
+    batch.PutJob(record);
+    // Not waited for: the group's own transitions are committed after this
+    // (commit order) and published only then, and the caller acknowledges
+    // the group (sends its id) once it is published RUNNING. A full disk
+    // delays it, like any state change.
+    store->Commit(
+        std::move(batch), [](absl::Status) {}, /*retry_while_full=*/true);
+  }
   JobPtr group = Insert(std::move(a), std::move(children));
-  group->SetTask(runtime_.Spawn(RunTaskGroup(group)));
+  group->SetTask(runtime_.Spawn(group->type() == JobType::kGather
+                                    ? RunGather(group)
+                                    : RunTaskGroup(group)));
   return group;
 }
 
@@ -530,19 +557,57 @@ JobPtr JobManager::Insert(JobAttributes attributes,
   return job;
 }
 
-void JobManager::OnStarted(const JobPtr& job) {
+void JobManager::OnStarted(const JobPtr& job,
+                           std::shared_ptr<runtime::Event> stored) {
   // Groups are not counted: they only wait (shutdown drains running leaves).
   if (!job->is_group()) running_.fetch_add(1, std::memory_order_relaxed);
-  StoreState(*job);
   KindStats* k = stats_.For(job->attributes().kind);
   k->started.Add();
   k->queue_wait.Observe(absl::Now() - job->attributes().scheduled_at);
-  Publish(job, JobState::kRunning);
+  StoreThenPublish(job, JobState::kRunning, [this, job, stored] {
+    Publish(job, JobState::kRunning);
+    if (stored != nullptr) stored->Set();
+  });
 }
 
 void JobManager::OnFinished(const JobPtr& job) {
+  StoreThenPublish(job, job->decided_state(), [this, job] { Ended(job); });
+}
+
+template <typename F>
+void JobManager::StoreThenPublish(const JobPtr& job, JobState state,
+                                  F published) {
+  if (!job->attributes().durable) {
+    published();  // the job published it already
+    return;
+  }
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  if (store == nullptr) {
+    // Detached (shutdown): published without being stored.
+    job->Publish(state);
+    published();
+    return;
+  }
+  // Committed in decision order per job (a job's transitions are decided by
+  // one task at a time, each storing before the next is decided), and the
+  // store runs its callbacks in commit order: RUNNING is published before
+  // the outcome.
+  JobStore::Batch batch;
+  PutState(*job, &batch);
+  store->Commit(
+      std::move(batch),
+      [job, state, published = std::move(published)](absl::Status s) mutable {
+        // Not stored: the store failed for good and the daemon is stopping
+        // (StoreOptions::on_fatal). Nobody may hear of this state.
+        if (!s.ok()) return;
+        job->Publish(state);
+        published();
+      },
+      /*retry_while_full=*/true);
+}
+
+void JobManager::Ended(const JobPtr& job) {
   const JobState s = job->state();
-  StoreState(*job);
   {
     KindStats* k = stats_.For(job->attributes().kind);
     k->finished[static_cast<std::size_t>(
@@ -678,7 +743,19 @@ runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
     if (a.scheduled_at > a.created_at || !a.limits.empty()) {
       co_await Admit(job.get(), &permits);
     }
-    if (job->MarkRunning()) OnStarted(job);
+    if (job->MarkRunning()) {
+      if (a.durable && !a.retry_safe) {
+        // Its kind must not run twice: the body starts once RUNNING is
+        // stored, so that a crash from here on ends it InterruptedError
+        // instead of running it again. (A cancel meanwhile ends it
+        // CANCELLED without running it.)
+        auto stored = std::make_shared<runtime::Event>();
+        OnStarted(job, stored);
+        co_await stored->Wait();
+      } else {
+        OnStarted(job);
+      }
+    }
     if (a.timeout > absl::ZeroDuration()) {
       result = std::make_unique<google::protobuf::Value>(
           co_await runtime::WithTimeout(absl::ToChronoNanoseconds(a.timeout),
@@ -1038,19 +1115,19 @@ bool JobManager::SweepSome(absl::Time now, std::size_t max_evictions) {
       store != nullptr) {
     JobStore::Batch forget;
     for (const JobPtr& j : doomed) {
-      if (!j->is_group())
-        forget.DeleteJob(j->id(), j->attributes().idempotency_key);
+      forget.DeleteJob(j->id(), j->attributes().idempotency_key);
     }
-    if (!forget.empty()) store->Commit(std::move(forget), [](absl::Status) {});
+    if (!forget.empty()) {
+      store->Commit(
+          std::move(forget), [](absl::Status) {}, /*retry_while_full=*/true);
+    }
   }
   return true;
 }
 
-void JobManager::StoreState(const Job& job) {
-  JobStore* const store = store_.load(std::memory_order_acquire);
-  if (store == nullptr || job.is_group()) return;
+void JobManager::PutState(const Job& job, JobStore::Batch* batch) {
   v1::Job snap;
-  job.SnapshotOutcome(&snap);
+  job.SnapshotDecided(&snap);
   StoredState st;
   st.set_state(snap.state());
   st.set_attempt(snap.attempt());
@@ -1058,12 +1135,42 @@ void JobManager::StoreState(const Job& job) {
   if (snap.has_finished_at()) *st.mutable_finished_at() = snap.finished_at();
   if (snap.has_result()) st.mutable_result()->Swap(snap.mutable_result());
   if (snap.has_error()) st.mutable_error()->Swap(snap.mutable_error());
-  JobStore::Batch batch;
-  batch.PutState(job.id(), st);
-  // A failed write stops the daemon (the store's on_fatal); nothing to do
-  // here.
-  store->Commit(std::move(batch), [](absl::Status) {});
+  batch->PutState(job.id(), st);
 }
+
+namespace {
+
+// Default names carry on after a restart: a recovered "Job-41" makes the
+// next unnamed job Job-42 at the least. (A client's own name of that form
+// only moves the count on.)
+void CountDefaultName(std::string_view name, std::string_view prefix,
+                      std::atomic<std::uint64_t>* counter) {
+  if (name.size() <= prefix.size() || name.size() > prefix.size() + 19 ||
+      name.substr(0, prefix.size()) != prefix) {
+    return;
+  }
+  std::uint64_t n = 0;
+  for (char c : name.substr(prefix.size())) {
+    if (c < '0' || c > '9') return;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (n > counter->load(std::memory_order_relaxed))
+    counter->store(n, std::memory_order_relaxed);
+}
+
+// A stored final state and outcome, back into `job`.
+void RestoreFinished(Job& job, StoredJob& r) {
+  job.Restore(static_cast<JobState>(r.state()), r.attempt(),
+              FromProto(r.started_at()), FromProto(r.finished_at()),
+              r.has_result() ? std::make_unique<google::protobuf::Value>(
+                                   std::move(*r.mutable_result()))
+                             : nullptr,
+              r.has_error() ? std::make_unique<v1::JobError>(
+                                  std::move(*r.mutable_error()))
+                            : nullptr);
+}
+
+}  // namespace
 
 absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   RecoveryStats stats;
@@ -1072,11 +1179,17 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   const absl::Time start = absl::Now();
   std::uint64_t max_id = 0;
   std::vector<Starting> starting;
-  std::vector<JobPtr> ended;  // state changed by the recovery: stored again
+  std::vector<JobPtr> ended;      // state changed by the recovery: stored again
+  std::vector<StoredJob> groups;  // rebuilt once their children are back
   absl::Status status = store->ForEachJob([&](StoredJob&& r) {
     ++stats.jobs;
     max_id = std::max(max_id, r.id());
-    if (r.type() != StoredJob::LEAF) return absl::OkStatus();
+    if (r.type() != StoredJob::LEAF) {
+      CountDefaultName(r.name(), "Group-", &group_names_);
+      groups.push_back(std::move(r));
+      return absl::OkStatus();
+    }
+    CountDefaultName(r.name(), "Job-", &job_names_);
     const JobState state = static_cast<JobState>(r.state());
     const std::string at = StrCat("stored job ", r.id());
     Prepared p;
@@ -1098,20 +1211,14 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
     a.created_at = FromProto(r.created_at());
     a.scheduled_at = FromProto(r.scheduled_at());
     a.start_absolute = true;  // a wall-clock time now, whatever it was
+    a.durable = true;
     auto job = std::make_shared<Job>(std::move(a));
     // Set when `valid`: the kind is registered.
     const JobKind* kind = valid.ok() ? kinds_.Find(r.spec().kind()) : nullptr;
     bool run = false;
     if (IsFinal(state)) {
       ++stats.finished;
-      job->Restore(state, r.attempt(), FromProto(r.started_at()),
-                   FromProto(r.finished_at()),
-                   r.has_result() ? std::make_unique<google::protobuf::Value>(
-                                        std::move(*r.mutable_result()))
-                                  : nullptr,
-                   r.has_error() ? std::make_unique<v1::JobError>(
-                                       std::move(*r.mutable_error()))
-                                 : nullptr);
+      RestoreFinished(*job, r);
     } else if (!valid.ok()) {
       ++stats.unrunnable;
       job->Restore(JobState::kFailed, r.attempt(), absl::Time(), absl::Now(),
@@ -1162,8 +1269,89 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   if (!status.ok()) return status;
   if (max_id >= next_id_.load(std::memory_order_relaxed))
     next_id_.store(max_id + 1, std::memory_order_relaxed);
-  for (const JobPtr& j : ended) StoreState(*j);
+  // Groups, by increasing id: a group's children are leaves (any id) or
+  // older groups, all in the table by now.
+  std::vector<JobPtr> rerun_groups;
+  for (StoredJob& r : groups) {
+    JobAttributes a;
+    a.id = r.id();
+    a.name = r.name();
+    a.type =
+        r.type() == StoredJob::GATHER ? JobType::kGather : JobType::kTaskGroup;
+    a.kind = a.type == JobType::kGather ? "gather" : "group";
+    a.return_exceptions = r.return_exceptions();
+    a.group_id = r.group_id();
+    a.created_at = FromProto(r.created_at());
+    a.scheduled_at = FromProto(r.scheduled_at());
+    a.durable = true;
+    std::vector<JobPtr> children;
+    std::vector<std::uint64_t> missing;
+    {
+      absl::MutexLock lock(&table_mu_);
+      for (std::uint64_t c : r.children()) {
+        auto it = jobs_.find(c);
+        if (it != jobs_.end()) {
+          children.push_back(it->second);
+        } else {
+          missing.push_back(c);
+        }
+      }
+    }
+    const JobState state = static_cast<JobState>(r.state());
+    auto job = std::make_shared<Job>(std::move(a));
+    job->set_children(std::move(children));
+    bool run = false;
+    if (IsFinal(state)) {
+      ++stats.finished;
+      RestoreFinished(*job, r);
+    } else if (!missing.empty()) {
+      // A child finished and was forgotten (--result_ttl) while the group
+      // waited for the others: the group's result cannot be made whole.
+      ++stats.unrunnable;
+      job->Restore(
+          JobState::kFailed, r.attempt(), FromProto(r.started_at()),
+          absl::Now(), nullptr,
+          MakeError("RecoveryError",
+                    StrCat("cannot rebuild the group after a "
+                           "restart: its child job ",
+                           missing.front(), " was forgotten (--result_ttl)")));
+      ended.push_back(job);
+    } else {
+      ++stats.groups;
+      job->Restore(JobState::kPending, r.attempt(), absl::Time(), absl::Time(),
+                   nullptr, nullptr);
+      run = true;
+    }
+    {
+      absl::MutexLock lock(&table_mu_);
+      jobs_.emplace(job->id(), job);
+    }
+    if (run) {
+      not_done_.fetch_add(1, std::memory_order_relaxed);
+      stats_.For(job->attributes().kind)->submitted.Add();
+      rerun_groups.push_back(std::move(job));
+    } else {
+      PushFinished(job.get());
+    }
+  }
+  if (!ended.empty()) {
+    // What recovery decided is stored before anyone can ask.
+    JobStore::Batch batch;
+    for (const JobPtr& j : ended) PutState(*j, &batch);
+    if (absl::Status s = store->CommitAndWait(std::move(batch)); !s.ok()) {
+      return absl::Status(
+          s.code(), StrCat("storing the jobs recovery ended: ", s.message()));
+    }
+  }
   if (!starting.empty()) runtime_.SpawnDetached(StartJobs(std::move(starting)));
+  // Each group's coroutine starts over: children that ended are seen at
+  // once, the others are waited for (gather and TaskGroup rules alike).
+  for (const JobPtr& g : rerun_groups) {
+    g->MarkRunning();
+    OnStarted(g);
+    g->SetTask(runtime_.Spawn(g->type() == JobType::kGather ? RunGather(g)
+                                                            : RunTaskGroup(g)));
+  }
   stats.took = absl::Now() - start;
   return stats;
 }

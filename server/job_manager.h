@@ -45,6 +45,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "awaitd/v1/jobs.pb.h"
+#include "runtime/event.h"
 #include "runtime/runtime.h"
 #include "server/job.h"
 #include "server/job_kind.h"
@@ -126,14 +127,17 @@ class JobManager {
     std::size_t rerun = 0;        // were running; retry-safe: run again
     std::size_t interrupted = 0;  // were running: now FAILED
     std::size_t unrunnable = 0;   // pending, but their kind or limit is gone
+                                  // (or a group's child was forgotten)
+    std::size_t groups = 0;       // groups not done: rebuilt and waiting
     absl::Duration took;
   };
   // Rebuilds the job table from the attached store, before Start() and
   // before any Submit: finished jobs keep their outcome; pending ones are
   // queued again with their start times; a job that was running when the
   // daemon died runs again if its kind is retry-safe and it has had fewer
-  // than kMaxAttempts runs, else ends FAILED with an InterruptedError. New
-  // ids continue after the largest stored one.
+  // than kMaxAttempts runs, else ends FAILED with an InterruptedError. A
+  // group not done is rebuilt with its children and waits for them again.
+  // New ids continue after the largest stored one.
   absl::StatusOr<RecoveryStats> Recover();
   static constexpr std::uint32_t kMaxAttempts = 3;
 
@@ -180,6 +184,9 @@ class JobManager {
 
   // Group jobs. The id comes from ReserveId() so that children created from
   // inline specs can name their group; `children` are resolved already.
+  // With a store, the group is stored with its children's ids (recovery
+  // rebuilds it) before it is published RUNNING: a caller acknowledges it
+  // once state() is past PENDING.
   std::uint64_t ReserveId();
   JobPtr StartGather(std::uint64_t id, std::string name,
                      std::vector<JobPtr> children, bool return_exceptions);
@@ -243,19 +250,30 @@ class JobManager {
   // `at` names the spec in messages ("jobs[3]").
   absl::Status Validate(const v1::JobSpec& spec, const std::string& at,
                         Prepared* out) const;
+  JobPtr StartGroup(std::uint64_t id, std::string name, JobAttributes a,
+                    std::vector<JobPtr> children);
   JobPtr Insert(JobAttributes attributes, std::vector<JobPtr> children)
       ABSL_LOCKS_EXCLUDED(table_mu_);
   // Forgets up to `max_evictions` expired jobs; true if it forgot any.
   bool SweepSome(absl::Time now, std::size_t max_evictions)
       ABSL_LOCKS_EXCLUDED(sweep_mu_, table_mu_);
-  // Bookkeeping for a job that just ended (whoever ended it).
-  void OnStarted(const JobPtr& job);
+  // After a job's transition to RUNNING was decided (MarkRunning): stores
+  // it, publishes it, then sets `stored` if given.
+  void OnStarted(const JobPtr& job,
+                 std::shared_ptr<runtime::Event> stored = nullptr);
+  // After a job's end was decided (whoever ended it): stores it, publishes
+  // it, then does the bookkeeping (Ended).
   void OnFinished(const JobPtr& job);
+  // A durable job's decided `state` is stored, then published (job->Publish
+  // and `published()`, on the store's writer thread). Other jobs published
+  // it when it was decided: `published()` runs at once. Never waits.
+  template <typename F>
+  void StoreThenPublish(const JobPtr& job, JobState state, F published);
+  void Ended(const JobPtr& job);
   void Publish(const JobPtr& job, JobState state)
       ABSL_LOCKS_EXCLUDED(listen_mu_);
-  // With a store attached, stores a leaf job's current state (no wait; a
-  // failure is the store's: see StoreOptions::on_fatal).
-  void StoreState(const Job& job);
+  // Adds the job's decided state to `batch`.
+  static void PutState(const Job& job, JobStore::Batch* batch);
   // Onto the stack of jobs finished since the last sweep.
   void PushFinished(Job* job);
   // Drops `job`'s idempotency key if it still names `job`.

@@ -420,6 +420,18 @@ class RunAndWaitCall final : public UnaryCall {
   runtime::Task<void> Run(TaskRef ref) {
     (void)ref;
     co_await service_->jobs().RunInline(job_, std::move(body_));
+    if (!job_->done()) {
+      // A durable job's outcome is decided but not stored yet: it is
+      // reported once it is (published).
+      try {
+        std::vector<JobPtr> one{job_};
+        JobWatcher w(one, /*all_changes=*/false);
+        co_await WaitJobs(&w, 1, v1::ALL_COMPLETED);
+      } catch (const runtime::CancelledError&) {
+        FinishWith(CancelledStatus());
+        co_return;
+      }
+    }
     if (job_->state() != JobState::kSucceeded) {
       FinishWith(JobErrorStatus(*job_));
       co_return;
@@ -440,7 +452,6 @@ class GroupCall final : public UnaryCall {
             google::protobuf::RepeatedPtrField<v1::Job>* results)
       : UnaryCall(s), group_(std::move(group)), results_(results) {
     ctx->AddInitialMetadata(kGroupIdHeader, std::to_string(group_->id()));
-    StartSendInitialMetadata();
     Start([this](TaskRef ref) { return Run(std::move(ref)); });
   }
 
@@ -453,6 +464,16 @@ class GroupCall final : public UnaryCall {
     }
     std::vector<JobPtr> one{group_};
     try {
+      // The group's id goes out once the group is published (with a store:
+      // stored), which is what acknowledges it.
+      if (group_->state() == JobState::kPending) {
+        JobWatcher started(one, /*all_changes=*/true);
+        while (group_->state() == JobState::kPending) {
+          co_await started.Changed();
+          started.Take();
+        }
+      }
+      StartSendInitialMetadata();
       JobWatcher w(one, /*all_changes=*/false);
       co_await WaitJobs(&w, 1, v1::ALL_COMPLETED);
     } catch (const runtime::CancelledError&) {

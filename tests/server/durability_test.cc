@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -64,6 +65,16 @@ google::protobuf::Timestamp Ts(absl::Time t) {
 // --- Recovery rules
 // ------------------------------------------------------------------
 
+// Runs of the "effect" kind (not retry-safe), across the tests.
+std::atomic<int> g_effects{0};
+
+runtime::Task<google::protobuf::Value> Effect() {
+  g_effects.fetch_add(1);
+  google::protobuf::Value v;
+  v.set_string_value("charged");
+  co_return v;
+}
+
 class RecoveryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -77,16 +88,28 @@ class RecoveryTest : public ::testing::Test {
                                .retry_safe = false,
                                .bind = kinds_.Find("echo")->bind})
                     .ok());
+    // One whose runs are counted (g_effects).
+    ASSERT_TRUE(
+        kinds_
+            .Register({.name = "effect",
+                       .description = "not retry-safe, counted",
+                       .retry_safe = false,
+                       .bind = [](const google::protobuf::Struct&)
+                           -> absl::StatusOr<JobBody> { return Effect(); }})
+            .ok());
+    g_effects = 0;
   }
   void TearDown() override {
+    if (fs_ != nullptr) fs_->no_space = false;
     if (jobs_ != nullptr) {
       jobs_->StopAccepting();
       jobs_->CancelAll("test over", absl::Now() + absl::Seconds(5));
       jobs_->Stop();
     }
-    jobs_.reset();
+    // As the daemon does: the store's last callbacks publish into jobs_.
     runtime_.reset();
     store_.reset();
+    jobs_.reset();
     std::filesystem::remove_all(dir_);
   }
 
@@ -107,7 +130,8 @@ class RecoveryTest : public ::testing::Test {
 
   // Opens the store and recovers into a new JobManager.
   JobManager::RecoveryStats Recover() {
-    auto store = JobStore::Open({.dir = dir_});
+    auto store = JobStore::Open(
+        {.dir = dir_, .full_retry_interval = kRetry, .file_system = fs_});
     EXPECT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     runtime_ = std::make_unique<runtime::Runtime>(
@@ -169,7 +193,9 @@ class RecoveryTest : public ::testing::Test {
     return st;
   }
 
+  static constexpr std::chrono::milliseconds kRetry{10};
   std::string dir_;
+  std::shared_ptr<testing::FaultyFileSystem> fs_;  // optional
   JobKindRegistry kinds_;
   LimitRegistry limits_;
   Logger logger_{LogLevel::kError};
@@ -285,6 +311,219 @@ TEST_F(RecoveryTest, IdsAndIdempotencyKeysCarryOn) {
   EXPECT_EQ((*created)[1]->id(), 41u) << "ids continue after the largest";
 }
 
+StoredJob GroupRecord(std::uint64_t id, StoredJob::Type type,
+                      std::vector<std::uint64_t> children) {
+  StoredJob r;
+  r.set_id(id);
+  r.set_type(type);
+  r.set_name("Group-" + std::to_string(id));
+  for (std::uint64_t c : children) r.add_children(c);
+  *r.mutable_created_at() = Ts(absl::Now() - absl::Minutes(1));
+  *r.mutable_scheduled_at() = r.created_at();
+  return r;
+}
+
+TEST_F(RecoveryTest, ARunningGatherIsRebuiltWithItsChildren) {
+  StoredState one = State(v1::JOB_STATE_SUCCEEDED, 1);
+  one.mutable_result()->set_number_value(1);
+  StoredJob child = Record(3, "echo", R"({"value": 2})");
+  child.set_group_id(1);
+  ASSERT_NO_FATAL_FAILURE(Write({{GroupRecord(1, StoredJob::GATHER, {2, 3}),
+                                  State(v1::JOB_STATE_RUNNING, 1)},
+                                 {Record(2, "echo", R"({"value": 1})"), one},
+                                 {child, StoredState()}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.groups, 1u);
+  EXPECT_EQ(stats.pending, 1u);
+  const v1::Job g = AwaitFinal(1);
+  EXPECT_EQ(g.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(g.kind(), "gather");
+  EXPECT_THAT(g.children(), ::testing::ElementsAre(2, 3));
+  ASSERT_EQ(g.result().list_value().values_size(), 2);
+  EXPECT_EQ(g.result().list_value().values(0).number_value(), 1);
+  EXPECT_EQ(g.result().list_value().values(1).number_value(), 2);
+  EXPECT_EQ(Snap(3).group_id(), 1u);
+  // Stored, so a second restart has the group's result.
+  EXPECT_EQ(AwaitStored(1, v1::JOB_STATE_SUCCEEDED)
+                .result()
+                .list_value()
+                .values_size(),
+            2);
+}
+
+TEST_F(RecoveryTest, ARebuiltTaskGroupSeesAFailureFromBeforeTheCrash) {
+  StoredState failed = State(v1::JOB_STATE_FAILED, 1);
+  failed.mutable_error()->set_type("ValueError");
+  failed.mutable_error()->set_message("bad input");
+  StoredJob later = Record(3, "echo", R"({"value": 2})");
+  *later.mutable_scheduled_at() = Ts(absl::Now() + absl::Hours(1));
+  ASSERT_NO_FATAL_FAILURE(Write({{GroupRecord(1, StoredJob::TASK_GROUP, {2, 3}),
+                                  State(v1::JOB_STATE_RUNNING, 1)},
+                                 {Record(2, "fail"), failed},
+                                 {later, StoredState()}}));
+  Recover();
+  const v1::Job g = AwaitFinal(1);
+  EXPECT_EQ(g.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(g.error().type(), "ExceptionGroup");
+  // The sibling still pending is cancelled, as the TaskGroup rules say.
+  EXPECT_EQ(AwaitFinal(3).state(), v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(RecoveryTest, AFinishedGroupKeepsItsOutcome) {
+  StoredState done = State(v1::JOB_STATE_SUCCEEDED, 1);
+  done.mutable_result()->mutable_list_value()->add_values()->set_number_value(
+      4);
+  *done.mutable_finished_at() = Ts(absl::FromUnixSeconds(1'765'000'000));
+  StoredState four = State(v1::JOB_STATE_SUCCEEDED, 1);
+  four.mutable_result()->set_number_value(4);
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{GroupRecord(1, StoredJob::GATHER, {2}), done},
+             {Record(2, "echo", R"({"value": 4})"), four}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.finished, 2u);
+  const v1::Job g = Snap(1);
+  EXPECT_EQ(g.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(g.result().list_value().values(0).number_value(), 4);
+  EXPECT_EQ(g.finished_at().seconds(), 1'765'000'000);
+  EXPECT_EQ(jobs_->jobs_not_done(), 0u);
+}
+
+TEST_F(RecoveryTest, AGroupWhoseChildWasForgottenFails) {
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{GroupRecord(1, StoredJob::GATHER, {2, 3}),
+              State(v1::JOB_STATE_RUNNING, 1)},
+             {Record(3, "echo", R"({"value": 3})"), StoredState()}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.unrunnable, 1u);
+  const v1::Job g = Snap(1);
+  EXPECT_EQ(g.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(g.error().type(), "RecoveryError");
+  EXPECT_THAT(g.error().message(), HasSubstr("child job 2 was forgotten"));
+  EXPECT_EQ(AwaitStored(1, v1::JOB_STATE_FAILED).error().type(),
+            "RecoveryError");
+}
+
+TEST_F(RecoveryTest, DefaultNamesCarryOn) {
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{Record(41, "echo", R"({"value": 1})"), StoredState()},
+             {GroupRecord(42, StoredJob::GATHER, {41}),
+              State(v1::JOB_STATE_RUNNING, 1)}}));
+  Recover();
+  const v1::JobSpec spec = Spec("echo", R"({"value": 1})");
+  const v1::JobSpec* specs[] = {&spec};
+  auto created = jobs_->Submit(specs, "jobs", 0, nullptr);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ((*created)[0]->name(), "Job-42");
+  JobPtr group = jobs_->StartGather(jobs_->ReserveId(), "", *created, false);
+  EXPECT_EQ(group->name(), "Group-43");
+}
+
+// --- Stored before reported
+// ------------------------------------------------------------------
+
+// A durable job's transitions are stored before anyone hears of them. The
+// store is kept from writing (a full disk: state changes wait for space)
+// while jobs move on, and what is published is compared with what was
+// decided.
+class StoreBeforeReportTest : public RecoveryTest {
+ protected:
+  void SetUp() override {
+    RecoveryTest::SetUp();
+    fs_ = std::make_shared<testing::FaultyFileSystem>();
+    Recover();  // an empty store
+  }
+  JobPtr SubmitOne(const v1::JobSpec& spec) {
+    const v1::JobSpec* specs[] = {&spec};
+    auto created = jobs_->Submit(specs, "jobs", 0, nullptr);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? created->front() : nullptr;
+  }
+  static v1::JobSpec Delayed(const std::string& kind, const std::string& args,
+                             int ms) {
+    v1::JobSpec spec = Spec(kind, args);
+    spec.mutable_delay()->set_nanos(ms * 1'000'000);
+    return spec;
+  }
+  static bool AwaitDecided(const JobPtr& job, JobState state) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (job->decided_state() != state) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return true;
+  }
+};
+
+TEST_F(StoreBeforeReportTest, AnOutcomeIsPublishedOnlyOnceStored) {
+  JobPtr job = SubmitOne(Delayed("echo", R"({"value": 5})", 100));
+  ASSERT_NE(job, nullptr);
+  fs_->no_space = true;
+  ASSERT_TRUE(AwaitDecided(job, JobState::kSucceeded));
+  absl::SleepFor(absl::Milliseconds(100));  // about 10 write attempts
+  // Neither RUNNING nor the outcome could be stored: nothing was published.
+  EXPECT_EQ(job->state(), JobState::kPending);
+  EXPECT_FALSE(job->done());
+  v1::Job seen = Snap(job->id());
+  EXPECT_EQ(seen.state(), v1::JOB_STATE_PENDING);
+  EXPECT_FALSE(seen.has_result());
+  EXPECT_FALSE(seen.has_started_at());
+  EXPECT_FALSE(seen.has_finished_at());
+  EXPECT_EQ(seen.attempt(), 0u);
+  // Settled all the same: a cancel is too late, as for a done task.
+  EXPECT_FALSE(jobs_->Cancel(job, "too late"));
+  EXPECT_EQ((**store_->GetJob(job->id())).state(), v1::JOB_STATE_PENDING);
+
+  fs_->no_space = false;
+  const v1::Job done = AwaitFinal(job->id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done.result().number_value(), 5);
+  EXPECT_EQ(done.attempt(), 1u);
+  // What was reported is what is stored, to the nanosecond.
+  const StoredJob stored = **store_->GetJob(job->id());
+  EXPECT_EQ(stored.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(stored.result().number_value(), 5);
+  EXPECT_EQ(stored.finished_at().seconds(), done.finished_at().seconds());
+  EXPECT_EQ(stored.finished_at().nanos(), done.finished_at().nanos());
+  EXPECT_EQ(jobs_->jobs_not_done(), 0u);
+}
+
+TEST_F(StoreBeforeReportTest, AJobNotRetrySafeRunsOnlyOnceItsRunIsStored) {
+  JobPtr job = SubmitOne(Delayed("effect", "{}", 50));
+  ASSERT_NE(job, nullptr);
+  fs_->no_space = true;
+  ASSERT_TRUE(AwaitDecided(job, JobState::kRunning));
+  absl::SleepFor(absl::Milliseconds(200));
+  // A crash now finds it PENDING in the store and runs it: so it must not
+  // have run yet.
+  EXPECT_EQ(g_effects.load(), 0);
+  EXPECT_EQ(job->state(), JobState::kPending);
+  EXPECT_EQ(job->decided_state(), JobState::kRunning);
+
+  fs_->no_space = false;
+  const v1::Job done = AwaitFinal(job->id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done.result().string_value(), "charged");
+  EXPECT_EQ(g_effects.load(), 1);
+  EXPECT_EQ((**store_->GetJob(job->id())).attempt(), 1u);
+}
+
+TEST_F(StoreBeforeReportTest, ACancelWhileItsRunIsStoredEndsItUnrun) {
+  JobPtr job = SubmitOne(Delayed("effect", "{}", 50));
+  ASSERT_NE(job, nullptr);
+  fs_->no_space = true;
+  ASSERT_TRUE(AwaitDecided(job, JobState::kRunning));
+  EXPECT_TRUE(jobs_->Cancel(job, "changed my mind"));
+  ASSERT_TRUE(AwaitDecided(job, JobState::kCancelled));
+  EXPECT_FALSE(job->done());
+
+  fs_->no_space = false;
+  const v1::Job done = AwaitFinal(job->id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(done.error().message(), "changed my mind");
+  EXPECT_EQ(g_effects.load(), 0) << "the body ran although cancelled";
+  EXPECT_EQ((**store_->GetJob(job->id())).state(), v1::JOB_STATE_CANCELLED);
+}
+
 // --- A daemon restarted on its data directory
 // ------------------------------------------------------------------
 
@@ -354,6 +593,46 @@ TEST_F(DurableDaemonTest, ARestartKeepsResultsPendingJobsAndKeys) {
   EXPECT_GT(SubmitOk({Spec("echo", R"({"value": 1})")})[0], cancelled);
 }
 
+TEST_F(DurableDaemonTest, AGatherSurvivesARestartAndFinishesAfterIt) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  v1::GatherRequest req;
+  *req.add_jobs()->mutable_spec() = Spec("echo", R"({"value": 1})");
+  v1::JobSpec later = Spec("echo", R"({"value": 2})");
+  *later.mutable_delay() = testing::Seconds(1.5);
+  *req.add_jobs()->mutable_spec() = later;
+  req.set_name("nightly");
+  {
+    // The call ends (its deadline) before the group does; the group, once
+    // its id was sent, is acknowledged.
+    auto ctx = Ctx(0.3);
+    v1::GatherResponse resp;
+    grpc::Status s = stub_->Gather(ctx.get(), req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    auto id = ctx->GetServerInitialMetadata().find("awaitd-group-id");
+    ASSERT_NE(id, ctx->GetServerInitialMetadata().end());
+    ASSERT_EQ(std::string(id->second.data(), id->second.size()), "1");
+  }
+  daemon_->Shutdown();
+  StopDaemon();
+
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  const v1::Job group = AwaitDone(1);
+  EXPECT_EQ(group.name(), "nightly");
+  EXPECT_EQ(group.kind(), "gather");
+  EXPECT_EQ(group.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_THAT(group.children(), ::testing::ElementsAre(2, 3));
+  ASSERT_EQ(group.result().list_value().values_size(), 2);
+  EXPECT_EQ(group.result().list_value().values(0).number_value(), 1);
+  EXPECT_EQ(group.result().list_value().values(1).number_value(), 2);
+  // And once more: the outcome itself was stored.
+  daemon_->Shutdown();
+  StopDaemon();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  const v1::Job again = GetOk(1);
+  EXPECT_EQ(again.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(again.finished_at().nanos(), group.finished_at().nanos());
+}
+
 TEST_F(DurableDaemonTest, AStoreInUseIsRefusedNamingTheDirectory) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
   DaemonOptions second = Durable();
@@ -405,6 +684,46 @@ TEST_F(DurableDaemonTest, AFullDiskRefusesSubmitsAndKeepsServingReads) {
   EXPECT_EQ(WaitForOk(resp.jobs(0).id()).result().number_value(), 4);
 }
 
+TEST_F(DurableDaemonTest, WaitForOfAnInlineJobAnswersOnceItsOutcomeIsStored) {
+  auto fs = std::make_shared<testing::FaultyFileSystem>();
+  DaemonOptions o = Durable();
+  o.store_file_system = fs;
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
+  // WaitFor of a spec without a timeout runs the job in the call's own task
+  // (RunInline): the answer must still wait for the store.
+  v1::WaitForRequest req;
+  *req.mutable_job()->mutable_spec() =
+      Spec("sleep", R"({"seconds": 0.5, "result": 6})");
+  std::atomic<bool> answered{false};
+  grpc::Status status;
+  v1::WaitForResponse resp;
+  std::thread caller([&] {
+    status = stub_->WaitFor(Ctx().get(), req, &resp);
+    answered = true;
+  });
+  // Accepted and RUNNING (both stored); then the disk fills up.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    v1::GetRequest get;
+    get.add_ids(1);
+    v1::GetResponse got;
+    if (stub_->Get(Ctx().get(), get, &got).ok() &&
+        got.jobs(0).state() == v1::JOB_STATE_RUNNING) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  fs->no_space = true;
+  absl::SleepFor(absl::Milliseconds(900));  // it ended about 0.4 s ago
+  EXPECT_FALSE(answered.load()) << "answered before the outcome was stored";
+  EXPECT_EQ(GetOk(1).state(), v1::JOB_STATE_RUNNING);
+  fs->no_space = false;
+  caller.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.job().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(resp.job().result().number_value(), 6);
+}
+
 TEST_F(DurableDaemonTest, AFailingSyncStopsAcknowledging) {
   auto fs = std::make_shared<testing::FaultyFileSystem>();
   DaemonOptions o = Durable();
@@ -414,9 +733,10 @@ TEST_F(DurableDaemonTest, AFailingSyncStopsAcknowledging) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
   const std::uint64_t before = SubmitOk({Spec("echo", R"({"value": 1})")})[0];
   ASSERT_EQ(WaitForOk(before).state(), v1::JOB_STATE_SUCCEEDED);
-  // Every earlier write is through (the outcome above is stored
-  // asynchronously): a Submit that succeeds flushed the writer's queue.
-  SubmitOk({Spec("echo", R"({"value": 0})")});
+  // Job 2 too is stored and reported (published once stored) before the
+  // syncs fail: nothing is in flight.
+  ASSERT_EQ(WaitForOk(SubmitOk({Spec("echo", R"({"value": 0})")})[0]).state(),
+            v1::JOB_STATE_SUCCEEDED);
 
   fs->fail_sync = true;
   v1::SubmitResponse resp;
@@ -456,6 +776,8 @@ struct ClientLog {
   std::mutex mu;
   std::map<std::uint64_t, std::string> acknowledged;  // id -> idempotency key
   std::map<std::uint64_t, v1::Job> reported;          // final outcomes seen
+  int groups = 0;                                     // Gathers acknowledged
+  int groups_reported = 0;  // ... that answered with their children
 };
 
 void CheckAgainst(v1::Jobs::Stub& stub, ClientLog& log, int round) {
@@ -632,6 +954,36 @@ TEST(CrashLoopTest, KilledAndRestartedFiftyTimesLosesNothingAcknowledged) {
             std::lock_guard<std::mutex> lock(log.mu);
             log.reported[ids[0]] = gresp.jobs(0);
           }
+          if (r() % 3 != 0) continue;
+          // A group: acknowledged once its id came back (the header); its
+          // outcome, if the call got one, reported.
+          v1::GatherRequest gather;
+          *gather.add_jobs()->mutable_spec() = Spec("echo", R"({"value": 3})");
+          *gather.add_jobs()->mutable_spec() =
+              Spec("sleep", R"({"seconds": 0.05, "result": 4})");
+          gather.add_jobs()->set_id(ids[1]);
+          gather.set_return_exceptions(true);
+          v1::GatherResponse gathered;
+          grpc::ClientContext rctx;
+          rctx.set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::milliseconds(100 + r() % 200));
+          const grpc::Status gs = stub->Gather(&rctx, gather, &gathered);
+          const auto& headers = rctx.GetServerInitialMetadata();
+          auto h = headers.find("awaitd-group-id");
+          if (h == headers.end()) continue;
+          const std::uint64_t group =
+              std::stoull(std::string(h->second.data(), h->second.size()));
+          std::lock_guard<std::mutex> lock(log.mu);
+          log.acknowledged[group] = "";
+          ++log.groups;
+          if (gs.ok()) {
+            ++log.groups_reported;
+            // The children's outcomes, as reported in the response.
+            for (const v1::Job& child : gathered.results()) {
+              log.acknowledged[child.id()] = "";
+              log.reported[child.id()] = child;
+            }
+          }
         }
       });
     }
@@ -647,6 +999,13 @@ TEST(CrashLoopTest, KilledAndRestartedFiftyTimesLosesNothingAcknowledged) {
     std::lock_guard<std::mutex> lock(log.mu);
     EXPECT_GT(log.acknowledged.size(), 500u) << "too little traffic to tell";
     EXPECT_GT(log.reported.size(), 50u);
+    EXPECT_GT(log.groups, 20);
+    EXPECT_GT(log.groups_reported, 5);
+    std::printf(
+        "crash loop: %zu jobs acknowledged, %zu outcomes reported, "
+        "%d groups acknowledged, %d answered\n",
+        log.acknowledged.size(), log.reported.size(), log.groups,
+        log.groups_reported);
   }
   std::filesystem::remove_all(dir);
 }
