@@ -1,6 +1,9 @@
 // JobStore; see store.h.
 #include "server/store.h"
 
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 #include <system_error>
 
@@ -13,6 +16,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/perf_level.h"
 #include "rocksdb/write_batch.h"
+#include "server/logger.h"
 #include "server/strings.h"
 
 namespace awaitd::server {
@@ -136,9 +140,30 @@ void JobStore::Batch::DeleteJob(std::uint64_t id,
 // --- Open, Repair, close
 // ------------------------------------------------------------------
 
+namespace {
+
+// RocksDB's own log, kept off the store's disk: its file logger trips an
+// assertion (Debian builds RocksDB with them) on the first line after a
+// failed write, which a full disk makes certain. Warnings and errors go to
+// stderr, in the daemon's key=value form.
+class RocksDbLog final : public rocksdb::Logger {
+ public:
+  RocksDbLog() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[1024];
+    std::vsnprintf(line, sizeof line, format, ap);
+    std::fprintf(stderr, "component=store event=rocksdb_log message=%s\n",
+                 LogQuote(line).c_str());
+  }
+};
+
+}  // namespace
+
 rocksdb::Status JobStore::OpenDb(const std::string& dir, rocksdb::Env* env,
                                  rocksdb::DB** db) {
   rocksdb::Options db_options;
+  db_options.info_log = std::make_shared<RocksDbLog>();
   db_options.create_if_missing = true;
   db_options.paranoid_checks = true;
   // After a crash the log ends at the last whole record: what was written
@@ -214,6 +239,7 @@ JobStore::JobStore(StoreOptions options, std::unique_ptr<rocksdb::Env> env,
     : options_(std::move(options)),
       env_(std::move(env)),
       db_(db),
+      reopen_backoff_(absl::FromChrono(options_.full_retry_interval)),
       writer_([this] { WriterMain(); }) {}
 
 JobStore::~JobStore() {
@@ -367,6 +393,7 @@ absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
   if (write_options.sync) syncs_.fetch_add(1, std::memory_order_relaxed);
   if (s.ok()) {
     disk_full_ = false;
+    reopen_backoff_ = absl::FromChrono(options_.full_retry_interval);
     unsynced_ = !write_options.sync;
     bytes_.fetch_add(bytes, std::memory_order_relaxed);
     return absl::OkStatus();
@@ -393,12 +420,14 @@ absl::Status JobStore::ReopenAfterFullDisk() {
   // the next write fails for good or trips an assertion (RocksDB issues
   // 11643 and 12998, fixed in 9.x). Closing and opening the database again
   // starts a new log (the old one ends at its last whole record, which
-  // holds everything acknowledged). At most once per full_retry_interval.
+  // holds everything acknowledged). Tried every full_retry_interval at
+  // first, then less and less often (up to every 5 s) while it fails.
   const absl::Time now = absl::Now();
-  if (now - last_reopen_ < absl::FromChrono(options_.full_retry_interval)) {
+  if (now - last_reopen_ < reopen_backoff_) {
     return DiskFull(rocksdb::Status::NoSpace("not retried yet"));
   }
   last_reopen_ = now;
+  reopen_backoff_ = std::min(reopen_backoff_ * 2, absl::Seconds(5));
   absl::MutexLock lock(&db_mu_);
   if (db_ != nullptr) {
     db_->Close();  // the error that stopped it, or OK: nothing to act on

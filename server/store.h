@@ -20,12 +20,19 @@
 // machine (power, kernel) loses up to that interval. (kNone, no store at
 // all, is the daemon's business: it then never opens one.)
 //
-// Failures: a full disk fails the group with RESOURCE_EXHAUSTED and the store
-// tries again with the next group (reads keep working throughout). A batch
+// Failures: a full disk fails the group with RESOURCE_EXHAUSTED; the store
+// then closes and reopens its database to write again (RocksDB 7.8 cannot
+// resume after a failed log write), every `full_retry_interval` at first,
+// backing off to every 5 s while the disk stays full. Reads work until the
+// first reopen; while a reopen fails (the disk still full) they are
+// UNAVAILABLE (the daemon reads from memory, not from here). A batch
 // committed with `retry_while_full` (a job's state change, which must not
 // be lost and has nobody to refuse) is not failed for a full disk: the
-// writer keeps it, in order, and writes it again every
-// `full_retry_interval` (and with each new group) until there is space. Any
+// writer keeps it, in order, and writes it again with each attempt until
+// there is space. (Ordinary batches that fail meanwhile are answered at
+// once, ahead of the kept ones.) A full disk reported by the sync rather
+// than the write may leave the refused batch in the log, as a failed sync
+// may: a client retries with an idempotency key. Any
 // other write or sync error is fatal: the group fails with UNAVAILABLE, so
 // nothing is acknowledged that may not be on disk, every later Commit fails at
 // once, and `on_fatal` is called once (the daemon logs it and exits, so that
@@ -37,7 +44,8 @@
 // big-endian).
 //
 // Thread safety: every method may be called from any thread. `done`
-// callbacks run on the writer thread, in commit order, and must not block
+// callbacks run on the writer thread, in commit order among the batches
+// that succeed (and among those kept for a full disk), and must not block
 // (they may Commit again).
 #ifndef AWAITD_SERVER_STORE_H_
 #define AWAITD_SERVER_STORE_H_
@@ -221,6 +229,7 @@ class JobStore {
   absl::Status fatal_status_;  // written by the writer before failed_
   // Writer thread only.
   absl::Time last_reopen_;
+  absl::Duration reopen_backoff_;
   bool disk_full_ = false;
   bool unsynced_ = false;
   // Batches kept for a full disk (retry_while_full), oldest first.
