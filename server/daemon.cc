@@ -264,9 +264,10 @@ void Daemon::Shutdown() {
     jobs_->StopAccepting();
     const bool drained =
         jobs_->DrainRunning(absl::Now() + options_.shutdown_grace);
-    // What the shutdown cancels from here on is not stored: those jobs run
-    // again (pending) or count as interrupted (running) after a restart.
-    jobs_->DetachStore();
+    // What the shutdown cancels from here on is neither stored nor told:
+    // those jobs run again (pending) or count as interrupted (running)
+    // after a restart.
+    jobs_->BeginShutdownCancel();
     const std::size_t left = jobs_->jobs_not_done();
     if (left > 0) {
       logger_->Log(drained ? LogLevel::kInfo : LogLevel::kWarning,

@@ -98,18 +98,19 @@ JobState Job::decided_state() const {
   return decided_;
 }
 
-void Job::Publish(JobState s) {
+bool Job::Publish(JobState s) {
   absl::MutexLock lock(&mu_);
-  PublishLocked(s);
+  return PublishLocked(s);
 }
 
-void Job::PublishLocked(JobState s) {
+bool Job::PublishLocked(JobState s) {
   // States only move forward (PENDING < RUNNING < the final ones): a RUNNING
   // stored after its job's end was published (the store was detached in
   // between) is not published again.
-  if (s <= state_.load(std::memory_order_relaxed)) return;
+  if (s <= state_.load(std::memory_order_relaxed)) return false;
   state_.store(s, std::memory_order_release);
   NotifyLocked(s);
+  return true;
 }
 
 void Job::Restore(JobState state, std::uint32_t attempts, absl::Time started_at,

@@ -130,8 +130,9 @@ class Job {
   // transition is being stored).
   JobState decided_state() const ABSL_LOCKS_EXCLUDED(mu_);
   // Durable jobs: publishes `s` (a decided state, once stored) unless the
-  // job already published it or a later state. Wakes the watches.
-  void Publish(JobState s) ABSL_LOCKS_EXCLUDED(mu_);
+  // job already published it or a later state; returns whether it did.
+  // Wakes the watches.
+  bool Publish(JobState s) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether it ever reached RUNNING (decided).
   bool started() const noexcept {
     return started_.load(std::memory_order_acquire);
@@ -265,7 +266,7 @@ class Job {
   // Decides the final state `s` (outcome already set) and stamps
   // finished_at; publishes it unless the job is durable.
   void EndLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PublishLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool PublishLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const JobAttributes attr_;
   std::vector<JobPtr> children_;

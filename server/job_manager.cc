@@ -92,6 +92,14 @@ struct JobManager::Prepared {
   JobBody body;
 };
 
+// A durable job's transition, stored and waiting to be published.
+struct JobManager::StoredTransition {
+  JobPtr job;
+  JobState state;
+  std::shared_ptr<runtime::Event> started;  // see OnStarted
+  StoredTransition* next = nullptr;
+};
+
 // Ends a job CANCELLED if its coroutine frame is destroyed before the job
 // ended (runtime shutdown destroys unfinished tasks).
 class FinishGuard {
@@ -112,7 +120,12 @@ JobManager::JobManager(runtime::Runtime& runtime, const JobKindRegistry& kinds,
       options_(std::move(options)),
       logger_(logger) {}
 
-JobManager::~JobManager() = default;
+JobManager::~JobManager() {
+  // Transitions stored after the runtime stopped running a drain: nobody is
+  // left to hear of them.
+  StoredTransition* t = publish_head_.exchange(nullptr);
+  while (t != nullptr) delete std::exchange(t, t->next);
+}
 
 void JobManager::Start() { sweeper_ = runtime_.Spawn(Sweeper()); }
 
@@ -551,7 +564,8 @@ JobPtr JobManager::Insert(JobAttributes attributes,
     jobs_.emplace(job->id(), job);
   }
   stats_.For(job->attributes().kind)->submitted.Add();
-  Publish(job, JobState::kPending);
+  // A durable group is told of once stored: its RUNNING is the first event.
+  if (!job->attributes().durable) Publish(job, JobState::kPending);
   job->MarkRunning();
   OnStarted(job);
   return job;
@@ -564,50 +578,122 @@ void JobManager::OnStarted(const JobPtr& job,
   KindStats* k = stats_.For(job->attributes().kind);
   k->started.Add();
   k->queue_wait.Observe(absl::Now() - job->attributes().scheduled_at);
-  StoreThenPublish(job, JobState::kRunning, [this, job, stored] {
-    Publish(job, JobState::kRunning);
-    if (stored != nullptr) stored->Set();
-  });
+  if (!job->attributes().durable) {
+    Publish(job, JobState::kRunning);  // the job published it already
+    return;
+  }
+  StoreThenPublish(job, JobState::kRunning, std::move(stored));
 }
 
 void JobManager::OnFinished(const JobPtr& job) {
-  StoreThenPublish(job, job->decided_state(), [this, job] { Ended(job); });
+  const JobState s = job->decided_state();
+  if (!job->attributes().durable) {
+    Ended(job, s, /*published=*/true);  // the job published it already
+    return;
+  }
+  if (shutdown_cancel_.load(std::memory_order_acquire) &&
+      (s == JobState::kCancelled || job->is_group())) {
+    // What the shutdown's cancellation ends is neither stored nor told:
+    // after a restart those jobs run again (pending), count as interrupted
+    // (running) or are rebuilt (groups, whose children may have been
+    // cancelled here).
+    Ended(job, s, /*published=*/false);
+    return;
+  }
+  StoreThenPublish(job, s, nullptr);
 }
 
-template <typename F>
 void JobManager::StoreThenPublish(const JobPtr& job, JobState state,
-                                  F published) {
-  if (!job->attributes().durable) {
-    published();  // the job published it already
-    return;
-  }
+                                  std::shared_ptr<runtime::Event> started) {
   JobStore* const store = store_.load(std::memory_order_acquire);
-  if (store == nullptr) {
-    // Detached (shutdown): published without being stored.
-    job->Publish(state);
-    published();
-    return;
-  }
   // Committed in decision order per job (a job's transitions are decided by
-  // one task at a time, each storing before the next is decided), and the
-  // store runs its callbacks in commit order: RUNNING is published before
-  // the outcome.
+  // one task at a time, each storing before the next is decided); the store
+  // runs its callbacks in commit order, and one drain at a time publishes
+  // them in that order: RUNNING is published before the outcome.
   JobStore::Batch batch;
   PutState(*job, &batch);
+  auto node = std::make_unique<StoredTransition>(
+      StoredTransition{job, state, std::move(started)});
   store->Commit(
       std::move(batch),
-      [job, state, published = std::move(published)](absl::Status s) mutable {
-        // Not stored: the store failed for good and the daemon is stopping
-        // (StoreOptions::on_fatal). Nobody may hear of this state.
-        if (!s.ok()) return;
-        job->Publish(state);
-        published();
+      [this, node = std::move(node)](absl::Status s) mutable {
+        if (!s.ok()) {
+          // Not stored: the store failed for good and the daemon is
+          // stopping (StoreOptions::on_fatal). Nobody may hear of this
+          // state; an end still counts, so that the shutdown does not wait
+          // for it. (A job not retry-safe never starts its body.)
+          if (IsFinal(node->state))
+            Ended(node->job, node->state, /*published=*/false);
+          return;
+        }
+        QueuePublish(node.release());
       },
       /*retry_while_full=*/true);
 }
 
-void JobManager::Ended(const JobPtr& job) {
-  const JobState s = job->state();
+void JobManager::QueuePublish(StoredTransition* t) {
+  // Called on the store's writer thread: it only queues, so that the
+  // publishing (waking watchers, bookkeeping) happens on a worker, in bulk,
+  // and the writer goes back to the disk.
+  StoredTransition* head = publish_head_.load(std::memory_order_relaxed);
+  do {
+    t->next = head;
+  } while (
+      !publish_head_.compare_exchange_weak(head, t, std::memory_order_seq_cst));
+  if (publish_scheduled_.exchange(true)) return;  // a drain will see it
+  absl::MutexLock lock(&publish_mu_);
+  // After Stop() the runtime runs no more tasks and the server is gone:
+  // what is queued is dropped by the destructor.
+  if (!runtime_stopped_) runtime_.SpawnDetached(PublishTask());
+}
+
+runtime::Task<void> JobManager::PublishTask() {
+  DrainPublishes();
+  co_return;
+}
+
+void JobManager::DrainPublishes() {
+  // Whoever set publish_scheduled_ drains; one at a time, so that the
+  // transitions are published in commit order.
+  for (;;) {
+    StoredTransition* list = publish_head_.exchange(nullptr);
+    if (list == nullptr) {
+      publish_scheduled_.store(false);
+      // A transition queued since the exchange found the flag set and left
+      // it to this drain: take it on, unless another drain already did.
+      if (publish_head_.load() == nullptr || publish_scheduled_.exchange(true))
+        return;
+      continue;
+    }
+    StoredTransition* fifo = nullptr;  // the stack is newest first
+    while (list != nullptr) {
+      StoredTransition* next = list->next;
+      list->next = fifo;
+      fifo = list;
+      list = next;
+    }
+    while (fifo != nullptr) {
+      std::unique_ptr<StoredTransition> t(fifo);
+      fifo = fifo->next;
+      PublishStored(t->job, t->state, t->started.get());
+    }
+  }
+}
+
+void JobManager::PublishStored(const JobPtr& job, JobState state,
+                               runtime::Event* started) {
+  // (Publish refuses a state at or before the one published, which stored
+  // transitions published in commit order never are.)
+  const bool published = job->Publish(state);
+  if (state == JobState::kRunning) {
+    if (published) Publish(job, JobState::kRunning);
+    if (started != nullptr) started->Set();
+  } else {
+    Ended(job, state, published);
+  }
+}
+
+void JobManager::Ended(const JobPtr& job, JobState s, bool published) {
   {
     KindStats* k = stats_.For(job->attributes().kind);
     k->finished[static_cast<std::size_t>(
@@ -627,7 +713,7 @@ void JobManager::Ended(const JobPtr& job) {
         " state=", JobStateName(s),
         " error_type=", job->error() != nullptr ? job->error()->type() : "");
   }
-  Publish(job, s);
+  if (published) Publish(job, s);
   PushFinished(job.get());
   // not_done_ first: a shutdown that wakes when running_ reaches zero then
   // counts only jobs that never ran (pending ones), not this one.
@@ -1056,6 +1142,12 @@ bool JobManager::CancelAll(std::string_view message, absl::Time deadline) {
 }
 
 void JobManager::Stop() {
+  {
+    // From now on stored transitions are not published: the runtime is
+    // about to stop running tasks (and the server has stopped).
+    absl::MutexLock lock(&publish_mu_);
+    runtime_stopped_ = true;
+  }
   sweeping_stopped_.store(true, std::memory_order_release);
   if (sweeper_.valid()) sweeper_.Cancel("job manager stopping");
 }
@@ -1140,24 +1232,6 @@ void JobManager::PutState(const Job& job, JobStore::Batch* batch) {
 
 namespace {
 
-// Default names carry on after a restart: a recovered "Job-41" makes the
-// next unnamed job Job-42 at the least. (A client's own name of that form
-// only moves the count on.)
-void CountDefaultName(std::string_view name, std::string_view prefix,
-                      std::atomic<std::uint64_t>* counter) {
-  if (name.size() <= prefix.size() || name.size() > prefix.size() + 19 ||
-      name.substr(0, prefix.size()) != prefix) {
-    return;
-  }
-  std::uint64_t n = 0;
-  for (char c : name.substr(prefix.size())) {
-    if (c < '0' || c > '9') return;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (n > counter->load(std::memory_order_relaxed))
-    counter->store(n, std::memory_order_relaxed);
-}
-
 // A stored final state and outcome, back into `job`.
 void RestoreFinished(Job& job, StoredJob& r) {
   job.Restore(static_cast<JobState>(r.state()), r.attempt(),
@@ -1185,11 +1259,9 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
     ++stats.jobs;
     max_id = std::max(max_id, r.id());
     if (r.type() != StoredJob::LEAF) {
-      CountDefaultName(r.name(), "Group-", &group_names_);
       groups.push_back(std::move(r));
       return absl::OkStatus();
     }
-    CountDefaultName(r.name(), "Job-", &job_names_);
     const JobState state = static_cast<JobState>(r.state());
     const std::string at = StrCat("stored job ", r.id());
     Prepared p;

@@ -109,16 +109,23 @@ class JobManager {
   LimitRegistry& limits() { return limits_; }
 
   // Durability (server/store.h): from now on, jobs accepted by Submit are
-  // in the store before Submit returns, their transitions are stored as they
-  // happen, and forgotten jobs are deleted from it. Call before Recover()
-  // and Start(); `store` must outlive this manager's jobs.
+  // in the store before Submit returns, their transitions are stored before
+  // they are published, and forgotten jobs are deleted from it. Call before
+  // Recover() and Start(); `store` must outlive this manager's jobs, and
+  // its commits must all have run (its destructor runs them) before the
+  // manager is destroyed.
   void AttachStore(JobStore* store) {
     store_.store(store, std::memory_order_release);
   }
-  // Shutdown, after DrainRunning and before CancelAll: no more changes are
-  // stored, so the jobs the shutdown cancels stay in the store as they were
-  // (pending ones run after the restart; running ones count as interrupted).
-  void DetachStore() { store_.store(nullptr, std::memory_order_release); }
+  // Shutdown, after DrainRunning and before CancelAll: from now on a job
+  // that ends CANCELLED (and any group) is neither stored nor published, so
+  // the jobs the shutdown cancels stay in the store as they were (pending
+  // ones run after the restart, running ones count as interrupted, groups
+  // are rebuilt) and nobody was told otherwise. Other outcomes (a job that
+  // finishes anyway) are stored and published as usual.
+  void BeginShutdownCancel() {
+    shutdown_cancel_.store(true, std::memory_order_release);
+  }
 
   struct RecoveryStats {
     std::size_t jobs = 0;         // records read
@@ -264,12 +271,20 @@ class JobManager {
   // After a job's end was decided (whoever ended it): stores it, publishes
   // it, then does the bookkeeping (Ended).
   void OnFinished(const JobPtr& job);
-  // A durable job's decided `state` is stored, then published (job->Publish
-  // and `published()`, on the store's writer thread). Other jobs published
-  // it when it was decided: `published()` runs at once. Never waits.
-  template <typename F>
-  void StoreThenPublish(const JobPtr& job, JobState state, F published);
-  void Ended(const JobPtr& job);
+  // A durable job's decided `state` is committed to the store; the store's
+  // callback queues it, and a drain task publishes it (PublishStored). With
+  // the store detached, published at once. Never waits.
+  struct StoredTransition;
+  void StoreThenPublish(const JobPtr& job, JobState state,
+                        std::shared_ptr<runtime::Event> started);
+  void QueuePublish(StoredTransition* t) ABSL_LOCKS_EXCLUDED(publish_mu_);
+  runtime::Task<void> PublishTask();
+  void DrainPublishes();
+  void PublishStored(const JobPtr& job, JobState state,
+                     runtime::Event* started);
+  // Bookkeeping for a job that ended `s` (listeners hear of it only if
+  // `published`).
+  void Ended(const JobPtr& job, JobState s, bool published);
   void Publish(const JobPtr& job, JobState state)
       ABSL_LOCKS_EXCLUDED(listen_mu_);
   // Adds the job's decided state to `batch`.
@@ -285,6 +300,7 @@ class JobManager {
   const JobManagerOptions options_;
   const Logger& logger_;
   std::atomic<JobStore*> store_{nullptr};  // optional
+  std::atomic<bool> shutdown_cancel_{false};
 
   std::atomic<bool> accepting_{true};
   std::atomic<std::uint64_t> next_id_{1};
@@ -316,6 +332,13 @@ class JobManager {
   // Done: not_done_ reached zero, or running_ reached zero (shutdown).
   absl::Mutex idle_mu_;
   absl::CondVar idle_cv_;
+
+  // Stored transitions waiting to be published: a lock-free stack (newest
+  // first), drained by one task at a time (whoever set publish_scheduled_).
+  std::atomic<StoredTransition*> publish_head_{nullptr};
+  std::atomic<bool> publish_scheduled_{false};
+  absl::Mutex publish_mu_;
+  bool runtime_stopped_ ABSL_GUARDED_BY(publish_mu_) = false;
 
   std::atomic<int> listener_count_{0};
   absl::Mutex listen_mu_;
