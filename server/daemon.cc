@@ -232,7 +232,8 @@ absl::Status Daemon::OpenStoreAndRecover() {
       " jobs=", stats->jobs, " finished=", stats->finished,
       " pending=", stats->pending, " rerun=", stats->rerun,
       " interrupted=", stats->interrupted, " unrunnable=", stats->unrunnable,
-      " groups=", stats->groups, " took=", absl::FormatDuration(stats->took));
+      " groups=", stats->groups, " cancelled=", stats->cancelled,
+      " took=", absl::FormatDuration(stats->took));
   return absl::OkStatus();
 }
 

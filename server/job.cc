@@ -129,6 +129,12 @@ void Job::Restore(JobState state, std::uint32_t attempts, absl::Time started_at,
   state_.store(state, std::memory_order_release);
 }
 
+void Job::RestoreCancel(std::string message) {
+  absl::MutexLock lock(&mu_);
+  cancel_requested_ = true;
+  cancel_message_ = std::make_unique<std::string>(std::move(message));
+}
+
 bool Job::Finish(JobState final_state,
                  std::unique_ptr<google::protobuf::Value> result,
                  std::unique_ptr<v1::JobError> error,

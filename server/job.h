@@ -182,6 +182,9 @@ class Job {
                std::unique_ptr<google::protobuf::Value> result,
                std::unique_ptr<v1::JobError> error) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Recovery of a group, before it starts: a cancel had taken effect.
+  void RestoreCancel(std::string message) ABSL_LOCKS_EXCLUDED(mu_);
+
   // --- Cancellation (JobManager::Cancel) ---
 
   // Leaf: Task.cancel(msg). Delivered to the body at its next suspension, or

@@ -458,6 +458,7 @@ bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
       bool ended = false;
       const bool ok = job->CancelLeaf(message, &ended);
       if (ended) OnFinished(job);
+      if (ok && !ended) StoreCancelRequest(*job, message);
       if (ok) {
         logger_.Log(LogLevel::kDebug,
                     "component=jobs event=cancel_requested job_id=", job->id(),
@@ -478,7 +479,10 @@ bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
             }
             return any;
           });
-      if (ok) job->InterruptTask(message);  // stop waiting for shielded ones
+      if (ok) {
+        StoreCancelRequest(*job, message);
+        job->InterruptTask(message);  // stop waiting for shielded ones
+      }
       return ok;
     }
     case JobType::kTaskGroup: {
@@ -489,11 +493,28 @@ bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
             }
             return true;
           });
-      if (ok) job->InterruptTask(message);
+      if (ok) {
+        StoreCancelRequest(*job, message);
+        job->InterruptTask(message);
+      }
       return ok;
     }
   }
   return false;
+}
+
+void JobManager::StoreCancelRequest(const Job& job, std::string_view message) {
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  if (store == nullptr || !job.attributes().durable) return;
+  // The shutdown's own cancels are not stored (see BeginShutdownCancel).
+  if (shutdown_cancel_.load(std::memory_order_acquire)) return;
+  // Not waited for: the cancel's effects (the job's end) are stored as they
+  // happen; this record only tells recovery, should the daemon die first,
+  // that the cancel took effect (see Recover).
+  JobStore::Batch batch;
+  batch.PutCancelRequest(job.id(), message);
+  store->Commit(
+      std::move(batch), [](absl::Status) {}, /*retry_while_full=*/true);
 }
 
 bool JobManager::CancelSibling(const JobPtr& job, std::string_view message) {
@@ -1299,6 +1320,14 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
                              StrCat("cannot run it again after a restart: ",
                                     valid.message())));
       ended.push_back(job);
+    } else if (state == JobState::kRunning && r.cancel_requested()) {
+      // Cancelled while it ran; the daemon died before it ended: it ends as
+      // the cancel would have had it (not run again).
+      ++stats.cancelled;
+      job->Restore(JobState::kCancelled, r.attempt(), FromProto(r.started_at()),
+                   absl::Now(), nullptr,
+                   MakeError("CancelledError", r.cancel_message()));
+      ended.push_back(job);
     } else if (state == JobState::kRunning &&
                !(kind->retry_safe && r.attempt() < kMaxAttempts)) {
       ++stats.interrupted;
@@ -1392,6 +1421,8 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
       ++stats.groups;
       job->Restore(JobState::kPending, r.attempt(), absl::Time(), absl::Time(),
                    nullptr, nullptr);
+      // A cancel that took effect: the group's coroutine sees it at once.
+      if (r.cancel_requested()) job->RestoreCancel(r.cancel_message());
       run = true;
     }
     {

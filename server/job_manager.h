@@ -121,8 +121,9 @@ class JobManager {
   // that ends CANCELLED (and any group) is neither stored nor published, so
   // the jobs the shutdown cancels stay in the store as they were (pending
   // ones run after the restart, running ones count as interrupted, groups
-  // are rebuilt) and nobody was told otherwise. Other outcomes (a job that
-  // finishes anyway) are stored and published as usual.
+  // are rebuilt) and nobody was told otherwise; cancel requests are not
+  // stored either. Other outcomes (a job that finishes anyway) are stored
+  // and published as usual.
   void BeginShutdownCancel() {
     shutdown_cancel_.store(true, std::memory_order_release);
   }
@@ -136,14 +137,17 @@ class JobManager {
     std::size_t unrunnable = 0;   // pending, but their kind or limit is gone
                                   // (or a group's child was forgotten)
     std::size_t groups = 0;       // groups not done: rebuilt and waiting
+    std::size_t cancelled = 0;    // were running, cancel took effect: ended
     absl::Duration took;
   };
   // Rebuilds the job table from the attached store, before Start() and
   // before any Submit: finished jobs keep their outcome; pending ones are
   // queued again with their start times; a job that was running when the
   // daemon died runs again if its kind is retry-safe and it has had fewer
-  // than kMaxAttempts runs, else ends FAILED with an InterruptedError. A
-  // group not done is rebuilt with its children and waits for them again.
+  // than kMaxAttempts runs, else ends FAILED with an InterruptedError; one
+  // whose cancel had taken effect ends CANCELLED. A group not done is
+  // rebuilt with its children (and its cancel request, if any) and waits
+  // for them again.
   // New ids continue after the largest stored one.
   absl::StatusOr<RecoveryStats> Recover();
   static constexpr std::uint32_t kMaxAttempts = 3;
@@ -239,6 +243,8 @@ class JobManager {
 
  private:
   struct Prepared;
+  // With a store, records that Cancel took effect on `job` (not ended yet).
+  void StoreCancelRequest(const Job& job, std::string_view message);
   // A TaskGroup's cancellation of a sibling (see Job::CancelAfterStart).
   bool CancelSibling(const JobPtr& job, std::string_view message);
   class EndGuard;

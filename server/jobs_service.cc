@@ -272,6 +272,47 @@ class StreamCall : public grpc::ServerWriteReactor<Response>, public CallBase {
   runtime::Event write_done_;
 };
 
+// Cancel, when a job it could not cancel is not done yet as far as anyone
+// was told: its outcome is settled and being stored. Task.cancel() answers
+// false only for a done task, so the answer waits until those jobs are
+// published (stored), and reports the states they then have.
+class CancelCall final : public UnaryCall {
+ public:
+  CancelCall(JobsService* s, std::vector<JobPtr> jobs,
+             std::vector<JobPtr> settled, v1::CancelResponse* response)
+      : UnaryCall(s),
+        jobs_(std::move(jobs)),
+        settled_(Unique(std::move(settled))),
+        response_(response) {
+    Start([this](TaskRef ref) { return Run(std::move(ref)); });
+  }
+
+ private:
+  runtime::Task<void> Run(TaskRef ref) {
+    (void)ref;
+    if (!BeginTask()) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    try {
+      JobWatcher w(settled_, /*all_changes=*/false);
+      co_await WaitJobs(&w, settled_.size(), v1::ALL_COMPLETED);
+    } catch (const runtime::CancelledError&) {
+      FinishWith(CancelledStatus());
+      co_return;
+    }
+    for (std::size_t i = 0; i < jobs_.size(); ++i) {
+      response_->mutable_results(static_cast<int>(i))
+          ->set_state(ToProto(jobs_[i]->state()));
+    }
+    FinishWith(grpc::Status::OK);
+  }
+
+  const std::vector<JobPtr> jobs_;  // in request order
+  std::vector<JobPtr> settled_;
+  v1::CancelResponse* const response_;
+};
+
 // asyncio.wait.
 class WaitCall final : public UnaryCall {
  public:
@@ -837,13 +878,16 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
                  "message: ", request->message().size(),
                  " bytes exceed the limit of ", options_.max_message_length)));
   }
+  std::vector<JobPtr> settled;  // not cancelled, yet not done (published)
   for (const JobPtr& j : *jobs) {
     v1::CancelResult* r = response->add_results();
     r->set_id(j->id());
     r->set_cancelled(jobs_.Cancel(j, request->message()));
     r->set_state(ToProto(j->state()));
+    if (!r->cancelled() && !j->done()) settled.push_back(j);
   }
-  return FinishNow(ctx, absl::OkStatus());
+  if (settled.empty()) return FinishNow(ctx, absl::OkStatus());
+  return new CancelCall(this, *std::move(jobs), std::move(settled), response);
 }
 
 grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,

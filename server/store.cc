@@ -25,6 +25,7 @@ namespace {
 constexpr char kJobPrefix = 'j';
 constexpr char kKeyPrefix = 'k';
 constexpr char kStatePrefix = 's';
+constexpr char kCancelPrefix = 'c';
 
 void Store64(char* out, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) {
@@ -48,6 +49,7 @@ std::string IdKey(char prefix, std::uint64_t id) {
 
 std::string JobKey(std::uint64_t id) { return IdKey(kJobPrefix, id); }
 std::string StateKey(std::uint64_t id) { return IdKey(kStatePrefix, id); }
+std::string CancelKey(std::uint64_t id) { return IdKey(kCancelPrefix, id); }
 
 // Copies a stored state into the job's state fields.
 void Merge(StoredState&& st, StoredJob* job) {
@@ -126,11 +128,19 @@ void JobStore::Batch::PutIdempotencyKey(std::string_view key,
   ops_.push_back(std::move(op));
 }
 
+void JobStore::Batch::PutCancelRequest(std::uint64_t id,
+                                       std::string_view message) {
+  Op op{CancelKey(id), std::string(message)};
+  bytes_ += op.key.size() + op.value->size();
+  ops_.push_back(std::move(op));
+}
+
 void JobStore::Batch::DeleteJob(std::uint64_t id,
                                 std::string_view idempotency_key) {
   ops_.push_back(Op{JobKey(id), std::nullopt});
   ops_.push_back(Op{StateKey(id), std::nullopt});
-  bytes_ += 18;
+  ops_.push_back(Op{CancelKey(id), std::nullopt});
+  bytes_ += 27;
   if (!idempotency_key.empty()) {
     ops_.push_back(Op{IdempotencyKey(idempotency_key), std::nullopt});
     bytes_ += 1 + idempotency_key.size();
@@ -493,12 +503,14 @@ absl::Status JobStore::ForEachJob(
                    };
   absl::ReaderMutexLock lock(&db_mu_);
   if (db_ == nullptr) return Reopening();
-  std::string jobs_upper, states_upper;
-  rocksdb::Slice jobs_slice, states_slice;
+  std::string jobs_upper, states_upper, cancels_upper;
+  rocksdb::Slice jobs_slice, states_slice, cancels_slice;
   std::unique_ptr<rocksdb::Iterator> jobs =
       range(kJobPrefix, &jobs_upper, &jobs_slice);
   std::unique_ptr<rocksdb::Iterator> states =
       range(kStatePrefix, &states_upper, &states_slice);
+  std::unique_ptr<rocksdb::Iterator> cancels =
+      range(kCancelPrefix, &cancels_upper, &cancels_slice);
   auto unreadable = [this](const rocksdb::Slice& key) {
     return absl::DataLossError(StrCat("the job store in ", options_.dir,
                                       " has an unreadable record (key ",
@@ -526,10 +538,19 @@ absl::Status JobStore::ForEachJob(
       Merge(std::move(st), &job);
       states->Next();
     }
+    for (; cancels->Valid(); cancels->Next()) {
+      if (cancels->key().size() != 9) return unreadable(cancels->key());
+      if (Load64(cancels->key().data() + 1) >= id) break;
+    }
+    if (cancels->Valid() && Load64(cancels->key().data() + 1) == id) {
+      job.set_cancel_requested(true);
+      job.set_cancel_message(std::string(View(cancels->value())));
+      cancels->Next();
+    }
     absl::Status s = fn(std::move(job));
     if (!s.ok()) return s;
   }
-  for (rocksdb::Iterator* it : {jobs.get(), states.get()}) {
+  for (rocksdb::Iterator* it : {jobs.get(), states.get(), cancels.get()}) {
     if (!it->status().ok()) {
       return absl::DataLossError(StrCat("reading the job store in ",
                                         options_.dir, ": ",
@@ -584,6 +605,16 @@ absl::StatusOr<std::optional<StoredJob>> JobStore::GetJob(
     return absl::DataLossError(StrCat("reading the state of job ", id,
                                       " from the job store in ", options_.dir,
                                       ": ", ss.ToString()));
+  }
+  const rocksdb::Status cs =
+      db_->Get(rocksdb::ReadOptions(), CancelKey(id), &value);
+  if (cs.ok()) {
+    job.set_cancel_requested(true);
+    job.set_cancel_message(value);
+  } else if (!cs.IsNotFound()) {
+    return absl::DataLossError(StrCat("reading the cancel request of job ", id,
+                                      " from the job store in ", options_.dir,
+                                      ": ", cs.ToString()));
   }
   return job;
 }

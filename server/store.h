@@ -40,8 +40,9 @@
 // with a message naming the directory and the repair path (Repair()).
 //
 // Layout: "j" + id (8 bytes big-endian) -> StoredJob as accepted; "s" + id
-// -> StoredState, its latest state; "k" + idempotency key -> id (8 bytes
-// big-endian).
+// -> StoredState, its latest state; "c" + id -> the message of a cancel
+// that took effect before the job ended; "k" + idempotency key -> id (8
+// bytes big-endian).
 //
 // Thread safety: every method may be called from any thread. `done`
 // callbacks run on the writer thread, in commit order among the batches
@@ -132,6 +133,9 @@ class JobStore {
     // Job `id`'s state and outcome, replacing the previous one.
     void PutState(std::uint64_t id, const StoredState& state);
     void PutIdempotencyKey(std::string_view key, std::uint64_t id);
+    // Task.cancel(message) took effect on job `id`, which has not ended yet
+    // (a final state stored later wins).
+    void PutCancelRequest(std::uint64_t id, std::string_view message);
     // Forgets a job, its state (and its idempotency key, if it has one).
     void DeleteJob(std::uint64_t id, std::string_view idempotency_key);
 

@@ -369,6 +369,56 @@ TEST_F(RecoveryTest, ARebuiltTaskGroupSeesAFailureFromBeforeTheCrash) {
   EXPECT_EQ(AwaitFinal(3).state(), v1::JOB_STATE_CANCELLED);
 }
 
+TEST_F(RecoveryTest, ARunningJobWhoseCancelTookEffectEndsCancelled) {
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{Record(4, "effect"), State(v1::JOB_STATE_RUNNING, 1)}}));
+  {
+    // Written the way JobManager::Cancel writes it.
+    auto store = JobStore::Open({.dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobStore::Batch b;
+    b.PutCancelRequest(4, "not needed any more");
+    ASSERT_TRUE((*store)->CommitAndWait(std::move(b)).ok());
+  }
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.cancelled, 1u);
+  const v1::Job j = Snap(4);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(j.error().type(), "CancelledError");
+  EXPECT_EQ(j.error().message(), "not needed any more");
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(g_effects.load(), 0) << "a cancelled job ran again";
+  EXPECT_EQ(AwaitStored(4, v1::JOB_STATE_CANCELLED).error().message(),
+            "not needed any more");
+}
+
+TEST_F(RecoveryTest, ARebuiltGroupKeepsTheCancelThatTookEffect) {
+  StoredState cancelled = State(v1::JOB_STATE_CANCELLED, 1);
+  cancelled.mutable_error()->set_type("CancelledError");
+  cancelled.mutable_error()->set_message("stop");
+  StoredState done = State(v1::JOB_STATE_SUCCEEDED, 1);
+  done.mutable_result()->set_number_value(3);
+  ASSERT_NO_FATAL_FAILURE(
+      Write({{GroupRecord(1, StoredJob::TASK_GROUP, {2, 3}),
+              State(v1::JOB_STATE_RUNNING, 1)},
+             {Record(2, "sleep", R"({"seconds": 60})"), cancelled},
+             {Record(3, "echo", R"({"value": 3})"), done}}));
+  {
+    auto store = JobStore::Open({.dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobStore::Batch b;
+    b.PutCancelRequest(1, "stop");
+    ASSERT_TRUE((*store)->CommitAndWait(std::move(b)).ok());
+  }
+  Recover();
+  // Without the request the TaskGroup would succeed (a cancelled child is
+  // not a failure); cancelled, it ends CANCELLED with the cancel's message.
+  const v1::Job g = AwaitFinal(1);
+  EXPECT_EQ(g.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(g.error().message(), "stop");
+  EXPECT_TRUE(g.cancel_requested());
+}
+
 TEST_F(RecoveryTest, AFinishedGroupKeepsItsOutcome) {
   StoredState done = State(v1::JOB_STATE_SUCCEEDED, 1);
   done.mutable_result()->mutable_list_value()->add_values()->set_number_value(
@@ -441,6 +491,25 @@ class StoreBeforeReportTest : public RecoveryTest {
     return true;
   }
 };
+
+TEST_F(StoreBeforeReportTest, ACancelThatTakesEffectIsStored) {
+  JobPtr job = SubmitOne(Spec("sleep", R"({"seconds": 60})"));
+  ASSERT_NE(job, nullptr);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (job->state() != JobState::kRunning && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_EQ(job->state(), JobState::kRunning);
+  ASSERT_TRUE(jobs_->Cancel(job, "enough"));
+  // Recovery needs it should the daemon die before the job ends.
+  StoredJob stored = **store_->GetJob(job->id());
+  while (!stored.cancel_requested() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+    stored = **store_->GetJob(job->id());
+  }
+  EXPECT_TRUE(stored.cancel_requested());
+  EXPECT_EQ(stored.cancel_message(), "enough");
+  EXPECT_EQ(AwaitFinal(job->id()).state(), v1::JOB_STATE_CANCELLED);
+}
 
 TEST_F(StoreBeforeReportTest, AnOutcomeIsPublishedOnlyOnceStored) {
   JobPtr job = SubmitOne(Delayed("echo", R"({"value": 5})", kDelayMs));
@@ -753,6 +822,48 @@ TEST_F(DurableDaemonTest, WaitForOfAnInlineJobAnswersOnceItsOutcomeIsStored) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(resp.job().state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(resp.job().result().number_value(), 6);
+}
+
+TEST_F(DurableDaemonTest, ACancelTooLateAnswersOnceTheOutcomeIsStored) {
+  auto fs = std::make_shared<testing::FaultyFileSystem>();
+  DaemonOptions o = Durable();
+  o.store_file_system = fs;
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
+  v1::JobSpec spec = Spec("echo", R"({"value": 8})");
+  spec.mutable_delay()->set_nanos(300'000'000);
+  const std::uint64_t id = SubmitOk({spec})[0];
+  fs->no_space = true;
+  JobPtr job = daemon_->jobs().Find(id, "id").value();
+  if (job->decided_state() != JobState::kPending) {
+    fs->no_space = false;
+    GTEST_SKIP() << "descheduled past the job's delay: nothing to tell";
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (job->decided_state() != JobState::kSucceeded &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_EQ(job->decided_state(), JobState::kSucceeded);
+  // Too late to cancel, but nobody was told it is done: Task.cancel()
+  // answers false only for a done task, so the answer waits for the store.
+  std::atomic<bool> answered{false};
+  v1::CancelResponse resp;
+  grpc::Status status;
+  std::thread canceller([&] {
+    v1::CancelRequest req;
+    req.add_ids(id);
+    status = stub_->Cancel(Ctx().get(), req, &resp);
+    answered = true;
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(answered.load()) << "answered for a job not known to be done";
+  fs->no_space = false;
+  canceller.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_FALSE(resp.results(0).cancelled());
+  EXPECT_EQ(resp.results(0).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(GetOk(id).result().number_value(), 8);
 }
 
 TEST_F(DurableDaemonTest, AFailingSyncStopsAcknowledging) {

@@ -149,6 +149,30 @@ TEST(StoreTest, RecordsSurviveAReopenInIdOrder) {
   EXPECT_EQ((*(*store)->GetJob(2))->state(), v1::JOB_STATE_PENDING);
 }
 
+TEST(StoreTest, ACancelRequestIsMergedAndForgottenWithItsJob) {
+  TempDir dir;
+  auto store = JobStore::Open({.dir = dir.Sub("store")});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE(PutJobs(**store, 1, 3).ok());
+  JobStore::Batch b;
+  b.PutCancelRequest(2, "enough");
+  ASSERT_TRUE((*store)->CommitAndWait(std::move(b)).ok());
+  std::vector<StoredJob> all = AllJobs(**store);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_FALSE(all[0].cancel_requested());
+  EXPECT_TRUE(all[1].cancel_requested());
+  EXPECT_EQ(all[1].cancel_message(), "enough");
+  EXPECT_FALSE(all[2].cancel_requested());
+  EXPECT_EQ((**(*store)->GetJob(2)).cancel_message(), "enough");
+  JobStore::Batch forget;
+  forget.DeleteJob(2, "");
+  ASSERT_TRUE((*store)->CommitAndWait(std::move(forget)).ok());
+  // A job stored again under that id (never, in the daemon) would not
+  // inherit the request.
+  ASSERT_TRUE(PutJobs(**store, 2, 1).ok());
+  EXPECT_FALSE((**(*store)->GetJob(2)).cancel_requested());
+}
+
 TEST(StoreTest, ConcurrentCommitsShareSyncs) {
   TempDir dir;
   auto fs = std::make_shared<FaultyFileSystem>();
