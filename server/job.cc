@@ -10,6 +10,8 @@ namespace awaitd::server {
 
 std::string_view JobStateName(JobState s) {
   switch (s) {
+    case JobState::kUnstored:
+      return "UNSTORED";
     case JobState::kPending:
       return "PENDING";
     case JobState::kRunning:
@@ -119,7 +121,10 @@ void Job::Restore(JobState state, std::uint32_t attempts, absl::Time started_at,
                   std::unique_ptr<v1::JobError> error) {
   absl::MutexLock lock(&mu_);
   attempt_ = attempts;
-  if (!IsFinal(state)) return;  // PENDING: it runs again
+  if (!IsFinal(state)) {  // PENDING: it runs again
+    state_.store(JobState::kPending, std::memory_order_release);
+    return;
+  }
   decided_ = state;
   started_at_ = started_at;
   finished_at_ = finished_at;
@@ -269,7 +274,7 @@ void Job::OutcomeLocked(v1::Job* out, bool decided) const {
   // A run decided but not published yet does not show (its start time, the
   // attempt it counts).
   const bool unpublished_run =
-      s == JobState::kPending && started_.load(std::memory_order_relaxed);
+      s <= JobState::kPending && started_.load(std::memory_order_relaxed);
   if (started_at_ != absl::Time() && !unpublished_run)
     ToProto(started_at_, out->mutable_started_at());
   out->set_attempt(attempt_ - (unpublished_run ? 1 : 0));

@@ -52,8 +52,11 @@ class Job;
 class Limit;
 using JobPtr = std::shared_ptr<Job>;
 
-// Same numbers as awaitd.v1.JobState.
+// Same numbers as awaitd.v1.JobState, and kUnstored: a durable job accepted
+// but not stored yet, which nobody may see (Find says NOT_FOUND, List skips
+// it) until it is published PENDING (a group: RUNNING).
 enum class JobState : std::uint8_t {
+  kUnstored = 0,
   kPending = 1,
   kRunning = 2,
   kSucceeded = 3,
@@ -110,7 +113,9 @@ struct JobAttributes {
 
 class Job {
  public:
-  explicit Job(JobAttributes attributes) : attr_(std::move(attributes)) {}
+  explicit Job(JobAttributes attributes)
+      : attr_(std::move(attributes)),
+        state_(attr_.durable ? JobState::kUnstored : JobState::kPending) {}
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
@@ -273,7 +278,7 @@ class Job {
 
   const JobAttributes attr_;
   std::vector<JobPtr> children_;
-  std::atomic<JobState> state_{JobState::kPending};
+  std::atomic<JobState> state_;  // published
   std::atomic<bool> started_{false};
   mutable absl::Mutex mu_;
   JobState decided_ ABSL_GUARDED_BY(mu_) = JobState::kPending;

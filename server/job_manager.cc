@@ -369,6 +369,8 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (!is_new[i]) continue;
     stats_.For(out[i]->attributes().kind)->submitted.Add();
+    // Stored: from now on it can be seen (Get, List).
+    if (store != nullptr) out[i]->Publish(JobState::kPending);
     Publish(out[i], JobState::kPending);
     starting.push_back({out[i], std::move(prepared[i].body)});
   }
@@ -444,7 +446,8 @@ absl::StatusOr<JobPtr> JobManager::Find(std::uint64_t id,
   }
   absl::MutexLock lock(&table_mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) {
+  // (A job accepted but not stored yet does not exist for anyone else.)
+  if (it == jobs_.end() || it->second->state() == JobState::kUnstored) {
     return absl::NotFoundError(
         StrCat(field, ": job ", id,
                " not found (unknown, or forgotten after --result_ttl)"));
@@ -1098,6 +1101,7 @@ absl::Status JobManager::List(const v1::ListRequest& request,
         break;
       }
       const Job& j = *it->second;
+      if (j.state() == JobState::kUnstored) continue;  // see Find
       if (request.state() != v1::JOB_STATE_UNSPECIFIED &&
           ToProto(j.state()) != request.state()) {
         continue;

@@ -507,9 +507,9 @@ class GroupCall final : public UnaryCall {
     try {
       // The group's id goes out once the group is published (with a store:
       // stored), which is what acknowledges it.
-      if (group_->state() == JobState::kPending) {
+      if (group_->state() < JobState::kRunning) {
         JobWatcher started(one, /*all_changes=*/true);
-        while (group_->state() == JobState::kPending) {
+        while (group_->state() < JobState::kRunning) {
           co_await started.Changed();
           started.Take();
         }
