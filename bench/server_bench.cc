@@ -31,7 +31,10 @@
 //                            WaitForRequest below, so payloads match;
 //                WaitFor(inline echo): WaitFor{job: {spec: echo{value: 1}}},
 //                            i.e. "create the job and wait for it" in one RPC;
-//                Submit+WaitFor(id): the two-RPC form of the same.
+//                Submit+WaitFor(id): the two-RPC form of the same;
+//                Submit(echo): the Submit alone (with --durability=sync in
+//                            --daemon_args, the latency of an acknowledged,
+//                            synced job).
 //              Every client call is driven the same way (an async stub on a
 //              completion queue polled by the calling thread, no thread
 //              hand-off), so the ratio awaitd p50 / echo p50 is the daemon's
@@ -1208,6 +1211,16 @@ std::vector<Result> RunEchoRtt() {
           if (!s.ok()) return FromGrpc(s, "WaitFor");
           return CheckEchoJob(response.job(), 1, "WaitFor");
         };
+        auto submit_only = [&]() -> absl::Status {
+          v1::SubmitResponse submitted;
+          grpc::ClientContext ctx;
+          auto rpc = stub.PrepareAsyncSubmit(&ctx, submit, &cq);
+          grpc::Status s = Complete(cq, *rpc, &submitted);
+          if (!s.ok()) return FromGrpc(s, "Submit");
+          if (submitted.jobs_size() != 1)
+            return absl::InternalError("Submit returned no job");
+          return absl::OkStatus();
+        };
         auto submit_wait_for = [&]() -> absl::Status {
           v1::SubmitResponse submitted;
           {
@@ -1241,6 +1254,7 @@ std::vector<Result> RunEchoRtt() {
             {"bare echo", echo_server.pid(), echo, {}},
             {"WaitFor(inline echo)", daemon.pid(), wait_for, {}},
             {"Submit+WaitFor(id)", daemon.pid(), submit_wait_for, {}},
+            {"Submit(echo)", daemon.pid(), submit_only, {}},
         };
         for (int rep = 0; rep < Repetitions(); ++rep) {
           for (Variant& v : variants) {
