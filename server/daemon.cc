@@ -265,10 +265,14 @@ void Daemon::Shutdown() {
     jobs_->StopAccepting();
     const bool drained =
         jobs_->DrainRunning(absl::Now() + options_.shutdown_grace);
-    // What the shutdown cancels from here on is neither stored nor told:
-    // those jobs run again (pending) or count as interrupted (running)
-    // after a restart.
-    jobs_->BeginShutdownCancel();
+    if (store_ != nullptr) {
+      // What the shutdown cancels from here on is not stored (those jobs
+      // run again, pending, or count as interrupted, running, after a
+      // restart), so no client may hear of it: the service ends its calls
+      // and answers nothing more first.
+      if (service_ != nullptr) service_->Shutdown();
+      jobs_->BeginShutdownCancel();
+    }
     const std::size_t left = jobs_->jobs_not_done();
     if (left > 0) {
       logger_->Log(drained ? LogLevel::kInfo : LogLevel::kWarning,

@@ -288,6 +288,13 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       auto it = idempotency_.find(key);
       if (it != idempotency_.end()) {
         auto job = jobs_.find(it->second);
+        if (job != jobs_.end() && job->second->state() == JobState::kUnstored) {
+          // Its Submit is waiting for the store: not acknowledged yet, and
+          // it may still be refused. Nothing is promised about it here.
+          return absl::UnavailableError(StrCat(
+              field, ": a job with idempotency_key \"", key.substr(0, 64),
+              "\" is being accepted by another call; retry"));
+        }
         if (job != jobs_.end()) {
           out[i] = job->second;
           is_new[i] = false;
@@ -617,11 +624,12 @@ void JobManager::OnFinished(const JobPtr& job) {
   }
   if (shutdown_cancel_.load(std::memory_order_acquire) &&
       (s == JobState::kCancelled || job->is_group())) {
-    // What the shutdown's cancellation ends is neither stored nor told:
-    // after a restart those jobs run again (pending), count as interrupted
-    // (running) or are rebuilt (groups, whose children may have been
-    // cancelled here).
-    Ended(job, s, /*published=*/false);
+    // What the shutdown's cancellation ends is not stored: after a restart
+    // those jobs run again (pending), count as interrupted (running) or are
+    // rebuilt (groups, whose children may have been cancelled here). It is
+    // published for the jobs and calls still waiting inside the daemon; the
+    // service tells clients nothing from now on (see BeginShutdownCancel).
+    PublishStored(job, s, nullptr);
     return;
   }
   StoreThenPublish(job, s, nullptr);
@@ -1151,8 +1159,14 @@ bool JobManager::CancelAll(std::string_view message, absl::Time deadline) {
       if (!job->done()) live.push_back(job);
     }
   }
+  // Leaves that have not started first (a running job's end can free a
+  // limit one of them waits for: it must not start in between), then the
+  // running ones, then the groups.
   for (const JobPtr& j : live) {
-    if (!j->is_group()) Cancel(j, message);
+    if (!j->is_group() && !j->started()) Cancel(j, message);
+  }
+  for (const JobPtr& j : live) {
+    if (!j->is_group() && j->started()) Cancel(j, message);
   }
   for (const JobPtr& j : live) {
     if (j->is_group()) Cancel(j, message);
@@ -1324,9 +1338,10 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
                              StrCat("cannot run it again after a restart: ",
                                     valid.message())));
       ended.push_back(job);
-    } else if (state == JobState::kRunning && r.cancel_requested()) {
-      // Cancelled while it ran; the daemon died before it ended: it ends as
-      // the cancel would have had it (not run again).
+    } else if (r.cancel_requested()) {
+      // A cancel took effect (while it ran, or while it waited for its start
+      // time or a limit); the daemon died before it ended: it ends as the
+      // cancel would have had it (not run again).
       ++stats.cancelled;
       job->Restore(JobState::kCancelled, r.attempt(), FromProto(r.started_at()),
                    absl::Now(), nullptr,

@@ -117,13 +117,14 @@ class JobManager {
   void AttachStore(JobStore* store) {
     store_.store(store, std::memory_order_release);
   }
-  // Shutdown, after DrainRunning and before CancelAll: from now on a job
-  // that ends CANCELLED (and any group) is neither stored nor published, so
-  // the jobs the shutdown cancels stay in the store as they were (pending
-  // ones run after the restart, running ones count as interrupted, groups
-  // are rebuilt) and nobody was told otherwise; cancel requests are not
-  // stored either. Other outcomes (a job that finishes anyway) are stored
-  // and published as usual.
+  // Shutdown, after DrainRunning and before CancelAll, once the service
+  // tells clients nothing more (JobsService::StopReporting): from now on a
+  // job that ends CANCELLED (and any group) is published (for what waits
+  // inside the daemon) but not stored, so the jobs the shutdown cancels
+  // stay in the store as they were (pending ones run after the restart,
+  // running ones count as interrupted, groups are rebuilt); cancel requests
+  // are not stored either. Other outcomes (a job that finishes anyway) are
+  // stored first, as usual.
   void BeginShutdownCancel() {
     shutdown_cancel_.store(true, std::memory_order_release);
   }

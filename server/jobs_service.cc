@@ -189,6 +189,10 @@ class CallBase {
   // task's handle, which would otherwise keep the frame, and so this call,
   // alive.
   void FinishWith(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
+    // Once the service has shut down, nothing more is told: with a store,
+    // the shutdown's cancellations are not stored, so they must not reach
+    // a client either (JobManager::BeginShutdownCancel).
+    if (service_->shutting_down()) status = ShuttingDownStatus();
     SendFinish(std::move(status));
     runtime::JoinHandle<void> drop;
     absl::MutexLock lock(&mu_);
@@ -198,11 +202,12 @@ class CallBase {
 
   // The status for a task that was cancelled.
   grpc::Status CancelledStatus() const {
-    if (service_->shutting_down()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "the daemon is shutting down");
-    }
+    if (service_->shutting_down()) return ShuttingDownStatus();
     return grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled");
+  }
+  static grpc::Status ShuttingDownStatus() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the daemon is shutting down");
   }
 
   virtual void SendFinish(grpc::Status status) = 0;
@@ -252,6 +257,8 @@ class StreamCall : public grpc::ServerWriteReactor<Response>, public CallBase {
 
   // Writes `out_` and waits for it to be sent; false if the stream broke.
   runtime::Task<bool> WriteOut() {
+    // Nothing more is told once the service shut down (see FinishWith).
+    if (service_->shutting_down()) co_return false;
     {
       absl::MutexLock lock(&write_mu_);
       write_done_.Clear();
@@ -461,17 +468,25 @@ class RunAndWaitCall final : public UnaryCall {
   runtime::Task<void> Run(TaskRef ref) {
     (void)ref;
     co_await service_->jobs().RunInline(job_, std::move(body_));
-    if (!job_->done()) {
-      // A durable job's outcome is decided but not stored yet: it is
-      // reported once it is (published).
+    // A durable job's outcome is decided but may not be stored yet: it is
+    // reported once it is (published). The service's shutdown cannot cancel
+    // this task (it is the job's), so the wait looks at it now and then: a
+    // job whose store failed is never published.
+    while (!job_->done() && !service_->shutting_down()) {
       try {
         std::vector<JobPtr> one{job_};
         JobWatcher w(one, /*all_changes=*/false);
-        co_await WaitJobs(&w, 1, v1::ALL_COMPLETED);
+        co_await runtime::WithTimeout(std::chrono::milliseconds(100),
+                                      WaitJobs(&w, 1, v1::ALL_COMPLETED));
+      } catch (const runtime::TimeoutError&) {
       } catch (const runtime::CancelledError&) {
         FinishWith(CancelledStatus());
         co_return;
       }
+    }
+    if (!job_->done()) {
+      FinishWith(ShuttingDownStatus());
+      co_return;
     }
     if (job_->state() != JobState::kSucceeded) {
       FinishWith(JobErrorStatus(*job_));
@@ -858,6 +873,11 @@ grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
                                            v1::GetResponse* response) {
   if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
     return FinishNow(ctx, denied);
+  // Nothing more is told once the service shut down (see FinishWith).
+  if (shutting_down()) {
+    return FinishNow(ctx,
+                     absl::UnavailableError("the daemon is shutting down"));
+  }
   auto jobs = FindAll(request->ids());
   if (!jobs.ok()) return FinishNow(ctx, jobs.status());
   for (const JobPtr& j : *jobs) j->Snapshot(response->add_jobs());
@@ -869,6 +889,11 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
                                               v1::CancelResponse* response) {
   if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
     return FinishNow(ctx, denied);
+  // Nothing more is told once the service shut down (see FinishWith).
+  if (shutting_down()) {
+    return FinishNow(ctx,
+                     absl::UnavailableError("the daemon is shutting down"));
+  }
   // Every id is checked before anything is cancelled.
   auto jobs = FindAll(request->ids());
   if (!jobs.ok()) return FinishNow(ctx, jobs.status());
@@ -878,11 +903,23 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
                  "message: ", request->message().size(),
                  " bytes exceed the limit of ", options_.max_message_length)));
   }
+  // Jobs that have not started are cancelled first: a running job's end
+  // can free a limit that one of them waits for, and it must not start in
+  // between (asyncio cancels a whole list before any task runs again).
+  std::vector<char> cancelled(jobs->size(), 0);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::size_t i = 0; i < jobs->size(); ++i) {
+      const JobPtr& j = (*jobs)[i];
+      if (j->started() != (pass == 1)) continue;
+      cancelled[i] = jobs_.Cancel(j, request->message()) ? 1 : 0;
+    }
+  }
   std::vector<JobPtr> settled;  // not cancelled, yet not done (published)
-  for (const JobPtr& j : *jobs) {
+  for (std::size_t i = 0; i < jobs->size(); ++i) {
+    const JobPtr& j = (*jobs)[i];
     v1::CancelResult* r = response->add_results();
     r->set_id(j->id());
-    r->set_cancelled(jobs_.Cancel(j, request->message()));
+    r->set_cancelled(cancelled[i] != 0);
     r->set_state(ToProto(j->state()));
     if (!r->cancelled() && !j->done()) settled.push_back(j);
   }
@@ -1056,6 +1093,11 @@ grpc::ServerUnaryReactor* JobsService::List(grpc::CallbackServerContext* ctx,
                                             v1::ListResponse* response) {
   if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
     return FinishNow(ctx, denied);
+  // Nothing more is told once the service shut down (see FinishWith).
+  if (shutting_down()) {
+    return FinishNow(ctx,
+                     absl::UnavailableError("the daemon is shutting down"));
+  }
   return FinishNow(ctx, jobs_.List(*request, response));
 }
 

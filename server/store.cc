@@ -487,8 +487,9 @@ absl::Status JobStore::Reopening() const {
 
 absl::Status JobStore::ForEachJob(
     absl::FunctionRef<absl::Status(StoredJob&&)> fn) const {
-  // Two ordered ranges walked side by side: "j" ids and "s" ids. A state
-  // without its job (never written by JobStore, but harmless) is skipped.
+  // Three ordered ranges walked side by side: "j", "s" and "c" ids. A state
+  // or cancel request without its job (never written by JobStore, but
+  // harmless) is skipped.
   auto range = [this](char prefix, std::string* upper, rocksdb::Slice* slice)
                    ABSL_SHARED_LOCKS_REQUIRED(db_mu_) {
                      rocksdb::ReadOptions read_options;

@@ -759,6 +759,53 @@ TEST_F(DurableDaemonTest, AJobTheShutdownCancelsIsNeitherStoredNorTold) {
   EXPECT_EQ(after.attempt(), 2u);
 }
 
+TEST_F(DurableDaemonTest, AShutdownUnwindsInlineWaitsAndGroupsItDoesNotStore) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  // A WaitFor running its job inline, and a TaskGroup, both still running
+  // when the grace ends: their cancellation is not stored, yet everything
+  // waiting on them inside the daemon must unwind.
+  grpc::Status inline_status, group_status;
+  std::thread inline_caller([&] {
+    v1::WaitForRequest req;
+    *req.mutable_job()->mutable_spec() = Spec("sleep", R"({"seconds": 60})");
+    v1::WaitForResponse resp;
+    inline_status = stub_->WaitFor(Ctx().get(), req, &resp);
+  });
+  std::thread group_caller([&] {
+    v1::RunGroupRequest req;
+    *req.add_jobs() = Spec("sleep", R"({"seconds": 60})");
+    *req.add_jobs() = Spec("echo", R"({"value": 1})");
+    v1::RunGroupResponse resp;
+    group_status = stub_->RunGroup(Ctx().get(), req, &resp);
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (daemon_->jobs().jobs_running() < 2 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_EQ(daemon_->jobs().jobs_running(), 2u);
+  daemon_->Shutdown();
+  inline_caller.join();
+  group_caller.join();
+  EXPECT_EQ(inline_status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << inline_status.error_message();
+  EXPECT_EQ(group_status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << group_status.error_message();
+  EXPECT_EQ(daemon_->jobs().jobs_not_done(), 0u) << "jobs not unwound";
+  StopDaemon();
+
+  // Nothing of it was stored as cancelled: the jobs run again, the group is
+  // rebuilt and waits for its sleeping child.
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  v1::ListRequest list;
+  v1::ListResponse listed;
+  ASSERT_TRUE(stub_->List(Ctx().get(), list, &listed).ok());
+  int not_done = 0;
+  for (const v1::Job& j : listed.jobs()) {
+    EXPECT_NE(j.state(), v1::JOB_STATE_CANCELLED) << j.ShortDebugString();
+    if (j.state() < v1::JOB_STATE_SUCCEEDED) ++not_done;
+  }
+  EXPECT_EQ(not_done, 3) << "the two sleeps and the group";
+}
+
 TEST_F(DurableDaemonTest, AStoreInUseIsRefusedNamingTheDirectory) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
   DaemonOptions second = Durable();
