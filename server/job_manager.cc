@@ -513,6 +513,13 @@ bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
   return false;
 }
 
+void JobManager::AwaitStored() {
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  // The store runs commits in order; a full disk fails this one at once,
+  // while what it follows waits for space (it is not lost).
+  if (store != nullptr) (void)store->CommitAndWait(JobStore::Batch());
+}
+
 void JobManager::StoreCancelRequest(const Job& job, std::string_view message) {
   JobStore* const store = store_.load(std::memory_order_acquire);
   if (store == nullptr || !job.attributes().durable) return;

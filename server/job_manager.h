@@ -153,6 +153,10 @@ class JobManager {
   absl::StatusOr<RecoveryStats> Recover();
   static constexpr std::uint32_t kMaxAttempts = 3;
 
+  // With a store: waits until everything committed so far is durable (an
+  // empty group commit behind it). Not from a worker.
+  void AwaitStored();
+
   // Starts the retention sweep.
   void Start();
 

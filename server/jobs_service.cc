@@ -1,5 +1,6 @@
 #include "server/jobs_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <utility>
@@ -914,6 +915,10 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
       cancelled[i] = jobs_.Cancel(j, request->message()) ? 1 : 0;
     }
   }
+  // A cancel that took effect is answered once it is stored (with a store:
+  // recovery then ends the job CANCELLED rather than running it again).
+  if (std::find(cancelled.begin(), cancelled.end(), 1) != cancelled.end())
+    jobs_.AwaitStored();
   std::vector<JobPtr> settled;  // not cancelled, yet not done (published)
   for (std::size_t i = 0; i < jobs->size(); ++i) {
     const JobPtr& j = (*jobs)[i];

@@ -532,12 +532,10 @@ TEST_F(StoreBeforeReportTest, ACancelThatTakesEffectIsStored) {
     absl::SleepFor(absl::Milliseconds(2));
   ASSERT_EQ(job->state(), JobState::kRunning);
   ASSERT_TRUE(jobs_->Cancel(job, "enough"));
-  // Recovery needs it should the daemon die before the job ends.
-  StoredJob stored = **store_->GetJob(job->id());
-  while (!stored.cancel_requested() && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(2));
-    stored = **store_->GetJob(job->id());
-  }
+  // Recovery needs it should the daemon die before the job ends; the
+  // Cancel RPC answers after AwaitStored, so it is there by then.
+  jobs_->AwaitStored();
+  const StoredJob stored = **store_->GetJob(job->id());
   EXPECT_TRUE(stored.cancel_requested());
   EXPECT_EQ(stored.cancel_message(), "enough");
   EXPECT_EQ(AwaitFinal(job->id()).state(), v1::JOB_STATE_CANCELLED);
