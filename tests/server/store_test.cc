@@ -483,6 +483,7 @@ TEST(StoreTest, ADamagedStoreIsRefusedWithTheRepairPath) {
       << store.status();
   const std::string message(store.status().message());
   EXPECT_THAT(message, HasSubstr(path));
+  EXPECT_THAT(message, HasSubstr(manifest)) << "the damaged file is named";
   EXPECT_THAT(message, HasSubstr("--repair_store"));
 
   ASSERT_TRUE(JobStore::Repair(path).ok());
