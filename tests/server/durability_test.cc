@@ -776,10 +776,18 @@ TEST_F(DurableDaemonTest, AShutdownUnwindsInlineWaitsAndGroupsItDoesNotStore) {
     v1::RunGroupResponse resp;
     group_status = stub_->RunGroup(Ctx().get(), req, &resp);
   });
+  // Running: the two sleeps (the echo ends at once); not done: the sleeps
+  // and the group.
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (daemon_->jobs().jobs_running() < 2 && absl::Now() < deadline)
+  auto ready = [&] {
+    return daemon_->jobs().jobs_running() == 2 &&
+           daemon_->jobs().jobs_not_done() == 3;
+  };
+  while (!ready() && absl::Now() < deadline)
     absl::SleepFor(absl::Milliseconds(2));
-  ASSERT_EQ(daemon_->jobs().jobs_running(), 2u);
+  EXPECT_TRUE(ready()) << "running " << daemon_->jobs().jobs_running()
+                       << ", not done " << daemon_->jobs().jobs_not_done();
+  // (Shut down whatever happened: the callers' threads end with it.)
   daemon_->Shutdown();
   inline_caller.join();
   group_caller.join();
