@@ -1169,14 +1169,17 @@ bool JobManager::CancelAll(std::string_view message, absl::Time deadline) {
   // Leaves that have not started first (a running job's end can free a
   // limit one of them waits for: it must not start in between), then the
   // running ones, then the groups.
-  for (const JobPtr& j : live) {
-    if (!j->is_group() && !j->started()) Cancel(j, message);
+  // (Sorted once, before any cancel: a job cancelled first may start
+  // before it ends, and must not be cancelled twice.)
+  std::vector<JobPtr> unstarted, running, groups;
+  for (JobPtr& j : live) {
+    (j->is_group()  ? groups
+     : j->started() ? running
+                    : unstarted)
+        .push_back(std::move(j));
   }
-  for (const JobPtr& j : live) {
-    if (!j->is_group() && j->started()) Cancel(j, message);
-  }
-  for (const JobPtr& j : live) {
-    if (j->is_group()) Cancel(j, message);
+  for (const auto* list : {&unstarted, &running, &groups}) {
+    for (const JobPtr& j : *list) Cancel(j, message);
   }
   absl::MutexLock lock(&idle_mu_);
   while (not_done_.load(std::memory_order_acquire) != 0) {

@@ -907,12 +907,17 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
   // Jobs that have not started are cancelled first: a running job's end
   // can free a limit that one of them waits for, and it must not start in
   // between (asyncio cancels a whole list before any task runs again).
+  // (Which pass a job is in is decided once, before any cancel: a job the
+  // first pass cancels may start before it ends, and must not be cancelled
+  // twice.)
+  std::vector<char> started(jobs->size(), 0);
+  for (std::size_t i = 0; i < jobs->size(); ++i)
+    started[i] = (*jobs)[i]->started() ? 1 : 0;
   std::vector<char> cancelled(jobs->size(), 0);
-  for (int pass = 0; pass < 2; ++pass) {
+  for (char pass : {0, 1}) {
     for (std::size_t i = 0; i < jobs->size(); ++i) {
-      const JobPtr& j = (*jobs)[i];
-      if (j->started() != (pass == 1)) continue;
-      cancelled[i] = jobs_.Cancel(j, request->message()) ? 1 : 0;
+      if (started[i] != pass) continue;
+      cancelled[i] = jobs_.Cancel((*jobs)[i], request->message()) ? 1 : 0;
     }
   }
   // A cancel that took effect is answered once it is stored (with a store:
