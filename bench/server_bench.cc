@@ -1211,7 +1211,8 @@ std::vector<Result> RunEchoRtt() {
           if (!s.ok()) return FromGrpc(s, "WaitFor");
           return CheckEchoJob(response.job(), 1, "WaitFor");
         };
-        auto submit_only = [&]() -> absl::Status {
+        // One echo job; its id.
+        auto submit_one = [&]() -> absl::StatusOr<std::uint64_t> {
           v1::SubmitResponse submitted;
           grpc::ClientContext ctx;
           auto rpc = stub.PrepareAsyncSubmit(&ctx, submit, &cq);
@@ -1219,21 +1220,17 @@ std::vector<Result> RunEchoRtt() {
           if (!s.ok()) return FromGrpc(s, "Submit");
           if (submitted.jobs_size() != 1)
             return absl::InternalError("Submit returned no job");
-          return absl::OkStatus();
+          return submitted.jobs(0).id();
+        };
+        auto submit_only = [&]() -> absl::Status {
+          return submit_one().status();
         };
         auto submit_wait_for = [&]() -> absl::Status {
-          v1::SubmitResponse submitted;
-          {
-            grpc::ClientContext ctx;
-            auto rpc = stub.PrepareAsyncSubmit(&ctx, submit, &cq);
-            grpc::Status s = Complete(cq, *rpc, &submitted);
-            if (!s.ok()) return FromGrpc(s, "Submit");
-            if (submitted.jobs_size() != 1)
-              return absl::InternalError("Submit returned no job");
-          }
+          absl::StatusOr<std::uint64_t> id = submit_one();
+          if (!id.ok()) return id.status();
           grpc::ClientContext ctx;
           v1::WaitForRequest request;
-          request.mutable_job()->set_id(submitted.jobs(0).id());
+          request.mutable_job()->set_id(*id);
           v1::WaitForResponse response;
           auto rpc = stub.PrepareAsyncWaitFor(&ctx, request, &cq);
           grpc::Status s = Complete(cq, *rpc, &response);

@@ -513,6 +513,27 @@ bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
   return false;
 }
 
+std::vector<bool> JobManager::Cancel(std::span<const JobPtr> jobs,
+                                     std::string_view message) {
+  // Leaves that have not started first (a running job's end can free a
+  // limit one of them waits for: it must not start in between, as in
+  // asyncio, where a whole list is cancelled before any task runs again),
+  // then running leaves, then groups. The order is fixed once, before any
+  // cancel: a job cancelled first may start before it ends, and must not be
+  // cancelled twice.
+  std::vector<int> rank(jobs.size());
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    rank[i] = jobs[i]->is_group() ? 2 : jobs[i]->started() ? 1 : 0;
+  }
+  std::vector<bool> took(jobs.size(), false);
+  for (int r = 0; r < 3; ++r) {
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (rank[i] == r) took[i] = Cancel(jobs[i], message);
+    }
+  }
+  return took;
+}
+
 void JobManager::AwaitStored() {
   JobStore* const store = store_.load(std::memory_order_acquire);
   // The store runs commits in order; a full disk fails this one at once,
@@ -585,28 +606,36 @@ JobPtr JobManager::StartGroup(std::uint64_t id, std::string name,
     store->Commit(
         std::move(batch), [](absl::Status) {}, /*retry_while_full=*/true);
   }
-  JobPtr group = Insert(std::move(a), std::move(children));
-  group->SetTask(runtime_.Spawn(group->type() == JobType::kGather
-                                    ? RunGather(group)
-                                    : RunTaskGroup(group)));
+  auto group = std::make_shared<Job>(std::move(a));
+  group->set_children(std::move(children));
+  Adopt(group, /*not_done=*/true);
+  // A durable group is told of once stored: its RUNNING is the first event.
+  if (!group->attributes().durable) Publish(group, JobState::kPending);
+  StartGroupTask(group);
   return group;
 }
 
-JobPtr JobManager::Insert(JobAttributes attributes,
-                          std::vector<JobPtr> children) {
-  not_done_.fetch_add(1, std::memory_order_relaxed);
-  auto job = std::make_shared<Job>(std::move(attributes));
-  job->set_children(std::move(children));
+void JobManager::StartGroupTask(const JobPtr& group) {
+  group->MarkRunning();
+  OnStarted(group);
+  group->SetTask(runtime_.Spawn(group->type() == JobType::kGather
+                                    ? RunGather(group)
+                                    : RunTaskGroup(group)));
+}
+
+void JobManager::Adopt(const JobPtr& job, bool not_done) {
   {
     absl::MutexLock lock(&table_mu_);
-    jobs_.emplace(job->id(), job);
+    if (!job->attributes().idempotency_key.empty())
+      idempotency_.emplace(job->attributes().idempotency_key, job->id());
+    jobs_.emplace_hint(jobs_.end(), job->id(), job);
   }
-  stats_.For(job->attributes().kind)->submitted.Add();
-  // A durable group is told of once stored: its RUNNING is the first event.
-  if (!job->attributes().durable) Publish(job, JobState::kPending);
-  job->MarkRunning();
-  OnStarted(job);
-  return job;
+  if (not_done) {
+    not_done_.fetch_add(1, std::memory_order_relaxed);
+    stats_.For(job->attributes().kind)->submitted.Add();
+  } else {
+    PushFinished(job.get());  // retained like any finished job
+  }
 }
 
 void JobManager::OnStarted(const JobPtr& job,
@@ -1166,21 +1195,7 @@ bool JobManager::CancelAll(std::string_view message, absl::Time deadline) {
       if (!job->done()) live.push_back(job);
     }
   }
-  // Leaves that have not started first (a running job's end can free a
-  // limit one of them waits for: it must not start in between), then the
-  // running ones, then the groups.
-  // (Sorted once, before any cancel: a job cancelled first may start
-  // before it ends, and must not be cancelled twice.)
-  std::vector<JobPtr> unstarted, running, groups;
-  for (JobPtr& j : live) {
-    (j->is_group()  ? groups
-     : j->started() ? running
-                    : unstarted)
-        .push_back(std::move(j));
-  }
-  for (const auto* list : {&unstarted, &running, &groups}) {
-    for (const JobPtr& j : *list) Cancel(j, message);
-  }
+  Cancel(live, message);
   absl::MutexLock lock(&idle_mu_);
   while (not_done_.load(std::memory_order_acquire) != 0) {
     if (idle_cv_.WaitWithDeadline(&idle_mu_, deadline)) {
@@ -1381,19 +1396,8 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
                    nullptr, nullptr);
       run = true;
     }
-    {
-      absl::MutexLock lock(&table_mu_);
-      if (!job->attributes().idempotency_key.empty())
-        idempotency_.emplace(job->attributes().idempotency_key, job->id());
-      jobs_.emplace_hint(jobs_.end(), job->id(), job);
-    }
-    if (run) {
-      not_done_.fetch_add(1, std::memory_order_relaxed);
-      stats_.For(job->attributes().kind)->submitted.Add();
-      starting.push_back({job, std::move(p.body)});
-    } else {
-      PushFinished(job.get());  // retained like any finished job
-    }
+    Adopt(job, /*not_done=*/run);
+    if (run) starting.push_back({job, std::move(p.body)});
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -1454,17 +1458,8 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
       if (r.cancel_requested()) job->RestoreCancel(r.cancel_message());
       run = true;
     }
-    {
-      absl::MutexLock lock(&table_mu_);
-      jobs_.emplace(job->id(), job);
-    }
-    if (run) {
-      not_done_.fetch_add(1, std::memory_order_relaxed);
-      stats_.For(job->attributes().kind)->submitted.Add();
-      rerun_groups.push_back(std::move(job));
-    } else {
-      PushFinished(job.get());
-    }
+    Adopt(job, /*not_done=*/run);
+    if (run) rerun_groups.push_back(std::move(job));
   }
   if (!ended.empty()) {
     // What recovery decided is stored before anyone can ask.
@@ -1478,12 +1473,7 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   if (!starting.empty()) runtime_.SpawnDetached(StartJobs(std::move(starting)));
   // Each group's coroutine starts over: children that ended are seen at
   // once, the others are waited for (gather and TaskGroup rules alike).
-  for (const JobPtr& g : rerun_groups) {
-    g->MarkRunning();
-    OnStarted(g);
-    g->SetTask(runtime_.Spawn(g->type() == JobType::kGather ? RunGather(g)
-                                                            : RunTaskGroup(g)));
-  }
+  for (const JobPtr& g : rerun_groups) StartGroupTask(g);
   stats.took = absl::Now() - start;
   return stats;
 }

@@ -197,6 +197,11 @@ class JobManager {
   // TaskGroup: cancels the children that are not shielded; true unless the
   // group is done.
   bool Cancel(const JobPtr& job, std::string_view message);
+  // Cancel of each of `jobs` (repeats allowed); whether each took effect,
+  // in input order. Jobs that have not started are cancelled first, then
+  // running leaves, then groups (see the .cc).
+  std::vector<bool> Cancel(std::span<const JobPtr> jobs,
+                           std::string_view message);
 
   // Group jobs. The id comes from ReserveId() so that children created from
   // inline specs can name their group; `children` are resolved already.
@@ -270,8 +275,11 @@ class JobManager {
                         Prepared* out) const;
   JobPtr StartGroup(std::uint64_t id, std::string name, JobAttributes a,
                     std::vector<JobPtr> children);
-  JobPtr Insert(JobAttributes attributes, std::vector<JobPtr> children)
-      ABSL_LOCKS_EXCLUDED(table_mu_);
+  // MarkRunning, OnStarted and the group's coroutine.
+  void StartGroupTask(const JobPtr& group);
+  // Into the table (with its idempotency key), counted as not done, or
+  // retained as finished.
+  void Adopt(const JobPtr& job, bool not_done) ABSL_LOCKS_EXCLUDED(table_mu_);
   // Forgets up to `max_evictions` expired jobs; true if it forgot any.
   bool SweepSome(absl::Time now, std::size_t max_evictions)
       ABSL_LOCKS_EXCLUDED(sweep_mu_, table_mu_);

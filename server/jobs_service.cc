@@ -904,32 +904,17 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
                  "message: ", request->message().size(),
                  " bytes exceed the limit of ", options_.max_message_length)));
   }
-  // Jobs that have not started are cancelled first: a running job's end
-  // can free a limit that one of them waits for, and it must not start in
-  // between (asyncio cancels a whole list before any task runs again).
-  // (Which pass a job is in is decided once, before any cancel: a job the
-  // first pass cancels may start before it ends, and must not be cancelled
-  // twice.)
-  std::vector<char> started(jobs->size(), 0);
-  for (std::size_t i = 0; i < jobs->size(); ++i)
-    started[i] = (*jobs)[i]->started() ? 1 : 0;
-  std::vector<char> cancelled(jobs->size(), 0);
-  for (char pass : {0, 1}) {
-    for (std::size_t i = 0; i < jobs->size(); ++i) {
-      if (started[i] != pass) continue;
-      cancelled[i] = jobs_.Cancel((*jobs)[i], request->message()) ? 1 : 0;
-    }
-  }
+  const std::vector<bool> cancelled = jobs_.Cancel(*jobs, request->message());
   // A cancel that took effect is answered once it is stored (with a store:
   // recovery then ends the job CANCELLED rather than running it again).
-  if (std::find(cancelled.begin(), cancelled.end(), 1) != cancelled.end())
+  if (std::find(cancelled.begin(), cancelled.end(), true) != cancelled.end())
     jobs_.AwaitStored();
   std::vector<JobPtr> settled;  // not cancelled, yet not done (published)
   for (std::size_t i = 0; i < jobs->size(); ++i) {
     const JobPtr& j = (*jobs)[i];
     v1::CancelResult* r = response->add_results();
     r->set_id(j->id());
-    r->set_cancelled(cancelled[i] != 0);
+    r->set_cancelled(cancelled[i]);
     r->set_state(ToProto(j->state()));
     if (!r->cancelled() && !j->done()) settled.push_back(j);
   }
