@@ -1,9 +1,15 @@
 #include "server/flags.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/time/time.h"
 #include "server/strings.h"
 
@@ -27,6 +33,14 @@ ABSL_FLAG(int64_t, max_pending_jobs, 2000000,
           "with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_args_bytes, 64 << 10,
           "Largest serialized args of one job");
+ABSL_FLAG(int64_t, max_result_bytes, 16 << 20,
+          "Largest serialized result of one job; a job that returns more "
+          "ends FAILED (ResultTooLargeError)");
+ABSL_FLAG(int64_t, max_memory_bytes, 0,
+          "Bytes the daemon may hold for its jobs (records, args, kept "
+          "results) before Submit, Gather and RunGroup fail with "
+          "RESOURCE_EXHAUSTED (0: half of the machine's memory, or of the "
+          "cgroup's memory.max when that is lower)");
 ABSL_FLAG(int64_t, max_name_length, 256,
           "Longest job name, group name and idempotency key");
 ABSL_FLAG(int64_t, max_ids_per_call, 1000000,
@@ -142,12 +156,21 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
        &o.service.max_ids_per_call},
       {"max_finished_jobs", absl::GetFlag(FLAGS_max_finished_jobs),
        &o.jobs.max_finished_jobs},
+      {"max_result_bytes", absl::GetFlag(FLAGS_max_result_bytes),
+       &o.jobs.max_result_bytes},
   };
   for (const SizeFlag& f : sizes) {
     absl::Status s = Positive(f.value, f.name);
     if (!s.ok()) return s;
     *f.out = static_cast<std::size_t>(f.value);
   }
+  const int64_t memory = absl::GetFlag(FLAGS_max_memory_bytes);
+  if (memory < 0) {
+    return absl::InvalidArgumentError(StrCat(
+        "--max_memory_bytes: must be >= 0 (0: automatic; got ", memory, ")"));
+  }
+  o.jobs.max_memory_bytes = memory > 0 ? static_cast<std::size_t>(memory)
+                                       : DefaultMemoryBudget();
   if (o.max_message_bytes > INT32_MAX) {
     return absl::InvalidArgumentError(
         "--max_message_bytes: must be below 2 GiB");
@@ -173,6 +196,28 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
         "--log_level=", level, ": must be debug, info, warning or error"));
   }
   return o;
+}
+
+std::size_t DefaultMemoryBudget() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  std::uint64_t total = pages > 0 && page_size > 0
+                            ? static_cast<std::uint64_t>(pages) *
+                                  static_cast<std::uint64_t>(page_size)
+                            : std::uint64_t{4} << 30;
+  // A container's limit: cgroup v2's memory.max ("max" when unlimited),
+  // else v1's memory.limit_in_bytes (a huge number when unlimited).
+  for (const char* path : {"/sys/fs/cgroup/memory.max",
+                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(path);
+    std::string text;
+    std::uint64_t limit = 0;
+    if (in >> text && absl::SimpleAtoi(text, &limit) && limit > 0) {
+      total = std::min(total, limit);
+      break;
+    }
+  }
+  return static_cast<std::size_t>(total / 2);
 }
 
 }  // namespace awaitd::server

@@ -12,6 +12,10 @@ namespace awaitd::server {
 // INVALID_ARGUMENT naming the flag for a bad value.
 absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags();
 
+// --max_memory_bytes=0: half of the machine's memory, or of the cgroup's
+// memory limit when that is lower.
+std::size_t DefaultMemoryBudget();
+
 // --repair_store: main repairs the store under --data_dir and exits.
 bool RepairStoreRequested();
 

@@ -1,7 +1,10 @@
 #include "server/job.h"
 
+#include <algorithm>
+#include <limits>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "runtime/internal/context.h"
 #include "runtime/internal/task_header.h"
 #include "server/limits.h"
@@ -40,6 +43,182 @@ void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
   out->set_seconds(s);
   out->set_nanos(static_cast<std::int32_t>(
       absl::ToInt64Nanoseconds(since - absl::Seconds(s))));
+}
+
+namespace {
+
+using google::protobuf::ListValue;
+using google::protobuf::Struct;
+using google::protobuf::Value;
+
+// Depths with the container at `level`; the recursion stops one level past
+// `limit`, so it is bounded by the limit, whatever the value's shape. The
+// path to the first container past the limit is built on the way back up.
+int ValueDepthAt(const Value& v, int level, int limit, std::string* path);
+
+int StructDepthAt(const Struct& s, int level, int limit, std::string* path) {
+  if (level > limit) return level;
+  int max = level;
+  for (const auto& [key, v] : s.fields()) {
+    const int d = ValueDepthAt(v, level, limit, path);
+    if (d > limit) {
+      if (path != nullptr) path->insert(0, absl::StrCat(".", key));
+      return d;
+    }
+    max = std::max(max, d);
+  }
+  return max;
+}
+
+int ListDepthAt(const ListValue& l, int level, int limit, std::string* path) {
+  if (level > limit) return level;
+  int max = level;
+  for (int i = 0; i < l.values_size(); ++i) {
+    const int d = ValueDepthAt(l.values(i), level, limit, path);
+    if (d > limit) {
+      if (path != nullptr) path->insert(0, absl::StrCat("[", i, "]"));
+      return d;
+    }
+    max = std::max(max, d);
+  }
+  return max;
+}
+
+int ValueDepthAt(const Value& v, int level, int limit, std::string* path) {
+  switch (v.kind_case()) {
+    case Value::kStructValue:
+      return StructDepthAt(v.struct_value(), level + 1, limit, path);
+    case Value::kListValue:
+      return ListDepthAt(v.list_value(), level + 1, limit, path);
+    default:
+      return level;
+  }
+}
+
+constexpr std::size_t kSaturated = std::numeric_limits<std::size_t>::max() / 4;
+
+std::size_t SaturatingAdd(std::size_t a, std::size_t b) {
+  return a >= kSaturated || b >= kSaturated || a + b >= kSaturated
+             ? kSaturated
+             : a + b;
+}
+
+// Bytes of one element of a group's result list (an upper bound): the
+// value's tag and length, and the child's result or its error entry.
+std::size_t ElementBytes(const Job& child) {
+  constexpr std::size_t kElementFraming = 6;
+  constexpr std::size_t kErrorEntryFraming = 96;  // keys, job_id, framing
+  if (child.state() == JobState::kSucceeded) {
+    return SaturatingAdd(child.outcome_bytes(), kElementFraming);
+  }
+  return SaturatingAdd(child.outcome_bytes(),
+                       kElementFraming + kErrorEntryFraming);
+}
+
+// Destruction of Jobs on this thread that is in progress in an outer
+// ~Job(): the children of inner ones are handed to it (see ~Job).
+thread_local std::vector<JobPtr>* t_releasing = nullptr;
+
+}  // namespace
+
+int ValueDepth(const google::protobuf::Value& v, int limit,
+               std::string* too_deep) {
+  return ValueDepthAt(v, 0, limit, too_deep);
+}
+
+int StructDepth(const google::protobuf::Struct& s, int limit,
+                std::string* too_deep) {
+  return StructDepthAt(s, 1, limit, too_deep);
+}
+
+void AppendOutcomeValue(const Job& child, google::protobuf::Value* out,
+                        int group_depth) {
+  if (child.state() == JobState::kSucceeded) {
+    if (child.is_group() && group_depth + 1 > kMaxInlineGroupDepth) {
+      auto& ref =
+          (*out->mutable_struct_value()->mutable_fields())["result_ref"];
+      (*ref.mutable_struct_value()->mutable_fields())["job_id"]
+          .set_number_value(static_cast<double>(child.id()));
+      return;
+    }
+    child.AppendResult(out, group_depth);
+    return;
+  }
+  auto& err = (*out->mutable_struct_value()->mutable_fields())["error"];
+  auto& fields = *err.mutable_struct_value()->mutable_fields();
+  if (child.error() != nullptr) {
+    fields["type"].set_string_value(child.error()->type());
+    fields["message"].set_string_value(child.error()->message());
+  }
+  fields["job_id"].set_number_value(static_cast<double>(child.id()));
+}
+
+Job::~Job() {
+  if (children_.empty()) return;
+  if (t_releasing != nullptr) {
+    // An outer ~Job on this thread releases them, in its loop.
+    for (JobPtr& c : children_) t_releasing->push_back(std::move(c));
+    return;
+  }
+  std::vector<JobPtr> pending = std::move(children_);
+  t_releasing = &pending;
+  while (!pending.empty()) {
+    JobPtr last = std::move(pending.back());
+    pending.pop_back();
+    last.reset();  // may append its own children to `pending`
+  }
+  t_releasing = nullptr;
+}
+
+void Job::AppendResult(google::protobuf::Value* out, int group_depth) const {
+  if (!is_group()) {
+    if (result_ != nullptr) *out = *result_;
+    return;
+  }
+  auto* list = out->mutable_list_value();
+  list->mutable_values()->Reserve(static_cast<int>(children_.size()));
+  for (const JobPtr& c : children_) {
+    AppendOutcomeValue(*c, list->add_values(), group_depth + 1);
+  }
+}
+
+std::size_t Job::SnapshotBytes() const noexcept {
+  // Ids, times, state, attempt, flags and the field tags: under 128 bytes.
+  std::size_t n = 128 + attr_.name.size() + attr_.kind.size();
+  for (const Limit* l : attr_.limits) n += l->name().size() + 2;
+  n += 11 * children_.size();
+  return SaturatingAdd(n, outcome_bytes_);
+}
+
+void Job::SetOutcomeBytesLocked(JobState s) {
+  if (s != JobState::kSucceeded) {
+    outcome_bytes_ = error_ != nullptr ? error_->ByteSizeLong() : 0;
+  } else if (!is_group()) {
+    outcome_bytes_ = result_ != nullptr ? result_->ByteSizeLong() : 0;
+  } else {
+    // Every child is done (a group succeeds only then): their sizes are
+    // final.
+    std::size_t n = 0;
+    for (const JobPtr& c : children_) n = SaturatingAdd(n, ElementBytes(*c));
+    outcome_bytes_ = n;
+  }
+}
+
+bool Job::BeginCancelGroup() {
+  mu_.Lock();
+  if (IsFinal(decided_)) {
+    mu_.Unlock();
+    return false;
+  }
+  return true;
+}
+
+void Job::EndCancelGroup(bool record, std::string_view message) {
+  if (record) {
+    cancel_requested_ = true;
+    cancel_message_ = std::make_unique<std::string>(message);
+  }
+  mu_.Unlock();
 }
 
 void Job::SetTask(runtime::JoinHandle<void> task) {
@@ -130,6 +309,7 @@ void Job::Restore(JobState state, std::uint32_t attempts, absl::Time started_at,
   finished_at_ = finished_at;
   result_ = std::move(result);
   error_ = std::move(error);
+  SetOutcomeBytesLocked(state);
   started_.store(started_at != absl::Time(), std::memory_order_release);
   state_.store(state, std::memory_order_release);
 }
@@ -182,6 +362,7 @@ bool Job::CancelLeaf(std::string_view message, bool* ended) {
 }
 
 void Job::EndLocked(JobState s) {
+  SetOutcomeBytesLocked(s);
   finished_at_ = absl::Now();
   decided_ = s;
   if (!attr_.durable) PublishLocked(s);
@@ -267,7 +448,13 @@ void Job::OutcomeLocked(v1::Job* out, bool decided) const {
       decided ? decided_ : state_.load(std::memory_order_relaxed);
   out->set_state(ToProto(s));
   if (IsFinal(s)) {
-    if (result_ != nullptr) *out->mutable_result() = *result_;
+    // The store keeps a group's result by reference (its children), so
+    // the decided view has none; the published one inlines it.
+    if (s == JobState::kSucceeded && is_group()) {
+      if (!decided) AppendResult(out->mutable_result());
+    } else if (result_ != nullptr) {
+      *out->mutable_result() = *result_;
+    }
     if (error_ != nullptr) *out->mutable_error() = *error_;
     ToProto(finished_at_, out->mutable_finished_at());
   }

@@ -33,6 +33,7 @@
 #define AWAITD_SERVER_JOB_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -67,6 +68,31 @@ enum class JobState : std::uint8_t {
 inline bool IsFinal(JobState s) { return s >= JobState::kSucceeded; }
 std::string_view JobStateName(JobState s);  // "PENDING", ...
 inline v1::JobState ToProto(JobState s) { return static_cast<v1::JobState>(s); }
+
+// How deep args and results may nest: levels of Struct and list values, the
+// outermost counting 1. Protobuf parsers (ours, and every client's) refuse
+// messages nested past 100 levels, and one Struct level costs three
+// (Value, Struct, map entry): 20 levels keep a job's args in a request or a
+// stored record, and its result inside a reply with a group around it, well
+// within what every parser reads back.
+inline constexpr int kMaxValueDepth = 20;
+// A group's result lists its children's outcomes (by reference in memory
+// and in the store: a group holds its children, never copies of their
+// results). A reply inlines them down to this many levels of groups; below
+// that, a child group's entry is {"result_ref": {"job_id": <id>}}: its
+// result is that job's, to be read with Get. 8 levels are 16 protobuf
+// levels, which with a leaf result of kMaxValueDepth stays under 100.
+inline constexpr int kMaxInlineGroupDepth = 8;
+
+// The nesting depth of `v` (a scalar is 0, a Struct or list 1 + the deepest
+// element), computed without recursion and without looking below `limit` + 1
+// (it returns `limit` + 1 there). When `too_deep` is given and the depth
+// exceeds `limit`, it receives the path to the first element past the limit
+// (".a.b[3].c").
+int ValueDepth(const google::protobuf::Value& v, int limit,
+               std::string* too_deep = nullptr);
+int StructDepth(const google::protobuf::Struct& s, int limit,
+                std::string* too_deep = nullptr);
 
 // One watcher's link into one job (intrusive; owned by the watcher, which
 // must Unwatch it, or see a final event, before freeing it).
@@ -116,6 +142,10 @@ class Job {
   explicit Job(JobAttributes attributes)
       : attr_(std::move(attributes)),
         state_(attr_.durable ? JobState::kUnstored : JobState::kPending) {}
+  // Frees a chain of groups (each holding the next) iteratively: the
+  // children of every Job destroyed on this thread meanwhile are released
+  // by the outermost destructor's loop, not by nested destructors.
+  ~Job();
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
@@ -144,11 +174,25 @@ class Job {
   }
 
   // The outcome; valid (and immutable) once done(). result() is null unless
-  // SUCCEEDED, error() null if SUCCEEDED.
+  // a leaf SUCCEEDED (a group's result is its children's: see
+  // AppendResult), error() null if SUCCEEDED.
   const google::protobuf::Value* result() const noexcept {
     return result_.get();
   }
   const v1::JobError* error() const noexcept { return error_.get(); }
+
+  // Once done(): an upper bound of the bytes the outcome takes in a reply
+  // (the result with every group below inlined, or the error), saturating
+  // at SIZE_MAX / 4. A group's is computed from its children's when it
+  // ends, so that a reply is sized without walking anything.
+  std::size_t outcome_bytes() const noexcept { return outcome_bytes_; }
+  // An upper bound of the bytes Snapshot() writes, once done().
+  std::size_t SnapshotBytes() const noexcept;
+  // The result of a SUCCEEDED job, into `out`: a leaf's value, or a group's
+  // list of its children's outcomes (see OutcomeValue), with groups
+  // `group_depth` levels down or more given by reference (see
+  // kMaxInlineGroupDepth). The recursion is bounded by that depth.
+  void AppendResult(google::protobuf::Value* out, int group_depth = 0) const;
 
   // A group's children, in input order (set before the group is published;
   // immutable afterwards). Empty for leaves.
@@ -203,22 +247,16 @@ class Job {
   // start, and those that fail at once are reported, even if one failure
   // is seen before the others ran. Otherwise as CancelLeaf.
   bool CancelAfterStart(std::string_view message) ABSL_LOCKS_EXCLUDED(mu_);
-  // Group: under the group's lock (so the group's own completion cannot
-  // interleave), calls `cancel_children(message)`, which cancels the
-  // children and says whether that took effect; if so (or if `always`), the
-  // request is recorded for the group's coroutine. Returns false if the
-  // group is done, else whether the request was recorded.
-  template <typename F>
-  bool CancelGroup(std::string_view message, bool always, F cancel_children)
-      ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    if (IsFinal(decided_)) return false;
-    const bool any = cancel_children(message);
-    if (!any && !always) return false;
-    cancel_requested_ = true;
-    cancel_message_ = std::make_unique<std::string>(message);
-    return true;
-  }
+  // Group cancel, in two steps, so that JobManager::Cancel walks a chain of
+  // groups with a stack of its own rather than by recursion. The group's
+  // lock is held in between (so the group's own completion cannot
+  // interleave) while the caller cancels the children. BeginCancelGroup
+  // returns false (not locked) if the group is done, else true, locked;
+  // EndCancelGroup then records the request for the group's coroutine if
+  // `record` (a cancel that took effect), and unlocks.
+  bool BeginCancelGroup() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true, mu_);
+  void EndCancelGroup(bool record, std::string_view message)
+      ABSL_UNLOCK_FUNCTION(mu_);
   // Group completion: under the lock, `decide(cancel_requested, message,
   // &state, &result, &error)` picks the outcome. False if already done.
   template <typename F>
@@ -265,16 +303,30 @@ class Job {
   // Retention bookkeeping (JobManager only): the next job in the lock-free
   // stack of jobs that finished since the last sweep.
   Job* finished_next_ = nullptr;
+  // Memory budget (JobManager only): the bytes this job counts against
+  // --max_memory_bytes (its record and args from admission, its outcome
+  // from its end), given back when it is forgotten.
+  std::atomic<std::size_t> charged_bytes{0};
+  // Store retention (JobManager only): the groups that list this job as a
+  // child and whose records are still stored. Its own record is deleted
+  // only once it is forgotten and this count is zero, so that a stored
+  // group's children can always be read back.
+  std::atomic<std::uint32_t> referrers{0};
+  // Forgotten from the table, its record kept for its referrers (guarded
+  // by JobManager's sweep lock).
+  bool forgotten_with_referrers = false;
 
  private:
   void NotifyLocked(JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The published view, or the decided one.
   void OutcomeLocked(v1::Job* out, bool decided) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Decides the final state `s` (outcome already set) and stamps
-  // finished_at; publishes it unless the job is durable.
+  // Decides the final state `s` (outcome already set: its size is taken)
+  // and stamps finished_at; publishes it unless the job is durable.
   void EndLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool PublishLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // outcome_bytes_ for a job that ends `s` with the outcome in place.
+  void SetOutcomeBytesLocked(JobState s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const JobAttributes attr_;
   std::vector<JobPtr> children_;
@@ -285,6 +337,7 @@ class Job {
   // Written under mu_ before the final state is published; read-only after.
   std::unique_ptr<google::protobuf::Value> result_;
   std::unique_ptr<v1::JobError> error_;
+  std::size_t outcome_bytes_ = 0;
 
   runtime::JoinHandle<void> task_ ABSL_GUARDED_BY(mu_);
   absl::Time started_at_ ABSL_GUARDED_BY(mu_);
@@ -297,6 +350,12 @@ class Job {
   std::unique_ptr<std::string> cancel_message_ ABSL_GUARDED_BY(mu_);
   JobWatch* watches_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
+
+// A child's outcome as an element of a group's result list: its result, or
+// {"error": {"type": ..., "message": ..., "job_id": ...}} (a gather with
+// return_exceptions). `group_depth`: see Job::AppendResult.
+void AppendOutcomeValue(const Job& child, google::protobuf::Value* out,
+                        int group_depth = 0);
 
 // Builds a JobError.
 std::unique_ptr<v1::JobError> MakeError(std::string_view type,

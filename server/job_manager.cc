@@ -53,24 +53,6 @@ bool CurrentTaskCancelPending(const Job&) {
   return t != nullptr && t->IsCancelRequested();
 }
 
-// A child's outcome as an element of a group's result list: its result, or
-// {"error": {"type": ..., "message": ...}} (gather with return_exceptions).
-google::protobuf::Value OutcomeValue(const Job& child) {
-  google::protobuf::Value v;
-  if (child.state() == JobState::kSucceeded) {
-    if (child.result() != nullptr) v = *child.result();
-    return v;
-  }
-  auto& err = (*v.mutable_struct_value()->mutable_fields())["error"];
-  auto& fields = *err.mutable_struct_value()->mutable_fields();
-  if (child.error() != nullptr) {
-    fields["type"].set_string_value(child.error()->type());
-    fields["message"].set_string_value(child.error()->message());
-  }
-  fields["job_id"].set_number_value(static_cast<double>(child.id()));
-  return v;
-}
-
 // Marks the shielded children not seen yet as seen (no longer waited for).
 void ForgetShielded(const std::vector<JobPtr>& children,
                     std::vector<bool>* seen, std::size_t* remaining) {
@@ -89,6 +71,7 @@ void ForgetShielded(const std::vector<JobPtr>& children,
 struct JobManager::Prepared {
   JobAttributes attr;
   bool named = false;
+  std::size_t args_bytes = 0;
   JobBody body;
 };
 
@@ -163,6 +146,15 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
           StrCat(at, ".args: ", bytes,
                  " bytes exceed --max_args_bytes=", options_.max_args_bytes));
     }
+    std::string path;
+    if (StructDepth(spec.args(), kMaxValueDepth, &path) > kMaxValueDepth) {
+      if (path.size() > 200) path = StrCat(path.substr(0, 200), "...");
+      return absl::InvalidArgumentError(
+          StrCat(at, ".args", path, ": nested deeper than ", kMaxValueDepth,
+                 " levels of structs and lists (the limit for args and "
+                 "results)"));
+    }
+    out->args_bytes = bytes;
   }
   JobAttributes& a = out->attr;
   a.kind = kind->name;
@@ -318,6 +310,11 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
           field, ": ", before, " jobs are not done yet and ", fresh,
           " more would exceed --max_pending_jobs=", options_.max_pending_jobs));
     }
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      if (is_new[i]) bytes += kJobBaseBytes + prepared[i].args_bytes;
+    }
+    if (absl::Status s = CheckMemory(bytes, fresh, field); !s.ok()) return s;
     not_done_.fetch_add(fresh, std::memory_order_relaxed);
     for (std::size_t i = 0; i < prepared.size(); ++i) {
       if (!is_new[i]) continue;
@@ -325,6 +322,7 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       a.id = next_id_.fetch_add(1, std::memory_order_relaxed);
       if (!prepared[i].named) a.name = StrCat("Job-", ++job_names_);
       auto job = std::make_shared<Job>(std::move(a));
+      Charge(*job, kJobBaseBytes + prepared[i].args_bytes);
       if (!job->attributes().idempotency_key.empty()) {
         idempotency_.emplace(job->attributes().idempotency_key, job->id());
       }
@@ -365,6 +363,8 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
         if (!is_new[i]) continue;
         EraseKeyLocked(*out[i]);
         jobs_.erase(out[i]->id());
+        memory_.fetch_sub(out[i]->charged_bytes.exchange(0),
+                          std::memory_order_relaxed);
       }
       not_done_.fetch_sub(out.size() - hits, std::memory_order_relaxed);
       return absl::Status(s.code(),
@@ -462,55 +462,84 @@ absl::StatusOr<JobPtr> JobManager::Find(std::uint64_t id,
   return it->second;
 }
 
-bool JobManager::Cancel(const JobPtr& job, std::string_view message) {
-  switch (job->type()) {
-    case JobType::kLeaf: {
-      bool ended = false;
-      const bool ok = job->CancelLeaf(message, &ended);
-      if (ended) OnFinished(job);
-      if (ok && !ended) StoreCancelRequest(*job, message);
-      if (ok) {
-        logger_.Log(LogLevel::kDebug,
-                    "component=jobs event=cancel_requested job_id=", job->id(),
-                    " message=", LogQuote(message));
-      }
-      return ok;
-    }
-    case JobType::kGather: {
-      // _GatheringFuture.cancel: true if any child's cancel() was. A shielded
-      // child stands for asyncio's shield() wrapper, whose cancel() succeeds
-      // (the wrapper ends; the job inside runs on): it counts, untouched.
-      const bool ok =
-          job->CancelGroup(message, /*always=*/false, [&](std::string_view m) {
-            bool any = false;
-            for (const JobPtr& c : job->children()) {
-              if (c->done()) continue;
-              if (c->shield() || Cancel(c, m)) any = true;
-            }
-            return any;
-          });
-      if (ok) {
-        StoreCancelRequest(*job, message);
-        job->InterruptTask(message);  // stop waiting for shielded ones
-      }
-      return ok;
-    }
-    case JobType::kTaskGroup: {
-      const bool ok =
-          job->CancelGroup(message, /*always=*/true, [&](std::string_view m) {
-            for (const JobPtr& c : job->children()) {
-              if (!c->shield()) Cancel(c, m);
-            }
-            return true;
-          });
-      if (ok) {
-        StoreCancelRequest(*job, message);
-        job->InterruptTask(message);
-      }
-      return ok;
-    }
+bool JobManager::CancelLeaf(const JobPtr& job, std::string_view message) {
+  bool ended = false;
+  const bool ok = job->CancelLeaf(message, &ended);
+  if (ended) OnFinished(job);
+  if (ok && !ended) StoreCancelRequest(*job, message);
+  if (ok) {
+    logger_.Log(LogLevel::kDebug,
+                "component=jobs event=cancel_requested job_id=", job->id(),
+                " message=", LogQuote(message));
   }
-  return false;
+  return ok;
+}
+
+bool JobManager::Cancel(const JobPtr& job, std::string_view message)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // (The analysis cannot follow the group locks held by the frames of the
+  // stack below: each frame holds its group's lock from BeginCancelGroup
+  // until its EndCancelGroup, and frames end in reverse order.)
+  if (!job->is_group()) return CancelLeaf(job, message);
+  // Groups nest (a gather of gathers, to any depth): the walk keeps its own
+  // stack instead of recursing. Each group is cancelled under its lock, as
+  // asyncio's gather and TaskGroup cancel their children:
+  // - a gather (_GatheringFuture.cancel) is cancelled if any child's
+  //   cancel() was. A shielded child stands for asyncio's shield() wrapper,
+  //   whose cancel() succeeds (the wrapper ends; the job inside runs on):
+  //   it counts, untouched;
+  // - a TaskGroup cancels its children that are not shielded, and is
+  //   cancelled unless it is done.
+  struct Frame {
+    Job* group;
+    std::size_t next = 0;  // the next child to cancel
+    bool any = false;      // a child's cancel took effect
+  };
+  std::vector<Frame> stack;
+  // Groups walked already, with their answer: a group listed twice (or
+  // reached along two paths: gather(g, g) nested again and again) is
+  // cancelled once, so the walk is linear in the groups, not in the paths.
+  absl::flat_hash_map<const Job*, bool> walked;
+  if (!job->BeginCancelGroup()) return false;
+  stack.push_back({job.get()});
+  for (;;) {
+    Frame& f = stack.back();
+    const std::vector<JobPtr>& children = f.group->children();
+    if (f.next < children.size()) {
+      const JobPtr& c = children[f.next++];
+      const bool gather = f.group->type() == JobType::kGather;
+      if (gather && c->done()) continue;
+      if (c->shield()) {
+        if (gather) f.any = true;
+        continue;
+      }
+      if (!c->is_group()) {
+        if (CancelLeaf(c, message)) f.any = true;
+        continue;
+      }
+      if (auto w = walked.find(c.get()); w != walked.end()) {
+        if (w->second) f.any = true;
+        continue;
+      }
+      if (c->BeginCancelGroup()) {
+        stack.push_back({c.get()});
+      } else {
+        walked.emplace(c.get(), false);  // done: its cancel took no effect
+      }
+      continue;
+    }
+    Job* const g = f.group;
+    const bool took = g->type() == JobType::kTaskGroup || f.any;
+    g->EndCancelGroup(took, message);
+    stack.pop_back();
+    walked.emplace(g, took);
+    if (took) {
+      StoreCancelRequest(*g, message);
+      g->InterruptTask(message);  // stop waiting for shielded ones
+    }
+    if (stack.empty()) return took;
+    if (took) stack.back().any = true;
+  }
 }
 
 std::vector<bool> JobManager::Cancel(std::span<const JobPtr> jobs,
@@ -560,6 +589,37 @@ bool JobManager::CancelSibling(const JobPtr& job, std::string_view message) {
   return job->CancelAfterStart(message);
 }
 
+void JobManager::Charge(Job& job, std::size_t bytes) {
+  job.charged_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  memory_.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+absl::Status JobManager::CheckMemory(std::size_t bytes, std::size_t jobs,
+                                     std::string_view field) const {
+  const std::size_t max = options_.max_memory_bytes;
+  if (max == 0) return absl::OkStatus();
+  const std::size_t used = memory_.load(std::memory_order_relaxed);
+  if (used <= max && bytes <= max - used) return absl::OkStatus();
+  return absl::ResourceExhaustedError(StrCat(
+      field, ": the daemon holds ", used, " bytes for its jobs and ", jobs,
+      jobs == 1 ? " more job" : " more jobs", " (", bytes,
+      " bytes) would exceed --max_memory_bytes=", max,
+      "; retry once jobs finish and are forgotten (--result_ttl)"));
+}
+
+absl::Status JobManager::AdmitGroup(std::size_t children,
+                                    std::string_view field) const {
+  const std::size_t before = not_done_.load(std::memory_order_relaxed);
+  if (before + 1 > options_.max_pending_jobs) {
+    return absl::ResourceExhaustedError(
+        StrCat(field, ": ", before,
+               " jobs are not done yet and a group would exceed "
+               "--max_pending_jobs=",
+               options_.max_pending_jobs));
+  }
+  return CheckMemory(kJobBaseBytes + kChildBytes * children, 1, field);
+}
+
 JobPtr JobManager::StartGather(std::uint64_t id, std::string name,
                                std::vector<JobPtr> children,
                                bool return_exceptions) {
@@ -607,6 +667,12 @@ JobPtr JobManager::StartGroup(std::uint64_t id, std::string name,
         std::move(batch), [](absl::Status) {}, /*retry_while_full=*/true);
   }
   auto group = std::make_shared<Job>(std::move(a));
+  if (store != nullptr) {
+    // Its record lists them: theirs stay while it does.
+    for (const JobPtr& c : children)
+      c->referrers.fetch_add(1, std::memory_order_relaxed);
+  }
+  Charge(*group, kJobBaseBytes + kChildBytes * children.size());
   group->set_children(std::move(children));
   Adopt(group, /*not_done=*/true);
   // A durable group is told of once stored: its RUNNING is the first event.
@@ -626,8 +692,11 @@ void JobManager::StartGroupTask(const JobPtr& group) {
 void JobManager::Adopt(const JobPtr& job, bool not_done) {
   {
     absl::MutexLock lock(&table_mu_);
+    // (Recovery adopts in id order: a key's newest job is the one it
+    // names.)
     if (!job->attributes().idempotency_key.empty())
-      idempotency_.emplace(job->attributes().idempotency_key, job->id());
+      idempotency_.insert_or_assign(job->attributes().idempotency_key,
+                                    job->id());
     jobs_.emplace_hint(jobs_.end(), job->id(), job);
   }
   if (not_done) {
@@ -781,6 +850,10 @@ void JobManager::Ended(const JobPtr& job, JobState s, bool published) {
         " state=", JobStateName(s),
         " error_type=", job->error() != nullptr ? job->error()->type() : "");
   }
+  // Its outcome is held until it is forgotten (a group's result is its
+  // children's, held by them).
+  if (!(job->is_group() && s == JobState::kSucceeded))
+    Charge(*job, job->outcome_bytes());
   if (published) Publish(job, s);
   PushFinished(job.get());
   // not_done_ first: a shutdown that wakes when running_ reaches zero then
@@ -941,6 +1014,28 @@ runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
     error =
         MakeError("InternalError", "the job raised a non-standard exception");
   }
+  if (result != nullptr) {
+    // What is kept, stored and sent must be readable back by every
+    // protobuf parser, and fit a reply.
+    std::string path;
+    if (ValueDepth(*result, kMaxValueDepth, &path) > kMaxValueDepth) {
+      if (path.size() > 200) path = StrCat(path.substr(0, 200), "...");
+      state = JobState::kFailed;
+      error = MakeError(
+          "ValueError",
+          StrCat("the job's result is nested deeper than ", kMaxValueDepth,
+                 " levels of structs and lists (at result", path, ")"));
+      result.reset();
+    } else if (const std::size_t bytes = result->ByteSizeLong();
+               bytes > options_.max_result_bytes) {
+      state = JobState::kFailed;
+      error = MakeError("ResultTooLargeError",
+                        StrCat("the job's result is ", bytes,
+                               " bytes, more than --max_result_bytes=",
+                               options_.max_result_bytes));
+      result.reset();
+    }
+  }
   if (job->Finish(state, std::move(result), std::move(error),
                   &CurrentTaskCancelPending)) {
     OnFinished(job);
@@ -996,7 +1091,7 @@ runtime::Task<void> JobManager::RunGather(JobPtr group) {
   }
   const bool ended =
       group->FinishGroup([&](bool cancel_requested, const std::string& msg,
-                             JobState* s, auto* result, auto* error) {
+                             JobState* s, auto* /*result*/, auto* error) {
         if (cancel_requested) {
           // The gather itself was cancelled (and so were its children).
           *s = JobState::kCancelled;
@@ -1015,10 +1110,8 @@ runtime::Task<void> JobManager::RunGather(JobPtr group) {
           d["index"].set_number_value(first_error);
           return;
         }
+        // Its result is its children's, by reference (Job::AppendResult).
         *s = JobState::kSucceeded;
-        *result = std::make_unique<google::protobuf::Value>();
-        auto* list = (*result)->mutable_list_value();
-        for (const JobPtr& c : children) *list->add_values() = OutcomeValue(*c);
       });
   if (ended) OnFinished(group);
 }
@@ -1076,7 +1169,7 @@ runtime::Task<void> JobManager::RunTaskGroup(JobPtr group) {
   }
   const bool ended = group->FinishGroup([&](bool cancel_requested,
                                             const std::string& msg, JobState* s,
-                                            auto* result, auto* error) {
+                                            auto* /*result*/, auto* error) {
     if (!failures.empty()) {
       *s = JobState::kFailed;
       *error =
@@ -1103,16 +1196,14 @@ runtime::Task<void> JobManager::RunTaskGroup(JobPtr group) {
       *error = MakeError("CancelledError", msg);
       return;
     }
-    *s = JobState::kSucceeded;
-    *result = std::make_unique<google::protobuf::Value>();
-    auto* list = (*result)->mutable_list_value();
-    for (const JobPtr& c : children) *list->add_values() = OutcomeValue(*c);
+    *s = JobState::kSucceeded;  // by reference, as for a gather
   });
   if (ended) OnFinished(group);
 }
 
 absl::Status JobManager::List(const v1::ListRequest& request,
-                              v1::ListResponse* response) const {
+                              v1::ListResponse* response,
+                              std::size_t max_bytes) const {
   int page_size = request.page_size();
   if (page_size < 0 || page_size > 1000) {
     return absl::InvalidArgumentError(
@@ -1138,6 +1229,7 @@ absl::Status JobManager::List(const v1::ListRequest& request,
   {
     absl::MutexLock lock(&table_mu_);
     std::size_t scanned = 0;
+    std::size_t bytes = 0;
     auto it = jobs_.upper_bound(start);
     for (; it != jobs_.end(); ++it) {
       if (page.size() == static_cast<std::size_t>(page_size) ||
@@ -1156,6 +1248,17 @@ absl::Status JobManager::List(const v1::ListRequest& request,
           j.name().rfind(request.name_prefix(), 0) != 0) {
         continue;
       }
+      const std::size_t b = j.SnapshotBytes();
+      if (b > max_bytes - std::min(bytes, max_bytes)) {
+        if (page.empty()) {
+          return absl::ResourceExhaustedError(
+              StrCat("page: job ", j.id(), " alone takes up to ", b,
+                     " bytes, more than a reply may (--max_message_bytes=",
+                     max_bytes, "); read it with Get"));
+        }
+        break;  // the page ends here; the next one starts with this job
+      }
+      bytes += b;
       page.push_back(it->second);
     }
     // Stopped early (a full page, or the scan limit): continue after the
@@ -1256,32 +1359,65 @@ bool JobManager::SweepSome(absl::Time now, std::size_t max_evictions) {
     }
     if (evict == 0) return false;
     doomed.reserve(evict);
-    absl::MutexLock lock(&table_mu_);
-    for (std::size_t i = 0; i < evict; ++i) {
-      Job* j = retained_[i].job;
-      auto it = jobs_.find(j->id());
-      if (it == jobs_.end()) continue;
-      EraseKeyLocked(*j);
-      doomed.push_back(std::move(it->second));
-      jobs_.erase(it);
+    {
+      absl::MutexLock lock(&table_mu_);
+      for (std::size_t i = 0; i < evict; ++i) {
+        Job* j = retained_[i].job;
+        auto it = jobs_.find(j->id());
+        if (it == jobs_.end()) continue;
+        EraseKeyLocked(*j);
+        doomed.push_back(std::move(it->second));
+        jobs_.erase(it);
+      }
     }
     retained_.erase(retained_.begin(), retained_.begin() + evict);
-  }
-  if (JobStore* store = store_.load(std::memory_order_acquire);
-      store != nullptr) {
-    JobStore::Batch forget;
     for (const JobPtr& j : doomed) {
-      forget.DeleteJob(j->id(), j->attributes().idempotency_key);
+      memory_.fetch_sub(j->charged_bytes.exchange(0),
+                        std::memory_order_relaxed);
     }
-    if (!forget.empty()) {
-      store->Commit(
-          std::move(forget), [](absl::Status) {}, /*retry_while_full=*/true);
+    if (JobStore* store = store_.load(std::memory_order_acquire);
+        store != nullptr) {
+      JobStore::Batch forget;
+      for (const JobPtr& j : doomed) ForgetStoredLocked(j.get(), &forget);
+      if (!forget.empty()) {
+        store->Commit(
+            std::move(forget), [](absl::Status) {}, /*retry_while_full=*/true);
+      }
     }
   }
+  // `doomed` goes last, after the locks: a group frees its children (and a
+  // chain of groups its whole chain, see ~Job) here.
   return true;
 }
 
-void JobManager::PutState(const Job& job, JobStore::Batch* batch) {
+void JobManager::ForgetStoredLocked(Job* job, JobStore::Batch* batch) {
+  if (!job->attributes().idempotency_key.empty()) {
+    batch->DeleteIdempotencyKey(job->attributes().idempotency_key);
+  }
+  std::vector<Job*> work{job};
+  while (!work.empty()) {
+    Job* j = work.back();
+    work.pop_back();
+    if (j->referrers.load(std::memory_order_acquire) > 0) {
+      // Its last referrer deletes it; until then recovery rebuilds it for
+      // them alone.
+      j->forgotten_with_referrers = true;
+      PutState(*j, batch, /*forgotten=*/true);
+      continue;
+    }
+    batch->DeleteJob(j->id(), /*idempotency_key=*/"");
+    for (const JobPtr& c : j->children()) {
+      if (c->referrers.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+          c->forgotten_with_referrers) {
+        c->forgotten_with_referrers = false;
+        work.push_back(c.get());
+      }
+    }
+  }
+}
+
+void JobManager::PutState(const Job& job, JobStore::Batch* batch,
+                          bool forgotten) {
   v1::Job snap;
   job.SnapshotDecided(&snap);
   StoredState st;
@@ -1291,6 +1427,7 @@ void JobManager::PutState(const Job& job, JobStore::Batch* batch) {
   if (snap.has_finished_at()) *st.mutable_finished_at() = snap.finished_at();
   if (snap.has_result()) st.mutable_result()->Swap(snap.mutable_result());
   if (snap.has_error()) st.mutable_error()->Swap(snap.mutable_error());
+  st.set_forgotten(forgotten);
   batch->PutState(job.id(), st);
 }
 
@@ -1319,6 +1456,8 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   std::vector<Starting> starting;
   std::vector<JobPtr> ended;      // state changed by the recovery: stored again
   std::vector<StoredJob> groups;  // rebuilt once their children are back
+  // Forgotten jobs kept for the groups that list them: not in the table.
+  absl::flat_hash_map<std::uint64_t, JobPtr> hidden;
   absl::Status status = store->ForEachJob([&](StoredJob&& r) {
     ++stats.jobs;
     max_id = std::max(max_id, r.id());
@@ -1396,6 +1535,14 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
                    nullptr, nullptr);
       run = true;
     }
+    if (r.forgotten() && IsFinal(state)) {
+      // Only its groups know it (see ForgetStoredLocked).
+      job->forgotten_with_referrers = true;
+      hidden.emplace(job->id(), job);
+      return absl::OkStatus();
+    }
+    Charge(*job, kJobBaseBytes + r.spec().args().ByteSizeLong() +
+                     (run ? 0 : job->outcome_bytes()));
     Adopt(job, /*not_done=*/run);
     if (run) starting.push_back({job, std::move(p.body)});
     return absl::OkStatus();
@@ -1423,9 +1570,10 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
     {
       absl::MutexLock lock(&table_mu_);
       for (std::uint64_t c : r.children()) {
-        auto it = jobs_.find(c);
-        if (it != jobs_.end()) {
+        if (auto it = jobs_.find(c); it != jobs_.end()) {
           children.push_back(it->second);
+        } else if (auto h = hidden.find(c); h != hidden.end()) {
+          children.push_back(h->second);
         } else {
           missing.push_back(c);
         }
@@ -1433,11 +1581,39 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
     }
     const JobState state = static_cast<JobState>(r.state());
     auto job = std::make_shared<Job>(std::move(a));
+    // Its record lists them: theirs stay while it does.
+    for (const JobPtr& c : children)
+      c->referrers.fetch_add(1, std::memory_order_relaxed);
+    const std::size_t base = kJobBaseBytes + kChildBytes * children.size();
     job->set_children(std::move(children));
     bool run = false;
-    if (IsFinal(state)) {
-      ++stats.finished;
+    if (r.forgotten() && IsFinal(state)) {
+      r.clear_result();
       RestoreFinished(*job, r);
+      job->forgotten_with_referrers = true;
+      hidden.emplace(job->id(), std::move(job));
+      continue;
+    }
+    Charge(*job, base);
+    if (IsFinal(state) &&
+        !(state == JobState::kSucceeded && !missing.empty())) {
+      ++stats.finished;
+      r.clear_result();  // (a record from before results by reference)
+      RestoreFinished(*job, r);
+      Charge(*job, state == JobState::kSucceeded ? 0 : job->outcome_bytes());
+    } else if (IsFinal(state)) {
+      // Its result is its children's, and one of them is gone (a group
+      // made with an id the sweep was forgetting at that very moment):
+      // say so rather than answer a partial list.
+      ++stats.unrunnable;
+      job->Restore(
+          JobState::kFailed, r.attempt(), FromProto(r.started_at()),
+          FromProto(r.finished_at()), nullptr,
+          MakeError("RecoveryError",
+                    StrCat("the group succeeded, but its child job ",
+                           missing.front(),
+                           " was forgotten: its result cannot be rebuilt")));
+      ended.push_back(job);
     } else if (!missing.empty()) {
       // A child finished and was forgotten (--result_ttl) while the group
       // waited for the others: the group's result cannot be made whole.

@@ -75,7 +75,21 @@ struct JobManagerOptions {
   // How often the retention sweep runs (it also runs when the count limit
   // is exceeded by an eighth).
   absl::Duration sweep_interval = absl::Seconds(1);
+  // Serialized size of one leaf job's result: a bigger one fails the job
+  // (ResultTooLargeError) rather than be kept, stored and sent.
+  std::size_t max_result_bytes = 16 * 1024 * 1024;
+  // What the jobs in the table may hold, in bytes: each job's record and
+  // args (kJobBaseBytes + args, for a group + kChildBytes per child) from
+  // admission, its outcome (error, or a leaf's result) from its end, until
+  // it is forgotten. A Submit, Gather or RunGroup that would pass it is
+  // refused (RESOURCE_EXHAUSTED naming --max_memory_bytes). 0: no limit.
+  std::size_t max_memory_bytes = 0;
 };
+
+// The memory budget's estimate of one job (Job, its table entries, its
+// coroutine frame while it runs), and of one child in a group's list.
+inline constexpr std::size_t kJobBaseBytes = 1024;
+inline constexpr std::size_t kChildBytes = 24;
 
 // One state change, for Watch streams over every job.
 struct JobEvent {
@@ -203,6 +217,11 @@ class JobManager {
   std::vector<bool> Cancel(std::span<const JobPtr> jobs,
                            std::string_view message);
 
+  // Admission of a group with `children` children, before its inline
+  // children are created: RESOURCE_EXHAUSTED (naming `field`) past
+  // --max_pending_jobs or --max_memory_bytes, as for a Submit of one job.
+  absl::Status AdmitGroup(std::size_t children, std::string_view field) const;
+
   // Group jobs. The id comes from ReserveId() so that children created from
   // inline specs can name their group; `children` are resolved already.
   // With a store, the group is stored with its children's ids (recovery
@@ -214,9 +233,11 @@ class JobManager {
   JobPtr StartTaskGroup(std::uint64_t id, std::string name,
                         std::vector<JobPtr> children);
 
-  // asyncio.all_tasks with filters, by increasing id, paged.
-  absl::Status List(const v1::ListRequest& request,
-                    v1::ListResponse* response) const;
+  // asyncio.all_tasks with filters, by increasing id, paged. A page ends
+  // early (with a next_page_token) where the next job would take the reply
+  // past `max_bytes`; RESOURCE_EXHAUSTED if not even the first one fits.
+  absl::Status List(const v1::ListRequest& request, v1::ListResponse* response,
+                    std::size_t max_bytes = SIZE_MAX) const;
 
   // Watch with no ids.
   void AddListener(JobEventListener* listener) ABSL_LOCKS_EXCLUDED(listen_mu_);
@@ -245,6 +266,10 @@ class JobManager {
     return running_.load(std::memory_order_relaxed);
   }
   std::size_t jobs_retained() const ABSL_LOCKS_EXCLUDED(table_mu_);
+  // Bytes counted against --max_memory_bytes now.
+  std::size_t memory_charged() const {
+    return memory_.load(std::memory_order_relaxed);
+  }
   // Per-kind counters and histograms (the metrics endpoint reads them).
   const JobStats& stats() const { return stats_; }
 
@@ -253,6 +278,8 @@ class JobManager {
 
  private:
   struct Prepared;
+  // Task.cancel() of a leaf.
+  bool CancelLeaf(const JobPtr& job, std::string_view message);
   // With a store, records that Cancel took effect on `job` (not ended yet).
   void StoreCancelRequest(const Job& job, std::string_view message);
   // A TaskGroup's cancellation of a sibling (see Job::CancelAfterStart).
@@ -306,10 +333,23 @@ class JobManager {
   void Ended(const JobPtr& job, JobState s, bool published);
   void Publish(const JobPtr& job, JobState state)
       ABSL_LOCKS_EXCLUDED(listen_mu_);
-  // Adds the job's decided state to `batch`.
-  static void PutState(const Job& job, JobStore::Batch* batch);
+  // Adds the job's decided state to `batch` (marked forgotten: see
+  // ForgetStoredLocked).
+  static void PutState(const Job& job, JobStore::Batch* batch,
+                       bool forgotten = false);
   // Onto the stack of jobs finished since the last sweep.
   void PushFinished(Job* job);
+  // Counts `bytes` more against the memory budget, for `job`.
+  void Charge(Job& job, std::size_t bytes);
+  // RESOURCE_EXHAUSTED (naming `field`) unless `bytes` more fit the budget.
+  absl::Status CheckMemory(std::size_t bytes, std::size_t jobs,
+                           std::string_view field) const;
+  // The store's side of forgetting `job` (see Job::referrers): its record
+  // is deleted now if no stored group lists it, else when the last one is
+  // deleted; deleting a group may so delete its children's records, walked
+  // without recursion. Its idempotency key goes now in any case.
+  void ForgetStoredLocked(Job* job, JobStore::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sweep_mu_);
   // Drops `job`'s idempotency key if it still names `job`.
   void EraseKeyLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_mu_);
 
@@ -328,6 +368,7 @@ class JobManager {
   std::atomic<std::uint64_t> group_names_{0};
   std::atomic<std::size_t> not_done_{0};
   std::atomic<std::size_t> running_{0};
+  std::atomic<std::size_t> memory_{0};  // see max_memory_bytes
   JobStats stats_;
 
   mutable absl::Mutex table_mu_;

@@ -35,6 +35,25 @@ absl::Status CheckIdCount(std::size_t n, std::size_t max,
   return absl::OkStatus();
 }
 
+// Sizes a reply before it is built: RESOURCE_EXHAUSTED unless the
+// snapshots of `jobs` (repeats counted each time: each is a copy) fit in
+// `max` bytes. Job::SnapshotBytes is an upper bound read without copying.
+absl::Status CheckReplyBytes(std::span<const JobPtr> jobs, std::size_t max,
+                             std::string_view what) {
+  std::size_t bytes = 0;
+  for (const JobPtr& j : jobs) {
+    bytes += j->SnapshotBytes();
+    if (bytes > max) {
+      return absl::ResourceExhaustedError(StrCat(
+          what, ": the reply would take more than ", max,
+          " bytes (--max_message_bytes) with ", jobs.size(),
+          jobs.size() == 1 ? " job" : " jobs",
+          " in it; ask for fewer jobs, or fewer repeats of one, at a time"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The optional timeout of a waiting call.
 absl::StatusOr<std::optional<absl::Duration>> CallTimeout(
     bool has, const google::protobuf::Duration& d) {
@@ -199,6 +218,20 @@ class CallBase {
     absl::MutexLock lock(&mu_);
     finished_ = true;
     drop = std::move(task_);
+  }
+
+  // Finishes with `job`'s snapshot in `out`, if it fits a reply.
+  void FinishWithSnapshot(const JobPtr& job, v1::Job* out) {
+    if (absl::Status s =
+            CheckReplyBytes(std::span<const JobPtr>(&job, 1),
+                            service_->options().max_reply_bytes,
+                            StrCat("job ", job->id(), " succeeded, but"));
+        !s.ok()) {
+      FinishWith(ToGrpcStatus(s));
+      return;
+    }
+    job->Snapshot(out);
+    FinishWith(grpc::Status::OK);
   }
 
   // The status for a task that was cancelled.
@@ -429,8 +462,7 @@ class WaitForCall final : public UnaryCall {
       FinishWith(JobErrorStatus(*job_));
       co_return;
     }
-    job_->Snapshot(response_->mutable_job());
-    FinishWith(grpc::Status::OK);
+    FinishWithSnapshot(job_, response_->mutable_job());
   }
 
   grpc::Status TimeoutStatus(bool cancelled) const {
@@ -493,8 +525,7 @@ class RunAndWaitCall final : public UnaryCall {
       FinishWith(JobErrorStatus(*job_));
       co_return;
     }
-    job_->Snapshot(response_->mutable_job());
-    FinishWith(grpc::Status::OK);
+    FinishWithSnapshot(job_, response_->mutable_job());
   }
 
   JobBody body_;
@@ -539,6 +570,15 @@ class GroupCall final : public UnaryCall {
     }
     if (group_->state() != JobState::kSucceeded) {
       FinishWith(JobErrorStatus(FailingJob()));
+      co_return;
+    }
+    // One copy of each child's result per input (gather(t, t) returns t's
+    // twice), sized before any is made.
+    if (absl::Status s =
+            CheckReplyBytes(group_->children(), service_->options().max_reply_bytes,
+                            StrCat("group ", group_->id(), " succeeded, but"));
+        !s.ok()) {
+      FinishWith(ToGrpcStatus(s));
       co_return;
     }
     results_->Reserve(static_cast<int>(group_->children().size()));
@@ -603,6 +643,7 @@ class AsCompletedCall final : public StreamCall<v1::AsCompletedResponse> {
     }
     if (broken_)
       status = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+    if (too_large_.has_value()) status = *std::move(too_large_);
     FinishWith(std::move(status));
   }
 
@@ -618,7 +659,15 @@ class AsCompletedCall final : public StreamCall<v1::AsCompletedResponse> {
       co_await w.Changed();
       for (const JobWatcher::Change& c : w.Take()) {
         out_.Clear();
-        jobs_[c.slot]->Snapshot(out_.mutable_job());
+        const JobPtr& job = jobs_[c.slot];
+        if (absl::Status s = CheckReplyBytes(
+                std::span<const JobPtr>(&job, 1), service_->options().max_reply_bytes,
+                StrCat("as_completed: job ", job->id()));
+            !s.ok()) {
+          too_large_ = ToGrpcStatus(s);
+          co_return;
+        }
+        job->Snapshot(out_.mutable_job());
         out_.set_index(c.slot);
         if (!co_await WriteOut()) {
           broken_ = true;
@@ -633,6 +682,7 @@ class AsCompletedCall final : public StreamCall<v1::AsCompletedResponse> {
   const std::optional<absl::Duration> timeout_;
   std::size_t written_ = 0;
   bool broken_ = false;
+  std::optional<grpc::Status> too_large_;  // a job too big for a message
 };
 
 void FillEvent(const Job& job, JobState state, v1::WatchResponse* out) {
@@ -881,6 +931,13 @@ grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
   }
   auto jobs = FindAll(request->ids());
   if (!jobs.ok()) return FinishNow(ctx, jobs.status());
+  // Sized before any copy is made (a repeated id is a copy each time).
+  if (absl::Status s =
+          CheckReplyBytes(*jobs, options_.max_reply_bytes, "ids");
+      !s.ok()) {
+    return FinishNow(ctx, s);
+  }
+  response->mutable_jobs()->Reserve(static_cast<int>(jobs->size()));
   for (const JobPtr& j : *jobs) j->Snapshot(response->add_jobs());
   return FinishNow(ctx, absl::OkStatus());
 }
@@ -1005,6 +1062,9 @@ grpc::ServerUnaryReactor* JobsService::Gather(grpc::CallbackServerContext* ctx,
   }
   if (s.ok() && !jobs_.accepting())
     s = absl::UnavailableError("the daemon is shutting down");
+  // The group is admitted (its own count and bytes) before its inline
+  // children are created.
+  if (s.ok()) s = jobs_.AdmitGroup(request->jobs_size(), "jobs");
   const std::uint64_t group_id = jobs_.ReserveId();
   absl::StatusOr<std::vector<JobPtr>> children;
   if (s.ok()) {
@@ -1035,6 +1095,7 @@ grpc::ServerUnaryReactor* JobsService::RunGroup(
   }
   if (s.ok() && !jobs_.accepting())
     s = absl::UnavailableError("the daemon is shutting down");
+  if (s.ok()) s = jobs_.AdmitGroup(request->jobs_size(), "jobs");
   const std::uint64_t group_id = jobs_.ReserveId();
   absl::StatusOr<std::vector<JobPtr>> children;
   if (s.ok()) {
@@ -1093,7 +1154,8 @@ grpc::ServerUnaryReactor* JobsService::List(grpc::CallbackServerContext* ctx,
     return FinishNow(ctx,
                      absl::UnavailableError("the daemon is shutting down"));
   }
-  return FinishNow(ctx, jobs_.List(*request, response));
+  return FinishNow(ctx,
+                   jobs_.List(*request, response, options_.max_reply_bytes));
 }
 
 namespace {

@@ -35,6 +35,10 @@ struct JobsServiceOptions {
   std::size_t max_watch_backlog = 65'536;
   // Length of a cancellation message.
   std::size_t max_message_length = 1024;
+  // Bytes of one reply (or stream message): a reply is sized before it is
+  // built and refused with RESOURCE_EXHAUSTED when it would not fit (the
+  // daemon sets it to --max_message_bytes).
+  std::size_t max_reply_bytes = 64 * 1024 * 1024;
 };
 
 class JobsService final : public v1::Jobs::CallbackService {

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
@@ -59,6 +60,27 @@ void Merge(StoredState&& st, StoredJob* job) {
   if (st.has_finished_at()) *job->mutable_finished_at() = st.finished_at();
   if (st.has_result()) job->mutable_result()->Swap(st.mutable_result());
   if (st.has_error()) job->mutable_error()->Swap(st.mutable_error());
+  job->set_forgotten(st.forgotten());
+}
+
+// Records are read with a deeper recursion limit than protobuf's default
+// of 100: a daemon from before results by reference stored a group's
+// result with its children's inside, two levels per level of groups, and
+// refused its own store at start-up past about 50. The daemon writes
+// nothing that deep any more (server/job.h: kMaxValueDepth); this reads
+// what an older one wrote. Still bounded: the parser recurses.
+constexpr int kRecordRecursionLimit = 2000;
+
+bool ParseRecord(std::string_view bytes, google::protobuf::Message* out) {
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const std::uint8_t*>(bytes.data()),
+      static_cast<int>(bytes.size()));
+  in.SetRecursionLimit(kRecordRecursionLimit);
+  return out->ParseFromCodedStream(&in) && in.ConsumedEntireMessage();
+}
+
+bool ParseRecord(const rocksdb::Slice& bytes, google::protobuf::Message* out) {
+  return ParseRecord(std::string_view(bytes.data(), bytes.size()), out);
 }
 
 std::string IdempotencyKey(std::string_view k) {
@@ -145,6 +167,11 @@ void JobStore::Batch::DeleteJob(std::uint64_t id,
     ops_.push_back(Op{IdempotencyKey(idempotency_key), std::nullopt});
     bytes_ += 1 + idempotency_key.size();
   }
+}
+
+void JobStore::Batch::DeleteIdempotencyKey(std::string_view key) {
+  ops_.push_back(Op{IdempotencyKey(key), std::nullopt});
+  bytes_ += 1 + key.size();
 }
 
 // --- Open, Repair, close
@@ -520,8 +547,7 @@ absl::Status JobStore::ForEachJob(
   for (; jobs->Valid(); jobs->Next()) {
     StoredJob job;
     if (jobs->key().size() != 9 ||
-        !job.ParseFromArray(jobs->value().data(),
-                            static_cast<int>(jobs->value().size()))) {
+        !ParseRecord(jobs->value(), &job)) {
       return unreadable(jobs->key());
     }
     const std::uint64_t id = Load64(jobs->key().data() + 1);
@@ -532,8 +558,7 @@ absl::Status JobStore::ForEachJob(
     }
     if (states->Valid() && Load64(states->key().data() + 1) == id) {
       StoredState st;
-      if (!st.ParseFromArray(states->value().data(),
-                             static_cast<int>(states->value().size()))) {
+      if (!ParseRecord(states->value(), &st)) {
         return unreadable(states->key());
       }
       Merge(std::move(st), &job);
@@ -586,7 +611,7 @@ absl::StatusOr<std::optional<StoredJob>> JobStore::GetJob(
       db_->Get(rocksdb::ReadOptions(), JobKey(id), &value);
   if (s.IsNotFound()) return std::nullopt;
   StoredJob job;
-  if (!s.ok() || !job.ParseFromString(value)) {
+  if (!s.ok() || !ParseRecord(std::string_view(value), &job)) {
     return absl::DataLossError(
         StrCat("reading job ", id, " from the job store in ", options_.dir,
                ": ", s.ok() ? "the record does not parse" : s.ToString()));
@@ -596,7 +621,7 @@ absl::StatusOr<std::optional<StoredJob>> JobStore::GetJob(
       db_->Get(rocksdb::ReadOptions(), StateKey(id), &value);
   if (ss.ok()) {
     StoredState st;
-    if (!st.ParseFromString(value)) {
+    if (!ParseRecord(std::string_view(value), &st)) {
       return absl::DataLossError(StrCat("reading the state of job ", id,
                                         " from the job store in ", options_.dir,
                                         ": the record does not parse"));

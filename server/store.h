@@ -138,6 +138,9 @@ class JobStore {
     void PutCancelRequest(std::uint64_t id, std::string_view message);
     // Forgets a job, its state (and its idempotency key, if it has one).
     void DeleteJob(std::uint64_t id, std::string_view idempotency_key);
+    // Forgets an idempotency key alone (its job's record stays, for the
+    // groups that list it).
+    void DeleteIdempotencyKey(std::string_view key);
 
     bool empty() const { return ops_.empty(); }
     std::size_t size() const { return ops_.size(); }
