@@ -595,7 +595,13 @@ absl::Status JobManager::AwaitStored() {
   absl::MutexLock lock(&done->mu);
   if (!done->mu.AwaitWithTimeout(absl::Condition(&done->done),
                                  options_.store_timeout)) {
-    return StoreTimedOut("the change was made, but not stored yet");
+    // (Not StoreTimedOut: there is no job to retry for, and a retried
+    // cancel answers false, as for any cancel that took effect before.)
+    return absl::UnavailableError(
+        StrCat("the change took effect, but the job store did not confirm its "
+               "record within --store_timeout=",
+               absl::FormatDuration(options_.store_timeout),
+               "; the disk may be hung; it is stored once the disk answers"));
   }
   return absl::OkStatus();
 }
