@@ -83,6 +83,11 @@ ABSL_FLAG(std::string, durability, "sync",
           "its jobs are on disk (fsync), nothing acknowledged is lost; "
           "async: answered once written, synced every 100 ms (a power loss "
           "can lose the last 100 ms)");
+ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(10),
+          "How long a Submit or Cancel waits for the job store to confirm its "
+          "write; past it the call fails with UNAVAILABLE (a hung disk "
+          "cannot hold the daemon's threads; retry with the same "
+          "idempotency key)");
 ABSL_FLAG(bool, repair_store, false,
           "Repair the job store under --data_dir (after a refusal to start "
           "with a damaged store; keeps what can be read), then exit");
@@ -182,6 +187,12 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   if (o.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--shutdown_grace: must be >= 0");
+  }
+  o.jobs.store_timeout = absl::GetFlag(FLAGS_store_timeout);
+  if (o.jobs.store_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        StrCat("--store_timeout=", absl::FormatDuration(o.jobs.store_timeout),
+               ": must be > 0"));
   }
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   auto durability = ParseDurability(absl::GetFlag(FLAGS_durability));

@@ -75,6 +75,19 @@ struct JobManager::Prepared {
   JobBody body;
 };
 
+// A Submit's batch on its way to the store, shared by the Submit (which
+// waits at most --store_timeout) and the commit's callback (which takes the
+// jobs over once the Submit stopped waiting: AcceptLate).
+struct JobManager::Accepting {
+  absl::Mutex mu;
+  bool committed ABSL_GUARDED_BY(mu) = false;
+  bool abandoned ABSL_GUARDED_BY(mu) = false;  // Submit answered UNAVAILABLE
+  absl::Status status ABSL_GUARDED_BY(mu);
+  // The new jobs and their bodies: the Submit's until it stops waiting,
+  // then the callback's.
+  std::vector<Starting> jobs;
+};
+
 // A durable job's transition, stored and waiting to be published.
 struct JobManager::StoredTransition {
   JobPtr job;
@@ -357,7 +370,37 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
         batch.PutIdempotencyKey(job.attributes().idempotency_key, job.id());
       }
     }
-    if (absl::Status s = store->CommitAndWait(std::move(batch)); !s.ok()) {
+    // Waited for at most --store_timeout: past it, the commit's callback
+    // takes the new jobs over (AcceptLate) and this call answers
+    // UNAVAILABLE.
+    auto accepting = std::make_shared<Accepting>();
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (is_new[i])
+        accepting->jobs.push_back({out[i], std::move(prepared[i].body)});
+    }
+    store->Commit(std::move(batch), [this, accepting](absl::Status s) {
+      {
+        absl::MutexLock lock(&accepting->mu);
+        accepting->status = s;
+        accepting->committed = true;
+        if (!accepting->abandoned) return;
+      }
+      AcceptLate(std::move(accepting->jobs), s);
+    });
+    absl::Status s;
+    {
+      absl::MutexLock lock(&accepting->mu);
+      if (!accepting->mu.AwaitWithTimeout(
+              absl::Condition(&accepting->committed), options_.store_timeout)) {
+        accepting->abandoned = true;
+        return StoreTimedOut(StrCat(field, ": not confirmed"));
+      }
+      s = accepting->status;
+    }
+    for (std::size_t i = 0, k = 0; i < out.size(); ++i) {
+      if (is_new[i]) prepared[i].body = std::move(accepting->jobs[k++].body);
+    }
+    if (!s.ok()) {
       absl::MutexLock lock(&table_mu_);
       for (std::size_t i = 0; i < out.size(); ++i) {
         if (!is_new[i]) continue;
@@ -563,11 +606,79 @@ std::vector<bool> JobManager::Cancel(std::span<const JobPtr> jobs,
   return took;
 }
 
-void JobManager::AwaitStored() {
+absl::Status JobManager::AwaitStored() {
   JobStore* const store = store_.load(std::memory_order_acquire);
+  if (store == nullptr) return absl::OkStatus();
   // The store runs commits in order; a full disk fails this one at once,
-  // while what it follows waits for space (it is not lost).
-  if (store != nullptr) (void)store->CommitAndWait(JobStore::Batch());
+  // while what it follows waits for space (it is not lost). The callback
+  // may outlive this wait: it owns what it sets.
+  struct Done {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+  };
+  auto done = std::make_shared<Done>();
+  store->Commit(JobStore::Batch(), [done](absl::Status) {
+    absl::MutexLock lock(&done->mu);
+    done->done = true;
+  });
+  absl::MutexLock lock(&done->mu);
+  if (!done->mu.AwaitWithTimeout(absl::Condition(&done->done),
+                                 options_.store_timeout)) {
+    // (Not StoreTimedOut: there is no job to retry for, and a retried
+    // cancel answers false, as for any cancel that took effect before.)
+    return absl::UnavailableError(
+        StrCat("the change took effect, but the job store did not confirm its "
+               "record within --store_timeout=",
+               absl::FormatDuration(options_.store_timeout),
+               "; the disk may be hung; it is stored once the disk answers"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::StoreTimedOut(std::string_view what) const {
+  return absl::UnavailableError(StrCat(
+      what, ": the job store did not confirm the write within --store_timeout=",
+      absl::FormatDuration(options_.store_timeout),
+      "; the disk may be hung; retry with the same idempotency key"));
+}
+
+void JobManager::AcceptLate(std::vector<Starting> jobs,
+                            const absl::Status& status) {
+  if (!status.ok()) {
+    // Refused after all: forgotten, as Submit does when told in time.
+    // (One that the shutdown's CancelAll ended meanwhile was counted out
+    // by Ended.)
+    std::size_t forgotten = 0;
+    absl::MutexLock lock(&table_mu_);
+    for (const Starting& st : jobs) {
+      EraseKeyLocked(*st.job);
+      jobs_.erase(st.job->id());
+      memory_.fetch_sub(st.job->charged_bytes.exchange(0),
+                        std::memory_order_relaxed);
+      if (!st.job->done()) ++forgotten;
+    }
+    not_done_.fetch_sub(forgotten, std::memory_order_relaxed);
+    logger_.Log(LogLevel::kWarning,
+                "component=jobs event=late_batch_refused jobs=", jobs.size(),
+                " error=", LogQuote(std::string(status.message())));
+    return;
+  }
+  // Stored: they exist now, as a restart would find them.
+  std::vector<Starting> starting;
+  starting.reserve(jobs.size());
+  for (Starting& st : jobs) {
+    stats_.For(st.job->attributes().kind)->submitted.Add();
+    // Refused only for a job the shutdown's CancelAll ended meanwhile.
+    if (!st.job->Publish(JobState::kPending)) continue;
+    Publish(st.job, JobState::kPending);
+    starting.push_back(std::move(st));
+  }
+  logger_.Log(LogLevel::kWarning,
+              "component=jobs event=late_batch_stored jobs=", jobs.size());
+  absl::MutexLock lock(&publish_mu_);
+  // After Stop() nothing runs them here: stored, they run after a restart.
+  if (!runtime_stopped_ && !starting.empty())
+    runtime_.SpawnDetached(StartJobs(std::move(starting)));
 }
 
 void JobManager::StoreCancelRequest(const Job& job, std::string_view message) {

@@ -84,6 +84,10 @@ struct JobManagerOptions {
   // it is forgotten. A Submit, Gather or RunGroup that would pass it is
   // refused (RESOURCE_EXHAUSTED naming --max_memory_bytes). 0: no limit.
   std::size_t max_memory_bytes = 0;
+  // With a store: how long a call waits for the store to confirm a write
+  // (Submit's batch, Cancel's record) before it answers UNAVAILABLE, so
+  // that a hung disk cannot hold gRPC threads (see Submit).
+  absl::Duration store_timeout = absl::Seconds(10);
 };
 
 // The memory budget's estimate of one job (Job, its table entries, its
@@ -168,8 +172,11 @@ class JobManager {
   static constexpr std::uint32_t kMaxAttempts = 3;
 
   // With a store: waits until everything committed so far is durable (an
-  // empty group commit behind it). Not from a worker.
-  void AwaitStored();
+  // empty group commit behind it), at most `store_timeout`: UNAVAILABLE
+  // naming --store_timeout if the store did not answer by then (what was
+  // committed stays queued and is written when the disk answers). Not from
+  // a worker.
+  absl::Status AwaitStored();
 
   // Starts the retention sweep.
   void Start();
@@ -179,6 +186,17 @@ class JobManager {
   // "<field>[i].<name>"; RESOURCE_EXHAUSTED past max_pending_jobs or
   // max_batch; UNAVAILABLE once shutting down). A spec whose idempotency key
   // is known returns that job instead (`existing`, if given, says which).
+  //
+  // With a store, the batch is committed before Submit returns, waiting at
+  // most `store_timeout`; past it Submit answers UNAVAILABLE (retry with the
+  // same idempotency key) and the batch is left to its commit: if the store
+  // writes it later, the new jobs are published and run then (the store is
+  // the truth: a restart would recover and run them too), and a retry with
+  // the same key gets them (meanwhile it is UNAVAILABLE, "being accepted");
+  // if the store refuses it, they are forgotten. Jobs submitted without a
+  // key may thus run although their Submit failed, as with any ambiguous
+  // timeout. (The late jobs are started as ordinary jobs: neither a
+  // group_id's group nor `deferred` is told of them.)
   absl::StatusOr<std::vector<JobPtr>> Submit(
       std::span<const v1::JobSpec* const> specs, std::string_view field,
       std::uint64_t group_id, std::vector<bool>* existing,
@@ -280,6 +298,7 @@ class JobManager {
   struct Prepared;
   // Task.cancel() of a leaf.
   bool CancelLeaf(const JobPtr& job, std::string_view message);
+  struct Accepting;
   // With a store, records that Cancel took effect on `job` (not ended yet).
   void StoreCancelRequest(const Job& job, std::string_view message);
   // A TaskGroup's cancellation of a sibling (see Job::CancelAfterStart).
@@ -290,6 +309,12 @@ class JobManager {
     JobBody body;
   };
   runtime::Task<void> StartJobs(std::vector<Starting> jobs);
+  // On the store's writer thread: a batch whose Submit stopped waiting was
+  // committed with `status` (see Submit).
+  void AcceptLate(std::vector<Starting> jobs, const absl::Status& status);
+  // UNAVAILABLE for a store that did not answer in time; `what` names the
+  // write ("jobs: not accepted").
+  absl::Status StoreTimedOut(std::string_view what) const;
   runtime::Task<void> RunJob(JobPtr job, JobBody body);
   runtime::Task<void> Admit(const Job* job,
                             std::vector<runtime::PermitGuard>* permits);

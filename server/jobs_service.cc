@@ -963,9 +963,12 @@ grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
   }
   const std::vector<bool> cancelled = jobs_.Cancel(*jobs, request->message());
   // A cancel that took effect is answered once it is stored (with a store:
-  // recovery then ends the job CANCELLED rather than running it again).
-  if (std::find(cancelled.begin(), cancelled.end(), true) != cancelled.end())
-    jobs_.AwaitStored();
+  // recovery then ends the job CANCELLED rather than running it again), or
+  // UNAVAILABLE once --store_timeout passed (it took effect in memory, and
+  // is stored when the disk answers).
+  if (std::find(cancelled.begin(), cancelled.end(), true) != cancelled.end()) {
+    if (absl::Status s = jobs_.AwaitStored(); !s.ok()) return FinishNow(ctx, s);
+  }
   std::vector<JobPtr> settled;  // not cancelled, yet not done (published)
   for (std::size_t i = 0; i < jobs->size(); ++i) {
     const JobPtr& j = (*jobs)[i];

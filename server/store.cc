@@ -195,6 +195,66 @@ class RocksDbLog final : public rocksdb::Logger {
   }
 };
 
+// Counts the failed syncs of the write-ahead log, so that a full disk
+// reported by a sync (the group's record was appended, and may be replayed)
+// can be told from one reported by an append (the record is torn at worst,
+// and recovery drops it).
+class LogSyncWatch final : public rocksdb::FileSystemWrapper {
+ public:
+  LogSyncWatch(std::shared_ptr<rocksdb::FileSystem> target,
+               std::shared_ptr<std::atomic<std::uint64_t>> failures)
+      : FileSystemWrapper(std::move(target)), failures_(std::move(failures)) {}
+  const char* Name() const override { return "AwaitdLogSyncWatch"; }
+
+  rocksdb::IOStatus NewWritableFile(
+      const std::string& name, const rocksdb::FileOptions& options,
+      std::unique_ptr<rocksdb::FSWritableFile>* result,
+      rocksdb::IODebugContext* dbg) override {
+    return Wrap(name, target()->NewWritableFile(name, options, result, dbg),
+                result);
+  }
+  rocksdb::IOStatus ReopenWritableFile(
+      const std::string& name, const rocksdb::FileOptions& options,
+      std::unique_ptr<rocksdb::FSWritableFile>* result,
+      rocksdb::IODebugContext* dbg) override {
+    return Wrap(name, target()->ReopenWritableFile(name, options, result, dbg),
+                result);
+  }
+
+ private:
+  class File final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f,
+         std::atomic<std::uint64_t>* failures)
+        : FSWritableFileOwnerWrapper(std::move(f)), failures_(failures) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& options,
+                           rocksdb::IODebugContext* dbg) override {
+      return Count(target()->Sync(options, dbg));
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                            rocksdb::IODebugContext* dbg) override {
+      return Count(target()->Fsync(options, dbg));
+    }
+
+   private:
+    rocksdb::IOStatus Count(rocksdb::IOStatus s) {
+      if (!s.ok()) failures_->fetch_add(1, std::memory_order_relaxed);
+      return s;
+    }
+    std::atomic<std::uint64_t>* const failures_;
+  };
+
+  rocksdb::IOStatus Wrap(const std::string& name, rocksdb::IOStatus s,
+                         std::unique_ptr<rocksdb::FSWritableFile>* result) {
+    if (s.ok() && name.size() > 4 && name.substr(name.size() - 4) == ".log") {
+      *result = std::make_unique<File>(std::move(*result), failures_.get());
+    }
+    return s;
+  }
+
+  const std::shared_ptr<std::atomic<std::uint64_t>> failures_;
+};
+
 }  // namespace
 
 rocksdb::Status JobStore::OpenDb(const std::string& dir, rocksdb::Env* env,
@@ -233,10 +293,12 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(StoreOptions options) {
         StrCat("--data_dir: cannot create ", options.dir, ": ", ec.message()));
   }
 
-  std::unique_ptr<rocksdb::Env> env;
-  if (options.file_system != nullptr) {
-    env = rocksdb::NewCompositeEnv(options.file_system);
-  }
+  auto log_sync_failures = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::unique_ptr<rocksdb::Env> env =
+      rocksdb::NewCompositeEnv(std::make_shared<LogSyncWatch>(
+          options.file_system != nullptr ? options.file_system
+                                         : rocksdb::FileSystem::Default(),
+          log_sync_failures));
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = OpenDb(options.dir, env.get(), &db);
   if (!s.ok()) {
@@ -257,8 +319,8 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(StoreOptions options) {
     return absl::FailedPreconditionError(StrCat(
         "cannot open the job store in ", options.dir, ": ", s.ToString()));
   }
-  return std::unique_ptr<JobStore>(
-      new JobStore(std::move(options), std::move(env), db));
+  return std::unique_ptr<JobStore>(new JobStore(
+      std::move(options), std::move(env), std::move(log_sync_failures), db));
 }
 
 absl::Status JobStore::Repair(const std::string& dir) {
@@ -271,10 +333,13 @@ absl::Status JobStore::Repair(const std::string& dir) {
   return absl::OkStatus();
 }
 
-JobStore::JobStore(StoreOptions options, std::unique_ptr<rocksdb::Env> env,
-                   rocksdb::DB* db)
+JobStore::JobStore(
+    StoreOptions options, std::unique_ptr<rocksdb::Env> env,
+    std::shared_ptr<std::atomic<std::uint64_t>> log_sync_failures,
+    rocksdb::DB* db)
     : options_(std::move(options)),
       env_(std::move(env)),
+      log_sync_failures_(std::move(log_sync_failures)),
       db_(db),
       reopen_backoff_(absl::FromChrono(options_.full_retry_interval)),
       writer_([this] { WriterMain(); }) {}
@@ -343,6 +408,8 @@ void JobStore::WriterMain() {
         mu_.AwaitWithTimeout(ready, retry_interval);
         group = std::move(retry_);
         retry_.clear();
+      } else if (!doubt_.empty()) {
+        mu_.AwaitWithTimeout(ready, retry_interval);
       } else if (unsynced_) {
         mu_.AwaitWithTimeout(ready, interval);
       } else {
@@ -357,28 +424,84 @@ void JobStore::WriterMain() {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      if (group.empty() && stopping_) return;
+      if (group.empty() && stopping_) break;
     }
     if (group.empty()) {
-      SyncLog();  // kAsync: the interval passed with nothing new
+      if (!doubt_.empty()) {
+        ReopenForDoubt();
+      } else {
+        SyncLog();  // kAsync: the interval passed with nothing new
+      }
       continue;
     }
+    in_doubt_ = false;
     const absl::Status status = WriteGroup(group);
-    if (status.ok()) {
-      commits_.fetch_add(group.size(), std::memory_order_relaxed);
-    } else {
-      failed_commits_.fetch_add(group.size(), std::memory_order_relaxed);
-    }
     // A full disk at shutdown fails what is kept: nobody writes it later.
     const bool keep = absl::IsResourceExhausted(status) && !stopping();
     for (Pending& p : group) {
       if (keep && p.retry_while_full) {
+        // Written again after the reopen (harmless if it reached the log).
         retry_.push_back(std::move(p));
+      } else if (in_doubt_) {
+        doubt_.push_back(std::move(p));  // answered by SettleDoubt
       } else {
-        std::move(p.done)(status);
+        Answer(p, status);
       }
     }
   }
+  // Stopping: a group still in doubt stays so (a restart finds it or not).
+  for (Pending& p : std::exchange(doubt_, {})) {
+    Answer(p, absl::UnavailableError(StrCat(
+                  "the job store in ", options_.dir,
+                  " closed before it could tell whether this write, whose "
+                  "sync found the disk full, reached its log; a restart "
+                  "finds it if it did: retry with the same idempotency key")));
+  }
+}
+
+void JobStore::Answer(Pending& p, const absl::Status& status) {
+  if (status.ok()) {
+    commits_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    failed_commits_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::move(p.done)(status);
+}
+
+void JobStore::ReopenForDoubt() {
+  if (failed()) {
+    for (Pending& p : std::exchange(doubt_, {})) Answer(p, fatal_status_);
+    return;
+  }
+  if (!disk_full_) return;
+  const absl::Status s = ReopenAfterFullDisk();
+  if (s.ok()) {
+    SettleDoubt();
+  } else if (!absl::IsResourceExhausted(s)) {
+    Fail("reopen", s);
+    for (Pending& p : std::exchange(doubt_, {})) Answer(p, fatal_status_);
+  }
+}
+
+void JobStore::SettleDoubt() {
+  if (doubt_.empty()) return;
+  bool landed;
+  {
+    absl::ReaderMutexLock lock(&db_mu_);
+    // Nothing was written since the failed group (the disk was full), and
+    // the reopen replayed the log: the group is there iff the sequence
+    // numbers reach its last operation.
+    landed = db_->GetLatestSequenceNumber() >= doubt_sequence_;
+  }
+  const absl::Status status =
+      landed ? absl::OkStatus()
+             : DiskFull(rocksdb::Status::NoSpace(
+                   "the sync failed, and the write had not reached the log"));
+  std::fprintf(stderr,
+               "component=store event=doubt_settled reached_log=%s "
+               "batches=%zu\n",
+               landed ? "true" : "false", doubt_.size());
+  for (Pending& p : std::exchange(doubt_, {})) Answer(p, status);
 }
 
 bool JobStore::stopping() {
@@ -393,8 +516,10 @@ absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
     if (absl::IsResourceExhausted(s)) return s;
     if (!s.ok()) {
       Fail("reopen", s);
+      for (Pending& p : std::exchange(doubt_, {})) Answer(p, fatal_status_);
       return fatal_status_;
     }
+    SettleDoubt();  // before this group writes anything
   }
   absl::ReaderMutexLock lock(&db_mu_);
   // A job's state is often written twice in one group (RUNNING, then its
@@ -425,6 +550,9 @@ absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
   }
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.durability == Durability::kSync;
+  const std::uint64_t sequence = db_->GetLatestSequenceNumber();
+  const std::uint64_t sync_failures =
+      log_sync_failures_->load(std::memory_order_relaxed);
   const rocksdb::Status s = db_->Write(write_options, &batch);
   groups_.fetch_add(1, std::memory_order_relaxed);
   if (write_options.sync) syncs_.fetch_add(1, std::memory_order_relaxed);
@@ -438,6 +566,10 @@ absl::Status JobStore::WriteGroup(std::vector<Pending>& group) {
   if (s.IsNoSpace()) {
     disk_full_ = true;
     last_reopen_ = absl::Now();
+    // Reported by the sync: the record was appended (see the file comment).
+    in_doubt_ =
+        log_sync_failures_->load(std::memory_order_relaxed) != sync_failures;
+    if (in_doubt_) doubt_sequence_ = sequence + batch.Count();
     return DiskFull(s);
   }
   Fail(write_options.sync ? "write and sync" : "write",

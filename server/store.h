@@ -31,8 +31,17 @@
 // writer keeps it, in order, and writes it again with each attempt until
 // there is space. (Ordinary batches that fail meanwhile are answered at
 // once, ahead of the kept ones.) A full disk reported by the sync rather
-// than the write may leave the refused batch in the log, as a failed sync
-// may: a client retries with an idempotency key. Any
+// than the write leaves the group in doubt: its record may be in the log
+// (the append succeeded), and the reopen replays it if so. Such a group's
+// ordinary batches are answered only once a reopen tells (the database's
+// last sequence number covers the group or not): OK if it reached the log
+// (it is then as durable as any), RESOURCE_EXHAUSTED if not; at shutdown
+// before that, UNAVAILABLE (a restart finds it or not). So a batch refused
+// for a full disk is never in the store, and an idempotency key is never
+// stored for a job the daemon forgot. (RocksDB 7.8 drops a write whose sync
+// failed: it moves to a new log, and the reopen does not replay the old
+// one's failed record, so the answer is RESOURCE_EXHAUSTED; the check keeps
+// the answer true should another version replay it.) Any
 // other write or sync error is fatal: the group fails with UNAVAILABLE, so
 // nothing is acknowledged that may not be on disk, every later Commit fails at
 // once, and `on_fatal` is called once (the daemon logs it and exits, so that
@@ -199,6 +208,7 @@ class JobStore {
   };
 
   JobStore(StoreOptions options, std::unique_ptr<rocksdb::Env> env,
+           std::shared_ptr<std::atomic<std::uint64_t>> log_sync_failures,
            rocksdb::DB* db);
   void WriterMain() ABSL_LOCKS_EXCLUDED(mu_);
   // Writes and (per durability) syncs one group; the status for all of it.
@@ -215,9 +225,20 @@ class JobStore {
   void SyncLog();
   // Stops the store for good after a write or sync error.
   void Fail(std::string_view what, const absl::Status& cause);
+  // After a reopen: answers the batches of the group in doubt (see the
+  // file comment).
+  void SettleDoubt();
+  // While a group is in doubt and nothing else is queued: reopens if it is
+  // time to, then settles it.
+  void ReopenForDoubt();
+  // Answers `p` with `status`, counting it.
+  void Answer(Pending& p, const absl::Status& status);
 
   const StoreOptions options_;
-  std::unique_ptr<rocksdb::Env> env_;  // wraps options_.file_system, if any
+  // Wraps options_.file_system (or the default one) to count the failed
+  // syncs of the log in log_sync_failures_.
+  std::unique_ptr<rocksdb::Env> env_;
+  const std::shared_ptr<std::atomic<std::uint64_t>> log_sync_failures_;
   // Owned. Replaced (by the writer, under the writer lock) when a full disk
   // makes it reopen the database; null if that reopening failed. Readers
   // and the writer's writes hold the reader lock.
@@ -241,6 +262,11 @@ class JobStore {
   bool unsynced_ = false;
   // Batches kept for a full disk (retry_while_full), oldest first.
   std::vector<Pending> retry_;
+  // The ordinary batches of the group in doubt (see the file comment), and
+  // the last sequence number the database has if that group reached it.
+  std::vector<Pending> doubt_;
+  std::uint64_t doubt_sequence_ = 0;
+  bool in_doubt_ = false;  // set by WriteGroup for the group it failed
 
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> groups_{0};

@@ -30,12 +30,14 @@
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "runtime/runtime.h"
 #include "server/job_manager.h"
 #include "server/store.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/faulty_file_system.h"
+#include "tests/server/http_get.h"
 
 extern char** environ;
 
@@ -534,7 +536,7 @@ TEST_F(StoreBeforeReportTest, ACancelThatTakesEffectIsStored) {
   ASSERT_TRUE(jobs_->Cancel(job, "enough"));
   // Recovery needs it should the daemon die before the job ends; the
   // Cancel RPC answers after AwaitStored, so it is there by then.
-  jobs_->AwaitStored();
+  ASSERT_TRUE(jobs_->AwaitStored().ok());
   const StoredJob stored = **store_->GetJob(job->id());
   EXPECT_TRUE(stored.cancel_requested());
   EXPECT_EQ(stored.cancel_message(), "enough");
@@ -992,6 +994,192 @@ TEST_F(DurableDaemonTest, AFailingSyncStopsAcknowledging) {
   for (const v1::Job& j : listed.jobs()) ids.push_back(j.id());
   EXPECT_THAT(ids, ::testing::AnyOf(::testing::ElementsAre(1, 2),
                                     ::testing::ElementsAre(1, 2, 3)));
+}
+
+// --- A hung disk, and a full disk reported by the sync
+// ------------------------------------------------------------------
+
+class DiskFaultTest : public DurableDaemonTest {
+ protected:
+  DaemonOptions Faulty() {
+    DaemonOptions o = Durable();
+    o.store_file_system = fs_;
+    o.jobs.store_timeout = absl::Milliseconds(300);
+    o.metrics_listen = "127.0.0.1:0";
+    return o;
+  }
+  void TearDown() override {
+    fs_->ReleaseSyncs();  // a daemon closes its store only once it answers
+    DurableDaemonTest::TearDown();
+  }
+  // Submits `spec` until the answer is not "being accepted" (a timed-out
+  // batch still on its way to the disk).
+  grpc::Status SubmitSettled(const v1::JobSpec& spec,
+                             v1::SubmitResponse* resp) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    grpc::Status s;
+    do {
+      resp->Clear();
+      s = Submit({spec}, resp);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    } while (absl::Now() < deadline);
+    return s;
+  }
+  std::vector<std::uint64_t> ListedIds() {
+    v1::ListRequest list;
+    v1::ListResponse listed;
+    EXPECT_TRUE(stub_->List(Ctx().get(), list, &listed).ok());
+    std::vector<std::uint64_t> ids;
+    for (const v1::Job& j : listed.jobs()) ids.push_back(j.id());
+    return ids;
+  }
+  std::shared_ptr<testing::FaultyFileSystem> fs_ =
+      std::make_shared<testing::FaultyFileSystem>();
+};
+
+TEST_F(DiskFaultTest, AHungDiskFailsSubmitAndCancelInTimeWhileReadsAnswer) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Faulty()));
+  v1::JobSpec later = Spec("echo", R"({"value": 1})");
+  *later.mutable_delay() = testing::Seconds(3600);
+  const std::uint64_t id = SubmitOk({later})[0];
+
+  fs_->HangSyncs();
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit({Spec("echo", R"({"value": 2})")}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("jobs: not confirmed"));
+  EXPECT_THAT(s.error_message(), HasSubstr("--store_timeout=300ms"));
+  EXPECT_THAT(s.error_message(), HasSubstr("same idempotency key"));
+  fs_->AwaitHungSyncs(1);
+
+  // What lives in memory keeps answering: Get, List, health, metrics.
+  EXPECT_EQ(GetOk(id).state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(ListedIds(), ::testing::ElementsAre(id));
+  {
+    auto health = grpc::health::v1::Health::NewStub(channel_);
+    grpc::health::v1::HealthCheckResponse h;
+    ASSERT_TRUE(
+        health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &h)
+            .ok());
+    EXPECT_EQ(h.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  const std::optional<std::string> scrape =
+      testing::HttpGet(daemon_->metrics_port(), "/metrics");
+  ASSERT_TRUE(scrape.has_value());
+  EXPECT_THAT(*scrape, HasSubstr("awaitd_"));
+
+  // A cancel that takes effect waits for its record, also at most the bound.
+  v1::CancelRequest cancel;
+  cancel.add_ids(id);
+  v1::CancelResponse cancelled;
+  s = stub_->Cancel(Ctx().get(), cancel, &cancelled);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("--store_timeout=300ms"));
+
+  // The disk answers again: what was cancelled is stored and told.
+  fs_->ReleaseSyncs();
+  EXPECT_EQ(AwaitDone(id).state(), v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(DiskFaultTest, ASubmitTimedOutOnAHungDiskMakesOneJobForItsKey) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Faulty()));
+  v1::JobSpec spec = Spec("echo", R"({"value": 5})");
+  spec.set_idempotency_key("order-5");
+
+  fs_->HangSyncs();
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit({spec}, &resp);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  // Its batch is still on its way: a retry neither answers for it nor
+  // creates another job.
+  s = Submit({spec}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("being accepted by another call"));
+  EXPECT_THAT(ListedIds(), ::testing::IsEmpty());
+
+  // The write lands after all: the job exists (and runs), and the retry gets
+  // it.
+  fs_->ReleaseSyncs();
+  s = SubmitSettled(spec, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.jobs_size(), 1);
+  const std::uint64_t id = resp.jobs(0).id();
+  EXPECT_TRUE(resp.jobs(0).existing());
+  EXPECT_EQ(AwaitDone(id).result().number_value(), 5);
+  EXPECT_THAT(ListedIds(), ::testing::ElementsAre(id));
+
+  StopDaemon();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  EXPECT_THAT(ListedIds(), ::testing::ElementsAre(id));
+  resp.Clear();
+  ASSERT_TRUE(Submit({spec}, &resp).ok());
+  EXPECT_EQ(resp.jobs(0).id(), id);
+  EXPECT_TRUE(resp.jobs(0).existing());
+}
+
+TEST_F(DiskFaultTest, AFullDiskReportedByTheSyncNeverMakesASecondJobForAKey) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Faulty()));
+  const std::uint64_t before = SubmitOk({Spec("echo", R"({"value": 1})")})[0];
+  ASSERT_EQ(WaitForOk(before).state(), v1::JOB_STATE_SUCCEEDED);
+  v1::JobSpec spec = Spec("echo", R"({"value": 6})");
+  spec.set_idempotency_key("order-6");
+
+  // The append reaches the log, then its fsync reports ENOSPC.
+  fs_->sync_no_space = true;
+  v1::SubmitResponse first;
+  const grpc::Status s = Submit({spec}, &first);
+  fs_->sync_no_space = false;
+  // Whatever it was told, a client retries with its key until answered.
+  v1::SubmitResponse resp;
+  const grpc::Status retried = SubmitSettled(spec, &resp);
+  ASSERT_TRUE(retried.ok()) << retried.error_message();
+  const std::uint64_t id = resp.jobs(0).id();
+  if (s.ok()) {
+    EXPECT_EQ(first.jobs(0).id(), id);
+    EXPECT_TRUE(resp.jobs(0).existing());
+  } else {
+    // Never "nothing was accepted" for a batch that is in the log.
+    EXPECT_THAT(s.error_code(),
+                ::testing::AnyOf(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 grpc::StatusCode::UNAVAILABLE))
+        << s.error_message();
+  }
+  EXPECT_EQ(AwaitDone(id).result().number_value(), 6);
+  EXPECT_THAT(ListedIds(), ::testing::ElementsAre(before, id));
+
+  // What the log holds is what the daemon told: one job for the key.
+  StopDaemon();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  EXPECT_THAT(ListedIds(), ::testing::ElementsAre(before, id));
+  resp.Clear();
+  ASSERT_TRUE(Submit({spec}, &resp).ok());
+  EXPECT_EQ(resp.jobs(0).id(), id);
+  EXPECT_TRUE(resp.jobs(0).existing());
+}
+
+TEST_F(DiskFaultTest, AShutdownOnAHungDiskReturnsWithinItsBounds) {
+  DaemonOptions o = Faulty();
+  o.shutdown_grace = absl::Milliseconds(100);
+  o.cancel_grace = absl::Milliseconds(200);
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
+  const std::uint64_t id = SubmitOk({Spec("sleep", R"({"seconds": 60})")})[0];
+  fs_->HangSyncs();
+  grpc::Status submitted;
+  std::thread submitter([&] {
+    v1::SubmitResponse resp;
+    submitted = Submit({Spec("echo", R"({"value": 2})")}, &resp);
+  });
+  fs_->AwaitHungSyncs(1);
+  const absl::Time start = absl::Now();
+  daemon_->Shutdown();  // the store's writer still waits for the disk
+  const absl::Duration took = absl::Now() - start;
+  submitter.join();
+  EXPECT_EQ(submitted.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The graces, the store timeout, and the server's own stop: far below
+  // the 30 s a call's deadline would otherwise have taken.
+  EXPECT_LT(took, absl::Seconds(5)) << id;
+  fs_->ReleaseSyncs();
 }
 
 // --- The binary, killed and restarted

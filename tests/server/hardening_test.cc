@@ -475,7 +475,7 @@ TEST_F(HardeningTest, AForgottenChildIsKeptInTheStoreForItsGroup) {
   v1::GetResponse get;
   EXPECT_EQ(Get({child}, &get).error_code(), grpc::StatusCode::NOT_FOUND);
   ASSERT_EQ(GetOk(group).result().list_value().values(0).number_value(), 5);
-  daemon_->jobs().AwaitStored();
+  ASSERT_TRUE(daemon_->jobs().AwaitStored().ok());
   daemon_->Shutdown();
   StopDaemon();
 
@@ -489,7 +489,7 @@ TEST_F(HardeningTest, AForgottenChildIsKeptInTheStoreForItsGroup) {
   WaitForOk(other);
   daemon_->jobs().SweepNow();
   EXPECT_EQ(Get({group}, &get).error_code(), grpc::StatusCode::NOT_FOUND);
-  daemon_->jobs().AwaitStored();
+  ASSERT_TRUE(daemon_->jobs().AwaitStored().ok());
   daemon_->Shutdown();
   StopDaemon();
   ASSERT_NO_FATAL_FAILURE(StartDaemon(o));

@@ -447,6 +447,75 @@ TEST(StoreTest, AFailingSyncIsFatalAndAcknowledgesNothing) {
   EXPECT_EQ((*store)->stats().failed_commits, 2u);
 }
 
+TEST(StoreTest, AFullDiskReportedByTheSyncAnswersWhatTheLogHolds) {
+  TempDir dir;
+  auto fs = std::make_shared<FaultyFileSystem>();
+  std::atomic<int> fatal{0};
+  const std::string path = dir.Sub("store");
+  bool accepted = false;
+  {
+    auto store =
+        JobStore::Open({.dir = path,
+                        .full_retry_interval = 20ms,
+                        .on_fatal = [&](const absl::Status&) { ++fatal; },
+                        .file_system = fs});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(PutJobs(**store, 1, 3).ok());
+
+    // The record is appended (and synced), then the fsync reports ENOSPC:
+    // whether the store holds it is for the reopen to tell (RocksDB 7.8
+    // drops a write that failed: the log it went to is made obsolete), and
+    // the answer says what it holds, never "nothing was accepted" for a
+    // record the store keeps.
+    fs->HangSyncs();
+    JobStore::Batch batch;
+    batch.PutJob(MakeJob(10));
+    batch.PutIdempotencyKey("order-10", 10);
+    absl::Notification answered;
+    absl::Status status;
+    (*store)->Commit(std::move(batch), [&](absl::Status s) {
+      status = std::move(s);
+      answered.Notify();
+    });
+    fs->AwaitHungSyncs(1);  // appended; its sync now fails
+    fs->sync_no_space = true;
+    const std::uint64_t groups = (*store)->stats().groups;
+    fs->ReleaseSyncs();
+    while ((*store)->stats().groups == groups)
+      absl::SleepFor(absl::Milliseconds(1));
+    fs->sync_no_space = false;
+    ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    accepted = status.ok();
+    if (!accepted) {
+      EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+    }
+    EXPECT_EQ(fatal.load(), 0) << "a full disk is not fatal";
+    auto key = (*store)->FindIdempotencyKey("order-10");
+    ASSERT_TRUE(key.ok()) << key.status();
+    EXPECT_EQ(*key, accepted ? std::optional<std::uint64_t>(10) : std::nullopt)
+        << "answered " << status;
+    // Writes go on after it.
+    EXPECT_TRUE(PutJobs(**store, 11, 1).ok());
+
+    // A full disk reported by the append: nothing reached the log, and the
+    // answer is at once RESOURCE_EXHAUSTED.
+    fs->no_space = true;
+    EXPECT_EQ(PutJobs(**store, 20, 1).code(),
+              absl::StatusCode::kResourceExhausted);
+    fs->no_space = false;
+  }
+  auto store = JobStore::Open({.dir = path});
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<std::uint64_t> ids;
+  for (const StoredJob& j : AllJobs(**store)) ids.push_back(j.id());
+  // What a restart finds is what the commit was told.
+  if (accepted) {
+    EXPECT_THAT(ids, ::testing::ElementsAre(1, 2, 3, 10, 11));
+  } else {
+    EXPECT_THAT(ids, ::testing::ElementsAre(1, 2, 3, 11));
+  }
+}
+
 TEST(StoreTest, ASecondOpenOfTheSameDirectoryIsRefused) {
   TempDir dir;
   auto first = JobStore::Open({.dir = dir.Sub("store")});
