@@ -249,7 +249,7 @@ void Job::Snapshot(v1::Job* out) const {
   ToProto(attr_.created_at, out->mutable_created_at());
   ToProto(attr_.scheduled_at, out->mutable_scheduled_at());
   out->set_shield(attr_.shield);
-  for (const Limit* l : attr_.limits) out->add_limits(l->name());
+  for (const auto& l : attr_.limits) out->add_limits(l->name());
   out->set_group_id(attr_.group_id);
   for (const JobPtr& c : children_) out->add_children(c->id());
   absl::MutexLock lock(&mu_);
