@@ -227,9 +227,11 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
     }
     a.limits.push_back(std::move(l));
   }
-  std::sort(a.limits.begin(), a.limits.end(),
-            [](const std::shared_ptr<Limit>& x,
-               const std::shared_ptr<Limit>& y) { return x->name() < y->name(); });
+  std::sort(
+      a.limits.begin(), a.limits.end(),
+      [](const std::shared_ptr<Limit>& x, const std::shared_ptr<Limit>& y) {
+        return x->name() < y->name();
+      });
   static const google::protobuf::Struct kNoArgs;
   absl::StatusOr<JobBody> body =
       kind->bind(spec.has_args() ? spec.args() : kNoArgs);
@@ -317,11 +319,11 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       if (!is_new[i]) continue;
       for (const auto& l : prepared[i].attr.limits) {
         if (!l->removed()) continue;
-        return absl::InvalidArgumentError(StrCat(
-            i < spec_fields.size() ? spec_fields[i]
-                                   : StrCat(field, "[", i, "]"),
-            ".limits: unknown limit \"", l->name(),
-            "\" (deleted while the job was submitted)"));
+        return absl::InvalidArgumentError(
+            StrCat(i < spec_fields.size() ? spec_fields[i]
+                                          : StrCat(field, "[", i, "]"),
+                   ".limits: unknown limit \"", l->name(),
+                   "\" (deleted while the job was submitted)"));
       }
     }
     // Admission, under the lock so that concurrent batches cannot overshoot

@@ -1146,8 +1146,8 @@ grpc::ServerUnaryReactor* JobsService::DeleteLimit(
   auto* reactor = ctx->DefaultReactor();
   absl::Status s = jobs_.DeleteLimit(request->name());
   if (s.ok()) {
-    logger_.Log(LogLevel::kInfo, "component=limits event=deleted name=",
-                request->name());
+    logger_.Log(LogLevel::kInfo,
+                "component=limits event=deleted name=", request->name());
   }
   reactor->Finish(ToGrpcStatus(s));
   return reactor;

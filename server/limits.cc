@@ -43,12 +43,12 @@ absl::StatusOr<std::shared_ptr<Limit>> LimitRegistry::DeclareImpl(
     std::string_view name, std::uint32_t permits, LimitOrigin origin,
     bool capped) {
   if (!ValidName(name)) {
-    return absl::InvalidArgumentError(StrCat(
-        "name: must be 1..", kMaxNameLength,
-        " characters of [A-Za-z0-9_.-] (got \"",
-        CHexEscape(name.substr(0, kMaxNameLength)),
-        name.size() > kMaxNameLength ? "...\", " : "\", ", name.size(),
-        " characters)"));
+    return absl::InvalidArgumentError(
+        StrCat("name: must be 1..", kMaxNameLength,
+               " characters of [A-Za-z0-9_.-] (got \"",
+               CHexEscape(name.substr(0, kMaxNameLength)),
+               name.size() > kMaxNameLength ? "...\", " : "\", ", name.size(),
+               " characters)"));
   }
   if (permits < 1 || permits > kMaxPermits) {
     return absl::InvalidArgumentError(

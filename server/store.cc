@@ -598,18 +598,16 @@ absl::Status JobStore::ForEachLimit(
     StoredLimit limit;
     if (!limit.ParseFromArray(it->value().data(),
                               static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(
-          StrCat("the job store in ", options_.dir,
-                 " has an unreadable record (key ", CHexEscape(View(it->key())),
-                 ")"));
+      return absl::DataLossError(StrCat("the job store in ", options_.dir,
+                                        " has an unreadable record (key ",
+                                        CHexEscape(View(it->key())), ")"));
     }
     absl::Status s = fn(View(it->key()).substr(1), limit);
     if (!s.ok()) return s;
   }
   if (!it->status().ok()) {
-    return absl::DataLossError(StrCat("reading the job store in ",
-                                      options_.dir, ": ",
-                                      it->status().ToString()));
+    return absl::DataLossError(StrCat("reading the job store in ", options_.dir,
+                                      ": ", it->status().ToString()));
   }
   return absl::OkStatus();
 }
