@@ -176,8 +176,8 @@ constexpr std::string_view kCtrlC =
     "Ctrl-C ends the call, not the jobs: they keep running ('awaitctl cancel "
     "ID' cancels them); awaitctl then exits with 130.";
 
-const std::array<CommandInfo, 15>& CommandTable() {
-  static const std::array<CommandInfo, 15> kCommands = {{
+const std::array<CommandInfo, 16>& CommandTable() {
+  static const std::array<CommandInfo, 16> kCommands = {{
       {.name = "submit",
        .summary = "create jobs (asyncio.create_task)",
        .usage = "submit [options] KIND [key=value...] [KIND [key=value...]...]",
