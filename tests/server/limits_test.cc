@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/daemon_fixture.h"
@@ -172,16 +173,25 @@ TEST_F(LimitsTest, ASubmitNamingADeletedLimitIsInvalidAsForAnUnknownOne) {
 // refused; never both accepted (a job whose limit is gone, which a restart
 // would fail).
 TEST_F(LimitsTest, ASubmitRacingADeleteNeverLeavesAJobWithoutItsLimit) {
-  for (int round = 0; round < 200; ++round) {
+  for (int round = 0; round < 120; ++round) {
     ASSERT_TRUE(DeclareLimit("race", 1).ok());
     std::atomic<bool> go{false};
     grpc::Status submitted;
     v1::SubmitResponse resp;
     std::thread submitter([&] {
       while (!go.load()) std::this_thread::yield();
-      submitted = Submit({Naming("race", 3600)}, &resp);
+      // A batch: validating it takes a while after its first job found
+      // the limit, which widens the window a deletion can fall into.
+      submitted =
+          Submit(std::vector<v1::JobSpec>(500, Naming("race", 3600)), &resp);
     });
     go.store(true);
+    // Rounds start the deletion at different points of the Submit (from
+    // before it arrives to after it is answered): spreads them over the
+    // window rather than betting on one timing.
+    const absl::Time until =
+        absl::Now() + absl::Microseconds(50 * (round % 40));
+    while (absl::Now() < until) std::this_thread::yield();
     const grpc::Status deletion = DeleteLimit("race");
     submitter.join();
     ASSERT_NE(submitted.ok(), deletion.ok())
@@ -189,8 +199,12 @@ TEST_F(LimitsTest, ASubmitRacingADeleteNeverLeavesAJobWithoutItsLimit) {
         << "; delete " << deletion.error_message();
     if (submitted.ok()) {
       EXPECT_EQ(deletion.error_code(), Code::FAILED_PRECONDITION);
-      ASSERT_NO_FATAL_FAILURE(CancelOk({resp.jobs(0).id()}));
-      ASSERT_EQ(AwaitDone(resp.jobs(0).id()).state(), v1::JOB_STATE_CANCELLED);
+      std::vector<std::uint64_t> ids;
+      for (const v1::JobRef& j : resp.jobs()) ids.push_back(j.id());
+      ASSERT_NO_FATAL_FAILURE(CancelOk(ids));
+      for (std::uint64_t id : ids) {
+        ASSERT_EQ(AwaitDone(id).state(), v1::JOB_STATE_CANCELLED);
+      }
       ASSERT_TRUE(DeleteLimit("race").ok());
     } else {
       EXPECT_EQ(submitted.error_code(), Code::INVALID_ARGUMENT)
