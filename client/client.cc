@@ -913,6 +913,25 @@ absl::StatusOr<std::vector<v1::Limit>> Client::ListLimits(
       });
 }
 
+absl::Status Client::DeleteLimit(std::string_view name,
+                                 const CallOptions& call) {
+  v1::DeleteLimitRequest request;
+  request.set_name(std::string(name));
+  v1::Jobs::Stub* stub = stub_.get();
+  absl::StatusOr<bool> deleted = CallAndWait<bool>([&](Callback<bool> done) {
+    UnaryCall<v1::DeleteLimitRequest, v1::DeleteLimitResponse>::Start(
+        NewContext(call), calls_, "delete_limit", std::move(request),
+        [stub](auto* ctx, auto* req, auto* resp, auto* reactor) {
+          stub->async()->DeleteLimit(ctx, req, resp, reactor);
+        },
+        [done = std::move(done)](absl::Status s, v1::DeleteLimitResponse&) {
+          if (!s.ok()) return done(std::move(s));
+          done(true);
+        });
+  });
+  return deleted.status();
+}
+
 absl::StatusOr<std::vector<v1::Kind>> Client::ListKinds(
     const CallOptions& call) {
   v1::Jobs::Stub* stub = stub_.get();

@@ -344,6 +344,10 @@ class Client {
                                          const CallOptions& call = {});
   absl::StatusOr<std::vector<v1::Limit>> ListLimits(
       const CallOptions& call = {});
+  // Deletes an unused limit declared by DeclareLimit: NOT_FOUND, or
+  // FAILED_PRECONDITION while a job that is not done names it or for a
+  // --limit flag's (see DeleteLimitRequest in jobs.proto).
+  absl::Status DeleteLimit(std::string_view name, const CallOptions& call = {});
   absl::StatusOr<std::vector<v1::Kind>> ListKinds(const CallOptions& call = {});
   // grpc.health.v1 Check of the whole server ("").
   absl::StatusOr<Health> CheckHealth(const CallOptions& call = {});

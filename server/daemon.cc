@@ -86,6 +86,7 @@ absl::Status Daemon::Init() {
   runtime_ = std::make_unique<runtime::Runtime>(std::move(ro));
 
   RegisterBuiltinKinds(kinds_);
+  limits_.set_max_limits(options_.jobs.max_limits);
   for (const std::string& spec : options_.limits) {
     auto limit = limits_.DeclareFromFlag(spec);
     if (!limit.ok()) return limit.status();
@@ -234,7 +235,7 @@ absl::Status Daemon::OpenStoreAndRecover() {
       " pending=", stats->pending, " rerun=", stats->rerun,
       " interrupted=", stats->interrupted, " unrunnable=", stats->unrunnable,
       " groups=", stats->groups, " cancelled=", stats->cancelled,
-      " took=", absl::FormatDuration(stats->took));
+      " limits=", stats->limits, " took=", absl::FormatDuration(stats->took));
   return absl::OkStatus();
 }
 

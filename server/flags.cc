@@ -22,6 +22,10 @@ ABSL_FLAG(bool, reflection, true, "Serve gRPC server reflection");
 ABSL_FLAG(std::vector<std::string>, limit, {},
           "Named concurrency limits jobs may hold while running, as "
           "NAME:PERMITS, comma-separated (e.g. db:10,http:50)");
+ABSL_FLAG(int64_t, max_limits, 10000,
+          "Most named limits declared at once (--limit flags included); "
+          "beyond it DeclareLimit of a new name fails with "
+          "RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, workers, 0, "Event-loop threads (0: one per core)");
 ABSL_FLAG(int, blocking_max_threads, 512,
           "Most threads of the blocking (to_thread) pool");
@@ -163,6 +167,7 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
        &o.jobs.max_finished_jobs},
       {"max_result_bytes", absl::GetFlag(FLAGS_max_result_bytes),
        &o.jobs.max_result_bytes},
+      {"max_limits", absl::GetFlag(FLAGS_max_limits), &o.jobs.max_limits},
   };
   for (const SizeFlag& f : sizes) {
     absl::Status s = Positive(f.value, f.name);

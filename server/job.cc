@@ -185,7 +185,7 @@ void Job::AppendResult(google::protobuf::Value* out, int group_depth) const {
 std::size_t Job::SnapshotBytes() const noexcept {
   // Ids, times, state, attempt, flags and the field tags: under 128 bytes.
   std::size_t n = 128 + attr_.name.size() + attr_.kind.size();
-  for (const Limit* l : attr_.limits) n += l->name().size() + 2;
+  for (const auto& l : attr_.limits) n += l->name().size() + 2;
   n += 11 * children_.size();
   return SaturatingAdd(n, outcome_bytes_);
 }
@@ -430,7 +430,7 @@ void Job::Snapshot(v1::Job* out) const {
   ToProto(attr_.created_at, out->mutable_created_at());
   ToProto(attr_.scheduled_at, out->mutable_scheduled_at());
   out->set_shield(attr_.shield);
-  for (const Limit* l : attr_.limits) out->add_limits(l->name());
+  for (const auto& l : attr_.limits) out->add_limits(l->name());
   out->set_group_id(attr_.group_id);
   for (const JobPtr& c : children_) out->add_children(c->id());
   absl::MutexLock lock(&mu_);

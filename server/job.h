@@ -132,7 +132,9 @@ struct JobAttributes {
   absl::Duration timeout = absl::ZeroDuration();  // zero: none
   absl::Time created_at;
   absl::Time scheduled_at;     // when it may start (== created_at if no delay)
-  std::vector<Limit*> limits;  // sorted by name (the acquisition order)
+  // Sorted by name (the acquisition order). Shared: a limit deleted by RPC
+  // lives on while a job that named it is kept.
+  std::vector<std::shared_ptr<Limit>> limits;
   std::string idempotency_key;
   std::uint64_t group_id = 0;  // the group that created it, if any
 };

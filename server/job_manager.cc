@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "runtime/internal/context.h"
 #include "runtime/internal/task_header.h"
@@ -218,7 +219,7 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
                " limits exceed the maximum of ", options_.max_limits_per_job));
   }
   for (int i = 0; i < spec.limits_size(); ++i) {
-    Limit* l = limits_.Find(spec.limits(i));
+    std::shared_ptr<Limit> l = limits_.Find(spec.limits(i));
     if (l == nullptr) {
       return absl::InvalidArgumentError(
           StrCat(at, ".limits[", i, "]: unknown limit \"",
@@ -229,11 +230,13 @@ absl::Status JobManager::Validate(const v1::JobSpec& spec,
       return absl::InvalidArgumentError(StrCat(
           at, ".limits[", i, "]: \"", spec.limits(i), "\" is named twice"));
     }
-    a.limits.push_back(l);
+    a.limits.push_back(std::move(l));
   }
   std::sort(
       a.limits.begin(), a.limits.end(),
-      [](const Limit* x, const Limit* y) { return x->name() < y->name(); });
+      [](const std::shared_ptr<Limit>& x, const std::shared_ptr<Limit>& y) {
+        return x->name() < y->name();
+      });
   static const google::protobuf::Struct kNoArgs;
   absl::StatusOr<JobBody> body =
       kind->bind(spec.has_args() ? spec.args() : kNoArgs);
@@ -312,6 +315,20 @@ absl::StatusOr<std::vector<JobPtr>> JobManager::Submit(
       if (!inserted) {
         is_new[i] = false;
         ++hits;
+      }
+    }
+    // A limit deleted since Validate found it: DeleteLimit looks for the
+    // jobs that name it under this lock, so either it saw this batch or
+    // this sees the deletion.
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      if (!is_new[i]) continue;
+      for (const auto& l : prepared[i].attr.limits) {
+        if (!l->removed()) continue;
+        return absl::InvalidArgumentError(
+            StrCat(i < spec_fields.size() ? spec_fields[i]
+                                          : StrCat(field, "[", i, "]"),
+                   ".limits: unknown limit \"", l->name(),
+                   "\" (deleted while the job was submitted)"));
       }
     }
     // Admission, under the lock so that concurrent batches cannot overshoot
@@ -1066,7 +1083,9 @@ runtime::Task<void> JobManager::Admit(
     }
   }
   permits->reserve(a.limits.size());
-  for (Limit* l : a.limits) permits->push_back(co_await l->semaphore().Hold());
+  for (const auto& l : a.limits) {
+    permits->push_back(co_await l->semaphore().Hold());
+  }
 }
 
 runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
@@ -1558,6 +1577,128 @@ void RestoreFinished(Job& job, StoredJob& r) {
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<Limit>> JobManager::DeclareLimit(
+    std::string_view name, std::uint32_t permits) {
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  absl::Notification stored;
+  absl::Status status;
+  std::shared_ptr<Limit> limit;
+  {
+    absl::MutexLock lock(&limit_changes_mu_);
+    absl::StatusOr<std::shared_ptr<Limit>> declared =
+        limits_.Declare(name, permits, LimitOrigin::kRpc);
+    if (!declared.ok()) return declared.status();
+    limit = *std::move(declared);
+    if (store == nullptr || limit->origin() == LimitOrigin::kFlag) {
+      return limit;
+    }
+    // Stored again when it existed: idempotent, and a declaration whose
+    // first store failed gets another chance.
+    JobStore::Batch batch;
+    batch.PutLimit(limit->name(), limit->permits());
+    store->Commit(std::move(batch), [&](absl::Status s) {
+      status = std::move(s);
+      stored.Notify();
+    });
+  }
+  stored.WaitForNotification();
+  if (!status.ok()) {
+    return absl::Status(
+        status.code(),
+        StrCat("limit ", limit->name(),
+               " is declared but not stored (a restart would forget it; "
+               "retry): ",
+               status.message()));
+  }
+  return limit;
+}
+
+absl::Status JobManager::DeleteLimit(std::string_view name) {
+  JobStore* const store = store_.load(std::memory_order_acquire);
+  absl::Notification stored;
+  absl::Status status;
+  std::string limit_name;
+  {
+    absl::MutexLock lock(&limit_changes_mu_);
+    std::shared_ptr<Limit> limit = limits_.Find(name);
+    if (limit == nullptr) {
+      return absl::NotFoundError(
+          StrCat("name: no limit \"",
+                 CHexEscape(name.substr(0, LimitRegistry::kMaxNameLength)),
+                 "\" is declared"));
+    }
+    limit_name = limit->name();
+    if (limit->origin() == LimitOrigin::kFlag) {
+      return absl::FailedPreconditionError(StrCat(
+          "limit ", limit_name, " is declared by --limit=", limit_name, ":",
+          limit->permits(),
+          "; remove it from the flag and restart the daemon to delete it"));
+    }
+    {
+      // Under the table lock, which Submit holds while it checks that its
+      // limits were not removed and inserts its jobs: a job is either seen
+      // here or refused there.
+      absl::MutexLock table(&table_mu_);
+      std::size_t users = 0;
+      std::vector<std::uint64_t> first;
+      for (const auto& [id, job] : jobs_) {
+        if (job->done()) continue;
+        const auto& named = job->attributes().limits;
+        if (std::find(named.begin(), named.end(), limit) == named.end()) {
+          continue;
+        }
+        if (++users <= 3) first.push_back(id);
+      }
+      if (users > 0) {
+        return absl::FailedPreconditionError(StrCat(
+            "limit ", limit_name, " is in use: ", users,
+            " jobs not done name it (", limit->holders(), " hold a permit, ",
+            limit->waiters(), " wait for one; jobs ",
+            absl::StrJoin(first, ", "), users > first.size() ? ", ..." : "",
+            "); cancel them or let them finish first"));
+      }
+      limits_.Remove(limit);
+    }
+    if (store == nullptr) return absl::OkStatus();
+    JobStore::Batch batch;
+    batch.DeleteLimit(limit_name);
+    store->Commit(std::move(batch), [&](absl::Status s) {
+      status = std::move(s);
+      stored.Notify();
+    });
+  }
+  stored.WaitForNotification();
+  if (!status.ok()) {
+    return absl::Status(
+        status.code(),
+        StrCat("limit ", limit_name,
+               " is deleted but the deletion is not stored (a restart would "
+               "declare it again): ",
+               status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::RestoreLimits(const JobStore& store,
+                                       RecoveryStats* stats) {
+  return store.ForEachLimit([&](std::string_view name, const StoredLimit& l) {
+    absl::StatusOr<std::shared_ptr<Limit>> limit =
+        limits_.Restore(name, l.permits());
+    if (!limit.ok()) {
+      // Another size from a --limit flag (which wins), or a record no
+      // daemon would write: jobs naming it run with the flag's, or fail.
+      logger_.Log(LogLevel::kWarning,
+                  "component=limits event=stored_limit_ignored name=",
+                  LogQuote(CHexEscape(name.substr(0, 256))),
+                  " permits=", l.permits(),
+                  " error=", LogQuote(limit.status().ToString()));
+      return absl::OkStatus();
+    }
+    ++stats->limits;
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   RecoveryStats stats;
   JobStore* const store = store_.load(std::memory_order_acquire);
@@ -1569,6 +1710,9 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   std::vector<StoredJob> groups;  // rebuilt once their children are back
   // Forgotten jobs kept for the groups that list them: not in the table.
   absl::flat_hash_map<std::uint64_t, JobPtr> hidden;
+  // Declared limits before the jobs: a pending job naming one that is not
+  // declared yet would be failed as unrunnable.
+  if (absl::Status s = RestoreLimits(*store, &stats); !s.ok()) return s;
   absl::Status status = store->ForEachJob([&](StoredJob&& r) {
     ++stats.jobs;
     max_id = std::max(max_id, r.id());

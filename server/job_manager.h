@@ -67,6 +67,9 @@ struct JobManagerOptions {
   std::size_t max_name_length = 256;
   // Limits one job may name.
   std::size_t max_limits_per_job = 16;
+  // Limits declared at once (LimitRegistry::set_max_limits; the daemon
+  // applies it before it declares the --limit flags).
+  std::size_t max_limits = LimitRegistry::kDefaultMaxLimits;
   // Longest delay (or start_at distance) and job timeout accepted.
   absl::Duration max_delay = absl::Hours(24 * 366);
   // Retention of finished jobs.
@@ -126,6 +129,30 @@ class JobManager {
   const JobKindRegistry& kinds() const { return kinds_; }
   LimitRegistry& limits() { return limits_; }
 
+  // The DeclareLimit RPC: LimitRegistry::Declare (within --max_limits) and,
+  // with a store, the declaration stored before it returns, so that jobs
+  // naming it still run after a restart (Recover declares stored limits
+  // before it queues jobs). A limit from a --limit flag is returned as it
+  // is and not stored (the flag declares it at every start). If the store
+  // fails, the limit stays declared (jobs may already use it) and the error
+  // (the store's code) says it is not stored; a retry stores it. Blocks on
+  // the store: not from a worker.
+  absl::StatusOr<std::shared_ptr<Limit>> DeclareLimit(std::string_view name,
+                                                      std::uint32_t permits)
+      ABSL_LOCKS_EXCLUDED(limit_changes_mu_, table_mu_);
+  // The DeleteLimit RPC. NOT_FOUND if `name` is not declared.
+  // FAILED_PRECONDITION if it came from a --limit flag, or while it is in
+  // use: some job that is not done names it (it holds a permit, waits for
+  // one, or is pending and will), the first ids named; jobs already done
+  // keep it in their spec and do not count. Otherwise the name is freed at
+  // once (a Submit naming it gets INVALID_ARGUMENT, unknown limit) and, with
+  // a store, the deletion is stored before it returns; if that fails, the
+  // error says a restart would declare it again. Looks at every kept job
+  // under the table lock (O(jobs kept)); blocks on the store: not from a
+  // worker.
+  absl::Status DeleteLimit(std::string_view name)
+      ABSL_LOCKS_EXCLUDED(limit_changes_mu_, table_mu_);
+
   // Durability (server/store.h): from now on, jobs accepted by Submit are
   // in the store before Submit returns, their transitions are stored before
   // they are published, and forgotten jobs are deleted from it. Call before
@@ -157,10 +184,14 @@ class JobManager {
                                   // (or a group's child was forgotten)
     std::size_t groups = 0;       // groups not done: rebuilt and waiting
     std::size_t cancelled = 0;    // were running, cancel took effect: ended
+    std::size_t limits = 0;       // declared by RPC: declared again
     absl::Duration took;
   };
   // Rebuilds the job table from the attached store, before Start() and
-  // before any Submit: finished jobs keep their outcome; pending ones are
+  // before any Submit. First the limits declared by RPC are declared again
+  // (past --max_limits; a --limit flag of the same name and another size
+  // wins, with a warning), so the jobs that name them can run. Then the
+  // jobs: finished jobs keep their outcome; pending ones are
   // queued again with their start times; a job that was running when the
   // daemon died runs again if its kind is retry-safe and it has had fewer
   // than kMaxAttempts runs, else ends FAILED with an InterruptedError; one
@@ -362,6 +393,8 @@ class JobManager {
   // ForgetStoredLocked).
   static void PutState(const Job& job, JobStore::Batch* batch,
                        bool forgotten = false);
+  // Recover's first step: the stored limit declarations, declared again.
+  absl::Status RestoreLimits(const JobStore& store, RecoveryStats* stats);
   // Onto the stack of jobs finished since the last sweep.
   void PushFinished(Job* job);
   // Counts `bytes` more against the memory budget, for `job`.
@@ -396,6 +429,10 @@ class JobManager {
   std::atomic<std::size_t> memory_{0};  // see max_memory_bytes
   JobStats stats_;
 
+  // Orders limit declarations and deletions with their store commits (the
+  // store applies commits in the order they are queued). Taken before
+  // table_mu_.
+  absl::Mutex limit_changes_mu_ ABSL_ACQUIRED_BEFORE(table_mu_);
   mutable absl::Mutex table_mu_;
   absl::btree_map<std::uint64_t, JobPtr> jobs_ ABSL_GUARDED_BY(table_mu_);
   absl::flat_hash_map<std::string, std::uint64_t> idempotency_

@@ -1176,7 +1176,8 @@ grpc::ServerUnaryReactor* JobsService::DeclareLimit(
   if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
     return FinishNow(ctx, denied);
   auto* reactor = ctx->DefaultReactor();
-  auto limit = jobs_.limits().Declare(request->name(), request->permits());
+  // Answered once stored, with a store (JobManager::DeclareLimit).
+  auto limit = jobs_.DeclareLimit(request->name(), request->permits());
   if (!limit.ok()) {
     reactor->Finish(ToGrpcStatus(limit.status()));
     return reactor;
@@ -1195,8 +1196,25 @@ grpc::ServerUnaryReactor* JobsService::ListLimits(
   if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
     return FinishNow(ctx, denied);
   auto* reactor = ctx->DefaultReactor();
-  for (Limit* l : jobs_.limits().List()) FillLimit(*l, response->add_limits());
+  for (const auto& l : jobs_.limits().List()) {
+    FillLimit(*l, response->add_limits());
+  }
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobsService::DeleteLimit(
+    grpc::CallbackServerContext* ctx, const v1::DeleteLimitRequest* request,
+    v1::DeleteLimitResponse*) {
+  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
+    return FinishNow(ctx, denied);
+  auto* reactor = ctx->DefaultReactor();
+  absl::Status s = jobs_.DeleteLimit(request->name());
+  if (s.ok()) {
+    logger_.Log(LogLevel::kInfo,
+                "component=limits event=deleted name=", request->name());
+  }
+  reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
 

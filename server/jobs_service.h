@@ -88,6 +88,9 @@ class JobsService final : public v1::Jobs::CallbackService {
   grpc::ServerUnaryReactor* ListLimits(
       grpc::CallbackServerContext* ctx, const v1::ListLimitsRequest* request,
       v1::ListLimitsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteLimit(
+      grpc::CallbackServerContext* ctx, const v1::DeleteLimitRequest* request,
+      v1::DeleteLimitResponse* response) override;
   grpc::ServerUnaryReactor* ListKinds(grpc::CallbackServerContext* ctx,
                                       const v1::ListKindsRequest* request,
                                       v1::ListKindsResponse* response) override;

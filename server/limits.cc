@@ -1,5 +1,7 @@
 #include "server/limits.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "server/strings.h"
 
@@ -22,12 +24,31 @@ bool ValidName(std::string_view name) {
 
 }  // namespace
 
-absl::StatusOr<Limit*> LimitRegistry::Declare(std::string_view name,
-                                              std::uint32_t permits) {
+void LimitRegistry::set_max_limits(std::size_t max) {
+  absl::MutexLock lock(&mu_);
+  max_limits_ = std::max<std::size_t>(max, 1);
+}
+
+absl::StatusOr<std::shared_ptr<Limit>> LimitRegistry::Declare(
+    std::string_view name, std::uint32_t permits, LimitOrigin origin) {
+  return DeclareImpl(name, permits, origin, /*capped=*/true);
+}
+
+absl::StatusOr<std::shared_ptr<Limit>> LimitRegistry::Restore(
+    std::string_view name, std::uint32_t permits) {
+  return DeclareImpl(name, permits, LimitOrigin::kRpc, /*capped=*/false);
+}
+
+absl::StatusOr<std::shared_ptr<Limit>> LimitRegistry::DeclareImpl(
+    std::string_view name, std::uint32_t permits, LimitOrigin origin,
+    bool capped) {
   if (!ValidName(name)) {
-    return absl::InvalidArgumentError(StrCat(
-        "name: must be 1..", kMaxNameLength,
-        " characters of [A-Za-z0-9_.-] (got \"", CHexEscape(name), "\")"));
+    return absl::InvalidArgumentError(
+        StrCat("name: must be 1..", kMaxNameLength,
+               " characters of [A-Za-z0-9_.-] (got \"",
+               CHexEscape(name.substr(0, kMaxNameLength)),
+               name.size() > kMaxNameLength ? "...\", " : "\", ", name.size(),
+               " characters)"));
   }
   if (permits < 1 || permits > kMaxPermits) {
     return absl::InvalidArgumentError(
@@ -41,15 +62,21 @@ absl::StatusOr<Limit*> LimitRegistry::Declare(std::string_view name,
           StrCat("limit ", name, " is already declared with ",
                  it->second->permits(), " permits (asked for ", permits, ")"));
     }
-    return it->second.get();
+    return it->second;
   }
-  auto limit = std::make_unique<Limit>(std::string(name), permits);
-  Limit* raw = limit.get();
-  limits_.emplace(std::string(name), std::move(limit));
-  return raw;
+  if (capped && limits_.size() >= max_limits_) {
+    return absl::ResourceExhaustedError(
+        StrCat("name: ", limits_.size(),
+               " limits are declared; a new one would exceed --max_limits=",
+               max_limits_, " (delete unused ones with DeleteLimit)"));
+  }
+  auto limit = std::make_shared<Limit>(std::string(name), permits, origin);
+  limits_.emplace(std::string(name), limit);
+  return limit;
 }
 
-absl::StatusOr<Limit*> LimitRegistry::DeclareFromFlag(std::string_view spec) {
+absl::StatusOr<std::shared_ptr<Limit>> LimitRegistry::DeclareFromFlag(
+    std::string_view spec) {
   const std::size_t colon = spec.rfind(':');
   std::uint32_t permits = 0;
   if (colon == std::string_view::npos ||
@@ -57,7 +84,8 @@ absl::StatusOr<Limit*> LimitRegistry::DeclareFromFlag(std::string_view spec) {
     return absl::InvalidArgumentError(StrCat(
         "--limit=", spec, ": expected NAME:PERMITS, e.g. --limit=db:10"));
   }
-  absl::StatusOr<Limit*> limit = Declare(spec.substr(0, colon), permits);
+  absl::StatusOr<std::shared_ptr<Limit>> limit =
+      Declare(spec.substr(0, colon), permits, LimitOrigin::kFlag);
   if (!limit.ok()) {
     return absl::Status(
         limit.status().code(),
@@ -66,18 +94,30 @@ absl::StatusOr<Limit*> LimitRegistry::DeclareFromFlag(std::string_view spec) {
   return limit;
 }
 
-Limit* LimitRegistry::Find(std::string_view name) const {
+void LimitRegistry::Remove(const std::shared_ptr<Limit>& limit) {
   absl::MutexLock lock(&mu_);
-  auto it = limits_.find(name);
-  return it == limits_.end() ? nullptr : it->second.get();
+  auto it = limits_.find(limit->name());
+  if (it != limits_.end() && it->second == limit) limits_.erase(it);
+  limit->removed_.store(true, std::memory_order_release);
 }
 
-std::vector<Limit*> LimitRegistry::List() const {
+std::shared_ptr<Limit> LimitRegistry::Find(std::string_view name) const {
   absl::MutexLock lock(&mu_);
-  std::vector<Limit*> out;
+  auto it = limits_.find(name);
+  return it == limits_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<Limit>> LimitRegistry::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<Limit>> out;
   out.reserve(limits_.size());
-  for (const auto& [name, limit] : limits_) out.push_back(limit.get());
+  for (const auto& [name, limit] : limits_) out.push_back(limit);
   return out;
+}
+
+std::size_t LimitRegistry::size() const {
+  absl::MutexLock lock(&mu_);
+  return limits_.size();
 }
 
 }  // namespace awaitd::server

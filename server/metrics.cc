@@ -460,7 +460,7 @@ class MetricsServer::Collector final : public prometheus::Collectable {
     Family waiters("awaitd_limit_waiters",
                    "Jobs waiting for a permit of the limit now.",
                    MetricType::Gauge);
-    for (const Limit* l : s_.limits->List()) {
+    for (const auto& l : s_.limits->List()) {
       const std::vector<ClientMetric::Label> label = {{"limit", l->name()}};
       permits.Value(D(l->permits()), label);
       holders.Value(D(l->holders()), label);

@@ -27,6 +27,7 @@ constexpr char kJobPrefix = 'j';
 constexpr char kKeyPrefix = 'k';
 constexpr char kStatePrefix = 's';
 constexpr char kCancelPrefix = 'c';
+constexpr char kLimitPrefix = 'l';
 
 void Store64(char* out, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) {
@@ -88,6 +89,14 @@ std::string IdempotencyKey(std::string_view k) {
   key.reserve(1 + k.size());
   key.push_back(kKeyPrefix);
   key.append(k);
+  return key;
+}
+
+std::string LimitKey(std::string_view name) {
+  std::string key;
+  key.reserve(1 + name.size());
+  key.push_back(kLimitPrefix);
+  key.append(name);
   return key;
 }
 
@@ -172,6 +181,19 @@ void JobStore::Batch::DeleteJob(std::uint64_t id,
 void JobStore::Batch::DeleteIdempotencyKey(std::string_view key) {
   ops_.push_back(Op{IdempotencyKey(key), std::nullopt});
   bytes_ += 1 + key.size();
+}
+
+void JobStore::Batch::PutLimit(std::string_view name, std::uint32_t permits) {
+  StoredLimit limit;
+  limit.set_permits(permits);
+  Op op{LimitKey(name), limit.SerializeAsString()};
+  bytes_ += op.key.size() + op.value->size();
+  ops_.push_back(std::move(op));
+}
+
+void JobStore::Batch::DeleteLimit(std::string_view name) {
+  ops_.push_back(Op{LimitKey(name), std::nullopt});
+  bytes_ += 1 + name.size();
 }
 
 // --- Open, Repair, close
@@ -714,6 +736,35 @@ absl::Status JobStore::ForEachJob(
                                         options_.dir, ": ",
                                         it->status().ToString()));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::ForEachLimit(
+    absl::FunctionRef<absl::Status(std::string_view, const StoredLimit&)> fn)
+    const {
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (db_ == nullptr) return Reopening();
+  rocksdb::ReadOptions read_options;
+  read_options.fill_cache = false;
+  const std::string upper(1, static_cast<char>(kLimitPrefix + 1));
+  const rocksdb::Slice upper_slice(upper);
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options));
+  for (it->Seek(std::string(1, kLimitPrefix)); it->Valid(); it->Next()) {
+    StoredLimit limit;
+    if (!limit.ParseFromArray(it->value().data(),
+                              static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(StrCat("the job store in ", options_.dir,
+                                        " has an unreadable record (key ",
+                                        CHexEscape(View(it->key())), ")"));
+    }
+    absl::Status s = fn(View(it->key()).substr(1), limit);
+    if (!s.ok()) return s;
+  }
+  if (!it->status().ok()) {
+    return absl::DataLossError(StrCat("reading the job store in ", options_.dir,
+                                      ": ", it->status().ToString()));
   }
   return absl::OkStatus();
 }

@@ -51,7 +51,8 @@
 // Layout: "j" + id (8 bytes big-endian) -> StoredJob as accepted; "s" + id
 // -> StoredState, its latest state; "c" + id -> the message of a cancel
 // that took effect before the job ended; "k" + idempotency key -> id (8
-// bytes big-endian).
+// bytes big-endian); "l" + limit name -> StoredLimit, a limit declared by
+// the DeclareLimit RPC (not those from --limit flags).
 //
 // Thread safety: every method may be called from any thread. `done`
 // callbacks run on the writer thread, in commit order among the batches
@@ -93,6 +94,7 @@ namespace awaitd::server {
 
 using StoredJob = store::v1::StoredJob;
 using StoredState = store::v1::StoredState;
+using StoredLimit = store::v1::StoredLimit;
 
 enum class Durability { kSync, kAsync, kNone };
 // "sync", "async", "none"; INVALID_ARGUMENT naming --durability otherwise.
@@ -150,6 +152,10 @@ class JobStore {
     // Forgets an idempotency key alone (its job's record stays, for the
     // groups that list it).
     void DeleteIdempotencyKey(std::string_view key);
+    // A limit declared by RPC (replacing one of the same name), and its
+    // deletion.
+    void PutLimit(std::string_view name, std::uint32_t permits);
+    void DeleteLimit(std::string_view name);
 
     bool empty() const { return ops_.empty(); }
     std::size_t size() const { return ops_.size(); }
@@ -189,6 +195,12 @@ class JobStore {
   // record that does not parse.
   absl::Status ForEachJob(
       absl::FunctionRef<absl::Status(StoredJob&&)> fn) const;
+  // Every stored limit declaration, by name. Stops at the first error `fn`
+  // returns; DATA_LOSS for a record that does not parse.
+  absl::Status ForEachLimit(
+      absl::FunctionRef<absl::Status(std::string_view name,
+                                     const StoredLimit& limit)>
+          fn) const;
   // The id an idempotency key names, if stored.
   absl::StatusOr<std::optional<std::uint64_t>> FindIdempotencyKey(
       std::string_view key) const;

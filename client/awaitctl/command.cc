@@ -51,6 +51,7 @@ std::unique_ptr<Command> NewCommand(std::string_view name) {
       {"kinds", NewKindsCommand},
       {"limits", NewLimitsCommand},
       {"limit", NewLimitCommand},
+      {"delete-limit", NewDeleteLimitCommand},
       {"health", NewHealthCommand},
   };
   for (const Entry& e : kEntries) {

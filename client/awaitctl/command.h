@@ -74,6 +74,7 @@ std::unique_ptr<Command> NewWatchCommand();
 std::unique_ptr<Command> NewKindsCommand();
 std::unique_ptr<Command> NewLimitsCommand();
 std::unique_ptr<Command> NewLimitCommand();
+std::unique_ptr<Command> NewDeleteLimitCommand();
 std::unique_ptr<Command> NewHealthCommand();
 std::unique_ptr<Command> NewWaitCommand();
 std::unique_ptr<Command> NewGatherCommand();

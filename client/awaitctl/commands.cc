@@ -1,5 +1,5 @@
 // The commands over single jobs and the daemon: submit, get, cancel, ls,
-// watch, kinds, limits, limit, health.
+// watch, kinds, limits, limit, delete-limit, health.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -494,6 +494,36 @@ class LimitCommand final : public Command {
   std::uint32_t permits_ = 0;
 };
 
+class DeleteLimitCommand final : public Command {
+ public:
+  absl::Status Parse(const Invocation& inv) override {
+    if (inv.args.size() != 1) {
+      return absl::InvalidArgumentError(
+          StrCat("delete-limit takes a NAME (got ",
+                 Count(inv.args.size(), "argument"), ")"));
+    }
+    name_ = inv.args[0];
+    if (name_.empty()) {
+      return absl::InvalidArgumentError("NAME: must not be empty");
+    }
+    return absl::OkStatus();
+  }
+
+  int Run(Context& ctx) override {
+    absl::Status s = ctx.client.DeleteLimit(name_);
+    if (!s.ok()) return Fail(ctx, s);
+    if (ctx.out.json()) {
+      PrintJson(ctx, "{}");
+    } else if (!ctx.out.quiet()) {
+      ctx.out.Print(StrCat("limit ", Printable(name_), ": deleted\n"));
+    }
+    return kExitOk;
+  }
+
+ private:
+  std::string name_;
+};
+
 // --- health ------------------------------------------------------------------
 
 class HealthCommand final : public Command {
@@ -541,6 +571,9 @@ std::unique_ptr<Command> NewKindsCommand() {
 }
 std::unique_ptr<Command> NewLimitsCommand() {
   return std::make_unique<LimitsCommand>();
+}
+std::unique_ptr<Command> NewDeleteLimitCommand() {
+  return std::make_unique<DeleteLimitCommand>();
 }
 std::unique_ptr<Command> NewLimitCommand() {
   return std::make_unique<LimitCommand>();

@@ -176,8 +176,8 @@ constexpr std::string_view kCtrlC =
     "Ctrl-C ends the call, not the jobs: they keep running ('awaitctl cancel "
     "ID' cancels them); awaitctl then exits with 130.";
 
-const std::array<CommandInfo, 15>& CommandTable() {
-  static const std::array<CommandInfo, 15> kCommands = {{
+const std::array<CommandInfo, 16>& CommandTable() {
+  static const std::array<CommandInfo, 16> kCommands = {{
       {.name = "submit",
        .summary = "create jobs (asyncio.create_task)",
        .usage = "submit [options] KIND [key=value...] [KIND [key=value...]...]",
@@ -302,6 +302,14 @@ const std::array<CommandInfo, 15>& CommandTable() {
                   "@limit=NAME in a spec). Declaring it again with the same "
                   "size does nothing; with another size fails.",
        .examples = "awaitctl limit api 10"},
+      {.name = "delete-limit",
+       .summary = "delete an unused concurrency limit",
+       .usage = "delete-limit NAME",
+       .details = "Deletes a limit declared with `awaitctl limit`. Refused "
+                  "while a job that is not done names it (pending or "
+                  "running), and for a limit from the daemon's --limit "
+                  "flag. Jobs already done keep the name.",
+       .examples = "awaitctl delete-limit api"},
       {.name = "health",
        .summary = "check that the daemon is serving",
        .usage = "health",

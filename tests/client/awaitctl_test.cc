@@ -116,6 +116,7 @@ const std::vector<CommandOptions>& AllCommands() {
       {"kinds", {}},
       {"limits", {}},
       {"limit", {}},
+      {"delete-limit", {}},
       {"health", {}},
   };
   return *kCommands;
@@ -249,6 +250,7 @@ TEST(AwaitctlUsageTest, BadValuesExit2NamingTheOption) {
            {{"get"}, "get needs a job id"},
            {{"limit", "api"}, "NAME and a number of PERMITS"},
            {{"limit", "api", "0"}, "PERMITS"},
+           {{"delete-limit"}, "delete-limit takes a NAME"},
            {{"wait-for", "1", "2"}, "one job"},
            {{"group", "7", "sleep", "seconds=1"}, "not ids"},
            {{"kinds", "extra"}, "takes no arguments"},
@@ -408,6 +410,25 @@ TEST_F(AwaitctlTest, SubmitCountBehindALimitRunsAtMostPermitsAtOnce) {
   const std::string table = RunOk({"limits"});
   EXPECT_THAT(table, HasSubstr("PERMITS"));
   EXPECT_THAT(table, HasSubstr("api"));
+}
+
+TEST_F(AwaitctlTest, DeleteLimitDeletesAnUnusedLimitAndNamesTheFailures) {
+  RunOk({"limit", "api", "1"});
+  const std::string id = Lines(RunOk({"--quiet", "submit", "--limit", "api",
+                                      "sleep", "seconds=3600"}))
+                             .at(0);
+  ProcessResult busy = Run({"delete-limit", "api"});
+  EXPECT_EQ(busy.exit_code, 1) << busy.Describe();
+  EXPECT_THAT(busy.err, HasSubstr("limit api is in use: 1 jobs not done"));
+  RunOk({"cancel", id});
+  RunOk({"wait", id});  // asyncio.wait: returns once it is done
+  ProcessResult deleted = Run({"delete-limit", "api"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.Describe();
+  EXPECT_EQ(deleted.out, "limit api: deleted\n");
+  ProcessResult again = Run({"delete-limit", "api"});
+  EXPECT_EQ(again.exit_code, 1) << again.Describe();
+  EXPECT_THAT(again.err, HasSubstr("no limit \"api\" is declared"));
+  EXPECT_THAT(RunOk({"limits"}), Not(HasSubstr("api")));
 }
 
 TEST_F(AwaitctlTest, SubmitManyPrintsASummary) {

@@ -295,6 +295,34 @@ TEST_F(RecoveryTest, APendingJobWhoseKindIsGoneFails) {
   EXPECT_THAT(j.error().message(), HasSubstr("retired_kind"));
 }
 
+TEST_F(RecoveryTest, StoredLimitsAreDeclaredBeforeTheirPendingJobsAreQueued) {
+  {
+    auto store = JobStore::Open({.dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobStore::Batch batch;
+    batch.PutLimit("nightly", 2);
+    batch.PutLimit("db", 7);  // a --limit flag says 3: the flag wins
+    ASSERT_TRUE((*store)->CommitAndWait(std::move(batch)).ok());
+  }
+  ASSERT_TRUE(limits_.DeclareFromFlag("db:3").ok());
+  StoredJob job = Record(4, "echo", R"({"value": 4})");
+  job.mutable_spec()->add_limits("nightly");
+  job.mutable_spec()->add_limits("db");
+  ASSERT_NO_FATAL_FAILURE(Write({{job, StoredState()}}));
+  JobManager::RecoveryStats stats = Recover();
+  EXPECT_EQ(stats.limits, 1u) << "the conflicting one is not counted";
+  EXPECT_EQ(stats.pending, 1u);
+  EXPECT_EQ(stats.unrunnable, 0u);
+  v1::Job j = AwaitFinal(4);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_SUCCEEDED) << j.ShortDebugString();
+  EXPECT_THAT(j.limits(), ::testing::ElementsAre("db", "nightly"));
+  ASSERT_NE(limits_.Find("nightly"), nullptr);
+  EXPECT_EQ(limits_.Find("nightly")->permits(), 2u);
+  EXPECT_EQ(limits_.Find("nightly")->origin(), LimitOrigin::kRpc);
+  EXPECT_EQ(limits_.Find("db")->permits(), 3u);
+  EXPECT_EQ(limits_.Find("db")->origin(), LimitOrigin::kFlag);
+}
+
 TEST_F(RecoveryTest, IdsAndIdempotencyKeysCarryOn) {
   StoredJob keyed = Record(40, "sleep", R"({"seconds": 3600})");
   keyed.mutable_spec()->set_idempotency_key("order-17");
@@ -633,6 +661,13 @@ class DurableDaemonTest : public DaemonTest {
     StopDaemon();
     std::filesystem::remove_all(data_dir_);
   }
+  grpc::Status DeclareLimit(const std::string& name, std::uint32_t permits) {
+    v1::DeclareLimitRequest req;
+    req.set_name(name);
+    req.set_permits(permits);
+    v1::DeclareLimitResponse resp;
+    return stub_->DeclareLimit(Ctx().get(), req, &resp);
+  }
   DaemonOptions Durable() {
     DaemonOptions o = DefaultOptions();
     o.durability = Durability::kSync;
@@ -686,6 +721,75 @@ TEST_F(DurableDaemonTest, ARestartKeepsResultsPendingJobsAndKeys) {
   EXPECT_TRUE(resp.jobs(0).existing());
   // New ids do not reuse old ones.
   EXPECT_GT(SubmitOk({Spec("echo", R"({"value": 1})")})[0], cancelled);
+}
+
+TEST_F(DurableDaemonTest, ALimitDeclaredByRpcSurvivesARestartWithItsJobs) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  ASSERT_TRUE(DeclareLimit("gate", 1).ok());
+  // One job holds the only permit, one waits for it, one waits for its
+  // start time: none of them may fail after the restart for want of the
+  // limit.
+  v1::JobSpec holder = Spec("sleep", R"({"seconds": 3600})");
+  holder.add_limits("gate");
+  v1::JobSpec waiter = Spec("echo", R"({"value": 2})");
+  waiter.add_limits("gate");
+  v1::JobSpec delayed = Spec("echo", R"({"value": 3})");
+  delayed.add_limits("gate");
+  *delayed.mutable_delay() = testing::Seconds(3600);
+  const std::vector<std::uint64_t> ids = SubmitOk({holder, waiter, delayed});
+  ASSERT_EQ(ids.size(), 3u);
+  daemon_->Shutdown();  // SIGTERM's path: the jobs stay in the store
+  StopDaemon();
+
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  v1::ListLimitsResponse limits;
+  ASSERT_TRUE(
+      stub_->ListLimits(Ctx().get(), v1::ListLimitsRequest(), &limits).ok());
+  ASSERT_EQ(limits.limits_size(), 1) << limits.ShortDebugString();
+  EXPECT_EQ(limits.limits(0).name(), "gate");
+  EXPECT_EQ(limits.limits(0).permits(), 1u);
+  EXPECT_EQ(GetOk(ids[2]).state(), v1::JOB_STATE_PENDING);
+  // The holder (retry-safe) runs again and holds the permit; once it is
+  // cancelled the waiter gets it and runs.
+  v1::CancelRequest cancel;
+  cancel.add_ids(ids[0]);
+  v1::CancelResponse cancelled;
+  ASSERT_TRUE(stub_->Cancel(Ctx().get(), cancel, &cancelled).ok());
+  EXPECT_EQ(AwaitDone(ids[0]).state(), v1::JOB_STATE_CANCELLED);
+  const v1::Job ran = AwaitDone(ids[1]);
+  EXPECT_EQ(ran.state(), v1::JOB_STATE_SUCCEEDED) << ran.ShortDebugString();
+  EXPECT_EQ(ran.result().number_value(), 2);
+  EXPECT_EQ(GetOk(ids[2]).state(), v1::JOB_STATE_PENDING);
+}
+
+TEST_F(DurableDaemonTest, ALimitDeletedByRpcStaysDeletedAfterARestart) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  ASSERT_TRUE(DeclareLimit("kept", 2).ok());
+  ASSERT_TRUE(DeclareLimit("gone", 3).ok());
+  {
+    v1::DeleteLimitRequest req;
+    req.set_name("gone");
+    v1::DeleteLimitResponse resp;
+    grpc::Status s = stub_->DeleteLimit(Ctx().get(), req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  daemon_->Shutdown();
+  StopDaemon();
+
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(Durable()));
+  v1::ListLimitsResponse limits;
+  ASSERT_TRUE(
+      stub_->ListLimits(Ctx().get(), v1::ListLimitsRequest(), &limits).ok());
+  ASSERT_EQ(limits.limits_size(), 1) << limits.ShortDebugString();
+  EXPECT_EQ(limits.limits(0).name(), "kept");
+  v1::JobSpec spec = Spec("echo", R"({"value": 1})");
+  spec.add_limits("gone");
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit({spec}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("unknown limit \"gone\""));
+  // Declared again, with another size: a new limit.
+  EXPECT_TRUE(DeclareLimit("gone", 5).ok());
 }
 
 TEST_F(DurableDaemonTest, AGatherSurvivesARestartAndFinishesAfterIt) {

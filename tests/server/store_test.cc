@@ -173,6 +173,38 @@ TEST(StoreTest, ACancelRequestIsMergedAndForgottenWithItsJob) {
   EXPECT_FALSE((**(*store)->GetJob(2)).cancel_requested());
 }
 
+TEST(StoreTest, LimitDeclarationsAreStoredReplacedAndDeletedApartFromJobs) {
+  TempDir dir;
+  {
+    auto store = JobStore::Open({.dir = dir.Sub("store")});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(PutJobs(**store, 1, 2).ok());
+    JobStore::Batch b;
+    b.PutLimit("http", 50);
+    b.PutLimit("db", 10);
+    b.PutLimit("api", 1);
+    ASSERT_TRUE((*store)->CommitAndWait(std::move(b)).ok());
+    JobStore::Batch change;
+    change.PutLimit("db", 12);  // the last declaration wins
+    change.DeleteLimit("api");
+    ASSERT_TRUE((*store)->CommitAndWait(std::move(change)).ok());
+  }
+  auto store = JobStore::Open({.dir = dir.Sub("store")});
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<std::pair<std::string, std::uint32_t>> limits;
+  ASSERT_TRUE(
+      (*store)
+          ->ForEachLimit([&](std::string_view name, const StoredLimit& l) {
+            limits.emplace_back(std::string(name), l.permits());
+            return absl::OkStatus();
+          })
+          .ok());
+  EXPECT_THAT(limits, ::testing::ElementsAre(::testing::Pair("db", 12u),
+                                             ::testing::Pair("http", 50u)));
+  // The limits are no jobs, and the jobs no limits.
+  EXPECT_EQ(AllJobs(**store).size(), 2u);
+}
+
 TEST(StoreTest, ConcurrentCommitsShareSyncs) {
   TempDir dir;
   auto fs = std::make_shared<FaultyFileSystem>();
