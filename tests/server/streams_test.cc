@@ -81,8 +81,8 @@ class StreamsTest : public DaemonTest {
 
   // A channel with a connection of its own (channels with equal arguments
   // otherwise share one).
-  std::unique_ptr<v1::Jobs::Stub> NewConnection() {
-    grpc::ChannelArguments args;
+  std::unique_ptr<v1::Jobs::Stub> NewConnection(
+      grpc::ChannelArguments args = {}) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     channels_.push_back(grpc::CreateCustomChannel(
         daemon_->address(), grpc::InsecureChannelCredentials(), args));
@@ -174,18 +174,31 @@ TEST_F(StreamsTest, SlowWatchReaderIsDroppedItsEventsFreedAndJobsGoOn) {
   DaemonOptions o = DefaultOptions();
   o.service.max_watch_backlog = 32;
   StartDaemon(std::move(o));
-  // On a connection of its own: the jobs' calls below use another.
-  auto conn = NewConnection();
+  // On a connection of its own (the jobs' calls below use another), with a
+  // small flow-control window that does not grow.
+  grpc::ChannelArguments small_window;
+  small_window.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  small_window.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
+  auto conn = NewConnection(small_window);
   UnreadWatch slow(conn.get());
   slow.AwaitSubscribed();
 
-  // Long names fill the stream's flow-control window sooner.
+  // Batches of 8 jobs (at most 24 events, fewer than the backlog), each
+  // waited for. First until the stream's writer stops taking events: it
+  // waits for a write the client never takes (the window is full; long
+  // names fill it sooner). Then until the backlog overflows: the writer is
+  // woken from that write, frees the events and ends the stream.
   v1::JobSpec spec = Spec("echo", R"({"value": 1})");
   spec.set_name(std::string(200, 'n'));
+  constexpr int kBatch = 8;
   int batches = 0;
-  for (; batches < 200 && Stats().dropped_slow == 0; ++batches) {
+  bool stalled = false;
+  for (; batches < 5000 && Stats().dropped_slow == 0; ++batches) {
+    if (!stalled) {
+      stalled = !Eventually([&] { return Stats().backlog_events == 0; }, 1);
+    }
     v1::SubmitRequest req;
-    for (int i = 0; i < 200; ++i) *req.add_jobs() = spec;
+    for (int i = 0; i < kBatch; ++i) *req.add_jobs() = spec;
     v1::SubmitResponse resp;
     ASSERT_TRUE(stub_->Submit(Ctx().get(), req, &resp).ok());
     // The job path goes on: every job of the batch finishes.
@@ -194,10 +207,13 @@ TEST_F(StreamsTest, SlowWatchReaderIsDroppedItsEventsFreedAndJobsGoOn) {
     v1::WaitResponse waited;
     grpc::Status s = stub_->Wait(Ctx(10).get(), wait, &waited);
     ASSERT_TRUE(s.ok()) << s.error_message();
-    ASSERT_EQ(waited.done_size(), 200);
+    ASSERT_EQ(waited.done_size(), kBatch);
+    if (!stalled) {
+      ASSERT_EQ(Stats().dropped_slow, 0u) << "before the stall";
+    }
   }
   ASSERT_TRUE(Eventually([&] { return Stats().dropped_slow == 1; }))
-      << "no drop after " << batches << " batches of 200 jobs";
+      << "no drop after " << batches << " batches of " << kBatch << " jobs";
   // Its queued events were freed (not kept for a reader that may come).
   EXPECT_TRUE(Eventually([&] { return Stats().backlog_events == 0; }));
 
@@ -210,7 +226,7 @@ TEST_F(StreamsTest, SlowWatchReaderIsDroppedItsEventsFreedAndJobsGoOn) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(s.error_message(), HasSubstr("fell more than 32 events behind"));
   EXPECT_THAT(s.error_message(), HasSubstr("--max_watch_backlog"));
-  EXPECT_LT(slow.read(), batches * 200 * 3);  // not every event was kept
+  EXPECT_LT(slow.read(), batches * kBatch * 3);  // not every event was kept
   EXPECT_TRUE(OpenStreamsAre(0));
 }
 
