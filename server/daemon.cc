@@ -127,7 +127,8 @@ absl::Status Daemon::Init() {
                                         {.runtime = runtime_.get(),
                                          .jobs = jobs_.get(),
                                          .limits = &limits_,
-                                         .rpcs = &rpc_stats_});
+                                         .rpcs = &rpc_stats_,
+                                         .service = service_.get()});
     if (!metrics.ok()) return metrics.status();
     metrics_ = *std::move(metrics);
   }

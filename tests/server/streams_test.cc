@@ -173,6 +173,7 @@ TEST_F(StreamsTest, TotalStreamCapRefusesOneMoreFromAnyConnection) {
 TEST_F(StreamsTest, SlowWatchReaderIsDroppedItsEventsFreedAndJobsGoOn) {
   DaemonOptions o = DefaultOptions();
   o.service.max_watch_backlog = 32;
+  o.metrics_listen = "127.0.0.1:0";
   StartDaemon(std::move(o));
   // On a connection of its own (the jobs' calls below use another), with a
   // small flow-control window that does not grow.
@@ -228,6 +229,11 @@ TEST_F(StreamsTest, SlowWatchReaderIsDroppedItsEventsFreedAndJobsGoOn) {
   EXPECT_THAT(s.error_message(), HasSubstr("--max_watch_backlog"));
   EXPECT_LT(slow.read(), batches * kBatch * 3);  // not every event was kept
   EXPECT_TRUE(OpenStreamsAre(0));
+  // Operators see it too.
+  const std::string metrics = daemon_->metrics()->Render();
+  EXPECT_THAT(metrics, HasSubstr("awaitd_streams_dropped_slow_total 1"));
+  EXPECT_THAT(metrics, HasSubstr("awaitd_watch_backlog_events 0"));
+  EXPECT_THAT(metrics, HasSubstr("awaitd_streams_open 0"));
 }
 
 // A reader that keeps up is never dropped, and the backlog drains.
