@@ -1,5 +1,6 @@
 #include "server/daemon.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/impl/server_builder_plugin.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
@@ -53,6 +55,27 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 };
 
 }  // namespace
+
+std::vector<std::pair<std::string, int>> GrpcServerArgs(
+    const DaemonOptions& options) {
+  const auto ms = [](absl::Duration d) {
+    return static_cast<int>(std::clamp<std::int64_t>(
+        absl::ToInt64Milliseconds(d), 1, std::int64_t{INT32_MAX}));
+  };
+  return {
+      {GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams},
+      {GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_time)},
+      {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(options.keepalive_timeout)},
+      // Keepalive pings also while a connection has no call (its clients
+      // may be gone), and clients' own pings at most every 10 s (more often:
+      // after two, the connection is closed, "too_many_pings").
+      {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1},
+      {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000},
+      {GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2},
+      // A connection without calls for an hour is closed (clients reconnect).
+      {GRPC_ARG_MAX_CONNECTION_IDLE_MS, 60 * 60 * 1000},
+  };
+}
 
 Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
 
@@ -106,7 +129,8 @@ options_.service.max_reply_bytes = options_.max_message_bytes;
                                         {.runtime = runtime_.get(),
                                          .jobs = jobs_.get(),
                                          .limits = &limits_,
-                                         .rpcs = &rpc_stats_});
+                                         .rpcs = &rpc_stats_,
+                                         .service = service_.get()});
     if (!metrics.ok()) return metrics.status();
     metrics_ = *std::move(metrics);
   }
@@ -124,6 +148,13 @@ options_.service.max_reply_bytes = options_.max_message_bytes;
   // gRPC sets SO_REUSEPORT by default, which lets a second daemon bind the
   // same port and split the clients between two job tables: refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (const auto& [name, value] : GrpcServerArgs(options_)) {
+    builder.AddChannelArgument(name, value);
+  }
+  grpc::ResourceQuota quota("awaitd");
+  quota.Resize(options_.grpc_memory_bytes);
+  quota.SetMaxThreads(options_.grpc_max_threads);
+  builder.SetResourceQuota(quota);
   // Server interceptors, in the order they see a call (first: outermost).
   // Each part of the daemon that needs one pushes its factory here.
   std::vector<

@@ -65,6 +65,18 @@ struct DaemonOptions {
   bool reflection = true;
   // Largest request or response message.
   std::size_t max_message_bytes = 64 * 1024 * 1024;
+  // The gRPC transport (GrpcServerArgs). HTTP/2 streams (calls of any
+  // kind) one connection may have open at once; the client queues more.
+  int max_concurrent_streams = 1000;
+  // The server pings a connection every `keepalive_time` and closes it when
+  // a ping is not answered within `keepalive_timeout`, so the calls of a
+  // client that vanished (Watch streams) end. Clients may ping every 10 s.
+  absl::Duration keepalive_time = absl::Minutes(1);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  // gRPC's ResourceQuota: the memory its buffers may take (under pressure it
+  // shrinks reads and closes idle connections) and its most threads.
+  std::size_t grpc_memory_bytes = std::size_t{1} << 30;
+  int grpc_max_threads = 256;
   // Declared at start ("name:permits").
   std::vector<std::string> limits;
   // TLS, mutual TLS and bearer tokens (server/auth.h). A non-loopback
@@ -100,6 +112,11 @@ struct DaemonOptions {
   runtime::LogSink log_sink;
 };
 
+// The channel arguments Daemon::Start gives the gRPC server (keepalive,
+// max concurrent streams, idle connections), by name; tests read them back.
+std::vector<std::pair<std::string, int>> GrpcServerArgs(
+    const DaemonOptions& options);
+
 class Daemon {
  public:
   static absl::StatusOr<std::unique_ptr<Daemon>> Start(DaemonOptions options);
@@ -121,6 +138,7 @@ class Daemon {
   void Wait() ABSL_LOCKS_EXCLUDED(mu_);
 
   JobManager& jobs() { return *jobs_; }
+  const JobsService& service() const { return *service_; }
   runtime::Runtime& runtime() { return *runtime_; }
   const Logger& logger() const { return *logger_; }
 

@@ -49,6 +49,29 @@ ABSL_FLAG(int64_t, max_name_length, 256,
           "Longest job name, group name and idempotency key");
 ABSL_FLAG(int64_t, max_ids_per_call, 1000000,
           "Most job ids or inputs in one call");
+ABSL_FLAG(int64_t, max_streams, 10000,
+          "Most Watch and AsCompleted streams open at once; one more fails "
+          "with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_streams_per_connection, 100,
+          "Most Watch and AsCompleted streams open at once on one TCP "
+          "connection; one more fails with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_watch_backlog, 65536,
+          "Events a Watch stream over every job may fall behind its reader; "
+          "beyond it the stream ends with RESOURCE_EXHAUSTED and its events "
+          "are dropped");
+ABSL_FLAG(int64_t, max_concurrent_streams, 1000,
+          "Most calls (HTTP/2 streams) open at once on one connection; the "
+          "client queues more");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Minutes(1),
+          "Ping each connection this often (a vanished client's calls end)");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "Close a connection whose keepalive ping is not answered within "
+          "this");
+ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{1} << 30,
+          "Memory gRPC's buffers may use (its ResourceQuota); under pressure "
+          "it shrinks reads and closes idle connections");
+ABSL_FLAG(int64_t, grpc_max_threads, 256,
+          "Most threads gRPC may run (its ResourceQuota)");
 ABSL_FLAG(absl::Duration, result_ttl, absl::Hours(1),
           "How long finished jobs are kept (then Get says NOT_FOUND)");
 ABSL_FLAG(int64_t, max_finished_jobs, 1000000,
@@ -168,6 +191,14 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
       {"max_result_bytes", absl::GetFlag(FLAGS_max_result_bytes),
        &o.jobs.max_result_bytes},
       {"max_limits", absl::GetFlag(FLAGS_max_limits), &o.jobs.max_limits},
+      {"max_streams", absl::GetFlag(FLAGS_max_streams), &o.service.max_streams},
+      {"max_streams_per_connection",
+       absl::GetFlag(FLAGS_max_streams_per_connection),
+       &o.service.max_streams_per_connection},
+      {"max_watch_backlog", absl::GetFlag(FLAGS_max_watch_backlog),
+       &o.service.max_watch_backlog},
+      {"grpc_memory_bytes", absl::GetFlag(FLAGS_grpc_memory_bytes),
+       &o.grpc_memory_bytes},
   };
   for (const SizeFlag& f : sizes) {
     absl::Status s = Positive(f.value, f.name);
@@ -184,6 +215,41 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   if (o.max_message_bytes > INT32_MAX) {
     return absl::InvalidArgumentError(
         "--max_message_bytes: must be below 2 GiB");
+  }
+  struct IntFlag {
+    const char* name;
+    int64_t value;
+    int* out;
+  } ints[] = {
+      {"max_concurrent_streams", absl::GetFlag(FLAGS_max_concurrent_streams),
+       &o.max_concurrent_streams},
+      {"grpc_max_threads", absl::GetFlag(FLAGS_grpc_max_threads),
+       &o.grpc_max_threads},
+  };
+  for (const IntFlag& f : ints) {
+    if (f.value <= 0 || f.value > INT32_MAX) {
+      return absl::InvalidArgumentError(
+          StrCat("--", f.name, "=", f.value, ": must be in 1..", INT32_MAX));
+    }
+    *f.out = static_cast<int>(f.value);
+  }
+  struct DurationFlag {
+    const char* name;
+    absl::Duration value;
+    absl::Duration* out;
+  } durations[] = {
+      {"keepalive_time", absl::GetFlag(FLAGS_keepalive_time),
+       &o.keepalive_time},
+      {"keepalive_timeout", absl::GetFlag(FLAGS_keepalive_timeout),
+       &o.keepalive_timeout},
+  };
+  for (const DurationFlag& f : durations) {
+    if (f.value < absl::Milliseconds(1) || f.value > absl::Hours(24 * 24)) {
+      return absl::InvalidArgumentError(StrCat("--", f.name, "=",
+                                               absl::FormatDuration(f.value),
+                                               ": must be in 1ms..576h"));
+    }
+    *f.out = f.value;
   }
   o.jobs.result_ttl = absl::GetFlag(FLAGS_result_ttl);
   if (o.jobs.result_ttl <= absl::ZeroDuration()) {

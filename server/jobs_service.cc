@@ -272,10 +272,14 @@ class UnaryCall : public grpc::ServerUnaryReactor, public CallBase {
   void SendFinish(grpc::Status status) override { Finish(std::move(status)); }
 };
 
+// A server stream. It holds one stream admitted by JobsService::OpenStream
+// for `peer`, released when the call is destroyed (after gRPC's OnDone).
 template <typename Response>
 class StreamCall : public grpc::ServerWriteReactor<Response>, public CallBase {
  public:
-  explicit StreamCall(JobsService* s) : CallBase(s) {}
+  StreamCall(JobsService* s, std::string peer)
+      : CallBase(s), peer_(std::move(peer)) {}
+  ~StreamCall() override { service_->CloseStream(peer_); }
   void OnCancel() override { CancelTask("the client cancelled the call"); }
   void OnDone() override { Unref(); }
   void OnWriteDone(bool ok) override {
@@ -289,18 +293,33 @@ class StreamCall : public grpc::ServerWriteReactor<Response>, public CallBase {
     this->Finish(std::move(status));
   }
 
-  // Writes `out_` and waits for it to be sent; false if the stream broke.
+  // Writes `out_` and waits for it to be sent; false if the stream broke or
+  // was dropped (then a write may still be outstanding: write no more, only
+  // finish).
   runtime::Task<bool> WriteOut() {
     // Nothing more is told once the service shut down (see FinishWith).
     if (service_->shutting_down()) co_return false;
     {
       absl::MutexLock lock(&write_mu_);
+      if (dropped_) co_return false;
       write_done_.Clear();
     }
     this->StartWrite(&out_);
     co_await write_done_.Wait();
     absl::MutexLock lock(&write_mu_);
-    co_return write_ok_;
+    co_return write_ok_ && !dropped_;
+  }
+
+  // Ends a wait in WriteOut at once, and fails every later one: the stream
+  // is being ended (a slow reader), whether or not the client ever takes
+  // the message being written. Any thread; never blocks (the job path calls
+  // it).
+  void Drop() ABSL_LOCKS_EXCLUDED(write_mu_) {
+    {
+      absl::MutexLock lock(&write_mu_);
+      dropped_ = true;
+    }
+    write_done_.Set();
   }
 
   // The message being written: a member, so it outlives a write that the
@@ -308,8 +327,11 @@ class StreamCall : public grpc::ServerWriteReactor<Response>, public CallBase {
   Response out_;
 
  private:
+  const std::string peer_;
   absl::Mutex write_mu_;
   bool write_ok_ ABSL_GUARDED_BY(write_mu_) = true;
+  bool dropped_ ABSL_GUARDED_BY(write_mu_) = false;
+  // Set by OnWriteDone, or by Drop.
   runtime::Event write_done_;
 };
 
@@ -609,9 +631,11 @@ class GroupCall final : public UnaryCall {
 // asyncio.as_completed.
 class AsCompletedCall final : public StreamCall<v1::AsCompletedResponse> {
  public:
-  AsCompletedCall(JobsService* s, std::vector<JobPtr> jobs,
+  AsCompletedCall(JobsService* s, std::string peer, std::vector<JobPtr> jobs,
                   std::optional<absl::Duration> timeout)
-      : StreamCall(s), jobs_(std::move(jobs)), timeout_(timeout) {
+      : StreamCall(s, std::move(peer)),
+        jobs_(std::move(jobs)),
+        timeout_(timeout) {
     Start([this](TaskRef ref) { return Run(std::move(ref)); });
   }
 
@@ -700,8 +724,8 @@ void FillEvent(const Job& job, JobState state, v1::WatchResponse* out) {
 // Watch over given ids: current states, then changes, until all are done.
 class WatchIdsCall final : public StreamCall<v1::WatchResponse> {
  public:
-  WatchIdsCall(JobsService* s, std::vector<JobPtr> jobs)
-      : StreamCall(s), jobs_(Unique(std::move(jobs))) {
+  WatchIdsCall(JobsService* s, std::string peer, std::vector<JobPtr> jobs)
+      : StreamCall(s, std::move(peer)), jobs_(Unique(std::move(jobs))) {
     Start([this](TaskRef ref) { return Run(std::move(ref)); });
   }
 
@@ -760,20 +784,30 @@ class WatchIdsCall final : public StreamCall<v1::WatchResponse> {
 class WatchAllCall final : public StreamCall<v1::WatchResponse>,
                            public JobEventListener {
  public:
-  explicit WatchAllCall(JobsService* s)
-      : StreamCall(s), max_backlog_(s->options().max_watch_backlog) {
+  WatchAllCall(JobsService* s, std::string peer)
+      : StreamCall(s, std::move(peer)),
+        max_backlog_(s->options().max_watch_backlog) {
     Start([this](TaskRef ref) { return Run(std::move(ref)); });
   }
+  ~WatchAllCall() override { FreeBacklog(); }
 
+  // The job path: never waits for the reader. A full backlog drops the
+  // stream: its task is woken (also from a write the client never takes),
+  // frees the events and ends the call.
   void OnJobEvent(const JobPtr& job, JobState state) override {
-    absl::MutexLock lock(&mu_);
-    if (overflow_) return;
-    if (backlog_.size() >= max_backlog_) {
-      overflow_ = true;
-    } else {
-      backlog_.push_back({job, state});
+    {
+      absl::MutexLock lock(&mu_);
+      if (overflow_) return;
+      if (backlog_.size() >= max_backlog_) {
+        overflow_ = true;
+      } else {
+        backlog_.push_back({job, state});
+        service_->AddBacklog(1);
+      }
+      ready_.Set();
+      if (!overflow_) return;
     }
-    ready_.Set();
+    Drop();
   }
 
  private:
@@ -795,6 +829,7 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
       co_return;
     }
     grpc::Status status = grpc::Status::OK;
+    bool cancelled = false;
     try {
       Subscription sub(service_->jobs(), this);
       // Initial metadata tells the client it is subscribed: every job event
@@ -802,29 +837,21 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
       StartSendInitialMetadata();
       for (;;) {
         co_await ready_.Wait();
-        std::deque<JobEvent> batch;
-        bool overflow;
         {
           absl::MutexLock lock(&mu_);
           ready_.Clear();
-          batch.swap(backlog_);
-          overflow = overflow_;
-        }
-        if (overflow) {
-          status = grpc::Status(
-              grpc::StatusCode::RESOURCE_EXHAUSTED,
-              StrCat(
-                  "watch: the client fell more than ", max_backlog_,
-                  " events behind; watch fewer jobs (by id) or read faster"));
-          break;
+          if (overflow_) break;
+          sending_.swap(backlog_);  // sending_ is empty here
         }
         bool ok = true;
-        for (const JobEvent& e : batch) {
-          FillEvent(*e.job, e.state, &out_);
+        while (!sending_.empty()) {
+          FillEvent(*sending_.front().job, sending_.front().state, &out_);
           if (!co_await WriteOut()) {
             ok = false;
             break;
           }
+          sending_.pop_front();
+          service_->AddBacklog(-1);
         }
         if (!ok) {
           status =
@@ -834,8 +861,35 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
       }
     } catch (const runtime::CancelledError&) {
       status = CancelledStatus();
+      cancelled = true;
+    }
+    bool overflow;
+    {
+      absl::MutexLock lock(&mu_);
+      overflow = overflow_;
+    }
+    FreeBacklog();
+    if (overflow && !cancelled) {
+      service_->CountDroppedSlow();
+      status = grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          StrCat("watch: the client fell more than ", max_backlog_,
+                 " events behind (--max_watch_backlog) and was dropped; "
+                 "watch fewer jobs (by id) or read faster"));
     }
     FinishWith(std::move(status));
+  }
+
+  // Lets go of every event not sent (and of the jobs they hold).
+  void FreeBacklog() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::deque<JobEvent> queued;
+    {
+      absl::MutexLock lock(&mu_);
+      queued.swap(backlog_);
+    }
+    service_->AddBacklog(
+        -static_cast<std::ptrdiff_t>(queued.size() + sending_.size()));
+    sending_.clear();
   }
 
   const std::size_t max_backlog_;
@@ -843,6 +897,8 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
   absl::Mutex mu_;
   std::deque<JobEvent> backlog_ ABSL_GUARDED_BY(mu_);
   bool overflow_ ABSL_GUARDED_BY(mu_) = false;
+  // The events being written; the task's own.
+  std::deque<JobEvent> sending_;
 };
 
 // --- JobsService ------------------------------------------------------------
@@ -873,6 +929,66 @@ void JobsService::Unregister(CallBase* call) {
   absl::MutexLock lock(&mu_);
   calls_.erase(call);
   if (calls_.empty()) calls_empty_.SignalAll();
+}
+
+namespace {
+
+// A TCP peer ("ipv4:10.0.0.7:41234", "ipv6:[::1]:41234") names one
+// connection; every client of a Unix socket has the same peer ("unix:").
+bool PeerIsOneConnection(std::string_view peer) {
+  return peer.starts_with("ipv4:") || peer.starts_with("ipv6:");
+}
+
+}  // namespace
+
+absl::Status JobsService::OpenStream(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  if (open_streams_ >= options_.max_streams) {
+    return absl::ResourceExhaustedError(
+        StrCat("streams: ", open_streams_,
+               " Watch and AsCompleted streams are open, the most "
+               "--max_streams=",
+               options_.max_streams, " allows; end one first"));
+  }
+  if (PeerIsOneConnection(peer)) {
+    std::size_t& n = streams_by_peer_[peer];
+    if (n >= options_.max_streams_per_connection) {
+      const std::size_t open = n;
+      if (n == 0) streams_by_peer_.erase(peer);
+      return absl::ResourceExhaustedError(
+          StrCat("streams: ", open,
+                 " Watch and AsCompleted streams are open on this connection "
+                 "(",
+                 peer, "), the most --max_streams_per_connection=",
+                 options_.max_streams_per_connection,
+                 " allows; end one first or open another connection"));
+    }
+    ++n;
+  }
+  ++open_streams_;
+  return absl::OkStatus();
+}
+
+void JobsService::CloseStream(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  --open_streams_;
+  if (PeerIsOneConnection(peer)) {
+    auto it = streams_by_peer_.find(peer);
+    if (it != streams_by_peer_.end() && --it->second == 0)
+      streams_by_peer_.erase(it);
+  }
+}
+
+JobsService::StreamStats JobsService::stream_stats() const {
+  StreamStats out;
+  {
+    absl::MutexLock lock(&mu_);
+    out.open = open_streams_;
+  }
+  out.dropped_slow = dropped_slow_.load(std::memory_order_relaxed);
+  out.backlog_events =
+      static_cast<std::size_t>(backlog_events_.load(std::memory_order_relaxed));
+  return out;
 }
 
 void JobsService::Shutdown() {
@@ -1132,8 +1248,10 @@ grpc::ServerWriteReactor<v1::AsCompletedResponse>* JobsService::AsCompleted(
     jobs = jobs_.Resolve(request->jobs(), "jobs");
     if (!jobs.ok()) s = jobs.status();
   }
+  std::string peer = ctx->peer();
+  if (s.ok()) s = OpenStream(peer);
   if (!s.ok()) return new FailedStream<v1::AsCompletedResponse>(s);
-  return new AsCompletedCall(this, *std::move(jobs), *timeout);
+  return new AsCompletedCall(this, std::move(peer), *std::move(jobs), *timeout);
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* JobsService::Watch(
@@ -1141,10 +1259,17 @@ grpc::ServerWriteReactor<v1::WatchResponse>* JobsService::Watch(
   if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok()) {
     return new FailedStream<v1::WatchResponse>(denied);
   }
-  if (request->ids_size() == 0) return new WatchAllCall(this);
-  auto jobs = FindAll(request->ids());
-  if (!jobs.ok()) return new FailedStream<v1::WatchResponse>(jobs.status());
-  return new WatchIdsCall(this, *std::move(jobs));
+  absl::StatusOr<std::vector<JobPtr>> jobs;
+  if (request->ids_size() > 0) {
+    jobs = FindAll(request->ids());
+    if (!jobs.ok()) return new FailedStream<v1::WatchResponse>(jobs.status());
+  }
+  std::string peer = ctx->peer();
+  if (absl::Status s = OpenStream(peer); !s.ok()) {
+    return new FailedStream<v1::WatchResponse>(s);
+  }
+  if (request->ids_size() == 0) return new WatchAllCall(this, std::move(peer));
+  return new WatchIdsCall(this, std::move(peer), *std::move(jobs));
 }
 
 grpc::ServerUnaryReactor* JobsService::List(grpc::CallbackServerContext* ctx,

@@ -13,9 +13,12 @@
 #ifndef AWAITD_SERVER_JOBS_SERVICE_H_
 #define AWAITD_SERVER_JOBS_SERVICE_H_
 
+#include <atomic>
 #include <cstddef>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "awaitd/v1/jobs.grpc.pb.h"
@@ -31,8 +34,18 @@ struct JobsServiceOptions {
   // Ids in one call (Get, Cancel, Wait, ... ).
   std::size_t max_ids_per_call = 1'000'000;
   // Events a Watch stream over every job may fall behind before it is ended
-  // with RESOURCE_EXHAUSTED.
+  // with RESOURCE_EXHAUSTED (its queued events are freed at once; the job
+  // path never waits for a reader). Watch by ids and AsCompleted queue no
+  // messages: they keep one 8-byte change per job state change (at most two
+  // per id, so their backlog is bounded by max_ids_per_call) and build each
+  // message when it is sent.
   std::size_t max_watch_backlog = 65'536;
+  // Streams (Watch, AsCompleted) open at once, in all and from one client
+  // connection (its peer address, "ipv4:10.0.0.7:41234"); one more fails
+  // with RESOURCE_EXHAUSTED. Clients on a Unix socket all have the same
+  // peer address, so only `max_streams` applies to them.
+  std::size_t max_streams = 10'000;
+  std::size_t max_streams_per_connection = 100;
   // Length of a cancellation message.
   std::size_t max_message_length = 1024;
   // Bytes of one reply (or stream message): a reply is sized before it is
@@ -104,6 +117,28 @@ class JobsService final : public v1::Jobs::CallbackService {
   bool Register(CallBase* call) ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(CallBase* call) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Admits one more stream from `peer` (ctx->peer()), or RESOURCE_EXHAUSTED
+  // naming the flag and the count when max_streams or
+  // max_streams_per_connection is reached. Every admitted stream is released
+  // once, by CloseStream(peer), when its call is destroyed.
+  absl::Status OpenStream(const std::string& peer) ABSL_LOCKS_EXCLUDED(mu_);
+  void CloseStream(const std::string& peer) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Streams' bookkeeping, for tests and metrics.
+  struct StreamStats {
+    std::size_t open = 0;            // admitted and not yet destroyed
+    std::size_t dropped_slow = 0;    // ended for a full backlog, ever
+    std::size_t backlog_events = 0;  // queued in Watch-all backlogs now
+  };
+  StreamStats stream_stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Called by the streams (any thread, lock-free: the job path calls them).
+  void AddBacklog(std::ptrdiff_t events) {
+    backlog_events_.fetch_add(events, std::memory_order_relaxed);
+  }
+  void CountDroppedSlow() {
+    dropped_slow_.fetch_add(1, std::memory_order_relaxed);
+  }
+
  private:
   // Every id, looked up (NOT_FOUND naming "ids[i]"), or the first error.
   absl::StatusOr<std::vector<JobPtr>> FindAll(
@@ -118,6 +153,12 @@ class JobsService final : public v1::Jobs::CallbackService {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<CallBase*> calls_ ABSL_GUARDED_BY(mu_);
   absl::CondVar calls_empty_;
+  std::size_t open_streams_ ABSL_GUARDED_BY(mu_) = 0;
+  // Open streams by peer; a peer leaves the map with its last stream.
+  absl::flat_hash_map<std::string, std::size_t> streams_by_peer_
+      ABSL_GUARDED_BY(mu_);
+  std::atomic<std::ptrdiff_t> backlog_events_{0};
+  std::atomic<std::size_t> dropped_slow_{0};
 };
 
 }  // namespace awaitd::server

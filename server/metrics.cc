@@ -305,6 +305,7 @@ class MetricsServer::Collector final : public prometheus::Collectable {
     if (s_.runtime != nullptr) AddRuntime(out);
     if (s_.limits != nullptr) AddLimits(out);
     if (s_.rpcs != nullptr) AddRpcs(out);
+    if (s_.service != nullptr) AddStreams(out);
     AddProcessFamilies(out);
     return out;
   }
@@ -469,6 +470,26 @@ class MetricsServer::Collector final : public prometheus::Collectable {
     out.push_back(permits.Take());
     out.push_back(holders.Take());
     out.push_back(waiters.Take());
+  }
+
+  void AddStreams(std::vector<MetricFamily>& out) const {
+    const JobsService::StreamStats st = s_.service->stream_stats();
+    Family open("awaitd_streams_open",
+                "Watch and AsCompleted streams open now.", MetricType::Gauge);
+    open.Value(D(st.open));
+    Family dropped("awaitd_streams_dropped_slow_total",
+                   "Watch streams ended because their reader fell more than "
+                   "--max_watch_backlog events behind.",
+                   MetricType::Counter);
+    dropped.Value(D(st.dropped_slow));
+    Family backlog("awaitd_watch_backlog_events",
+                   "Events queued for Watch streams over every job, not yet "
+                   "sent.",
+                   MetricType::Gauge);
+    backlog.Value(D(st.backlog_events));
+    out.push_back(open.Take());
+    out.push_back(dropped.Take());
+    out.push_back(backlog.Take());
   }
 
   void AddRpcs(std::vector<MetricFamily>& out) const {

@@ -32,6 +32,7 @@
 #include "runtime/runtime.h"
 #include "server/job_manager.h"
 #include "server/job_stats.h"
+#include "server/jobs_service.h"
 #include "server/limits.h"
 
 namespace prometheus {
@@ -91,6 +92,7 @@ class MetricsServer {
     const JobManager* jobs = nullptr;
     const LimitRegistry* limits = nullptr;
     const RpcStats* rpcs = nullptr;
+    const JobsService* service = nullptr;  // its streams
   };
 
   // Listens on `listen` ("host:port"; port 0 picks one) and serves
