@@ -523,9 +523,10 @@ int OnCivetLog(const mg_connection*, const char* message) {
   return 1;  // handled: civetweb prints nothing itself
 }
 
+// `body` is sent unless `head_only` (a HEAD request: its length still is).
 void SendResponse(mg_connection* conn, int code, std::string_view reason,
                   std::string_view extra_headers, std::string_view type,
-                  std::string_view body) {
+                  std::string_view body, bool head_only = false) {
   mg_printf(conn,
             "HTTP/1.1 %d %.*s\r\n%.*sContent-Type: %.*s\r\n"
             "Content-Length: %zu\r\nCache-Control: no-store\r\n"
@@ -533,7 +534,7 @@ void SendResponse(mg_connection* conn, int code, std::string_view reason,
             code, static_cast<int>(reason.size()), reason.data(),
             static_cast<int>(extra_headers.size()), extra_headers.data(),
             static_cast<int>(type.size()), type.data(), body.size());
-  mg_write(conn, body.data(), body.size());
+  if (!head_only) mg_write(conn, body.data(), body.size());
 }
 
 }  // namespace
@@ -605,9 +606,8 @@ int MetricsServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
       return 401;
     }
   }
-  const std::string body = method == "HEAD" ? std::string() : self->Render();
   SendResponse(conn, 200, "OK", "", "text/plain; version=0.0.4; charset=utf-8",
-               body);
+               self->Render(), /*head_only=*/method == "HEAD");
   return 200;
 }
 
