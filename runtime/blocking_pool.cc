@@ -3,21 +3,42 @@
 
 #include <pthread.h>
 
+#include <new>
+#include <string>
+#include <system_error>
 #include <thread>
+#include <utility>
 
 namespace awaitd::runtime {
 
 BlockingPool::BlockingPool(Options options) : options_(std::move(options)) {
   internal::MutexLock lock(&mu_);
-  for (std::uint32_t i = 0; i < options_.min_threads; ++i) SpawnThreadLocked();
+  for (std::uint32_t i = 0; i < options_.min_threads; ++i) {
+    (void)SpawnThreadLocked();  // one that cannot start is missing
+  }
 }
 
 BlockingPool::~BlockingPool() { Shutdown(); }
 
-bool BlockingPool::Submit(Job* job) {
+BlockingPool::SubmitResult BlockingPool::Submit(Job* job) {
   job->next = nullptr;
   internal::MutexLock lock(&mu_);
-  if (shutdown_) return false;
+  if (shutdown_) return {Refusal::kShutdown, {}};
+  if (idle_ > pending_wakeups_) {
+    ++pending_wakeups_;
+    work_cv_.Signal();
+  } else if (threads_ < options_.max_threads) {
+    // Started before the job is queued, so a refused job was never seen by
+    // any thread. (The new thread waits for mu_ before it looks.)
+    if (const std::error_code ec = SpawnThreadLocked(); ec) {
+      return {Refusal::kNoThread,
+              "cannot start a blocking-pool thread: " + ec.message() + " (" +
+                  std::to_string(threads_) + " threads, at most " +
+                  std::to_string(options_.max_threads) + ")"};
+    }
+  }
+  // Otherwise every thread is busy and the pool is at its maximum: the job
+  // waits for the next thread to finish.
   if (tail_ == nullptr) {
     head_ = job;
   } else {
@@ -25,23 +46,28 @@ bool BlockingPool::Submit(Job* job) {
   }
   tail_ = job;
   ++queued_;
-  if (idle_ > pending_wakeups_) {
-    ++pending_wakeups_;
-    work_cv_.Signal();
-  } else if (threads_ < options_.max_threads) {
-    SpawnThreadLocked();
-  }
-  // Otherwise every thread is busy and the pool is at its maximum: the job
-  // waits for the next thread to finish.
-  return true;
+  return {};
 }
 
-void BlockingPool::SpawnThreadLocked() {
-  ++threads_;
+std::error_code BlockingPool::SpawnThreadLocked() {
   // Detached: a retiring thread cannot join itself. Shutdown waits on
   // `threads_` instead, and a thread touches no member after it has
   // decremented it.
-  std::thread([this] { ThreadMain(); }).detach();
+  std::function<void()> body = [this] { ThreadMain(); };
+  std::error_code ec;
+  if (options_.start_thread) {
+    ec = options_.start_thread(std::move(body));
+  } else {
+    try {
+      std::thread(std::move(body)).detach();
+    } catch (const std::system_error& e) {
+      ec = e.code();
+    } catch (const std::bad_alloc&) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+    }
+  }
+  if (!ec) ++threads_;  // the thread waits for mu_, held here
+  return ec;
 }
 
 void BlockingPool::ThreadMain() {

@@ -9,6 +9,13 @@
 // Jobs are intrusive (the ToThread awaiter, living in the awaiting
 // coroutine's frame, is the job), so submitting allocates nothing.
 //
+// A thread that cannot be started (the process is out of threads or
+// memory: pthread_create's EAGAIN) fails only the job that needed it:
+// Submit refuses that job with kNoThread and the reason, and the pool goes
+// on with the threads it has. (It is refused rather than queued behind busy
+// threads, which may block for as long as their work does.) A thread of
+// `min_threads` that cannot be started is simply missing.
+//
 // Shutdown: Shutdown() stops admission, completes every queued job with
 // `cancelled = true` without running it, waits for running jobs to return
 // (blocking work cannot be interrupted; it may poll its stop token), and
@@ -21,7 +28,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <system_error>
 
 #include "absl/base/thread_annotations.h"
 #include "runtime/internal/mutex.h"
@@ -36,6 +45,24 @@ class BlockingPool {
     std::uint32_t max_threads = 512;
     std::chrono::nanoseconds keep_alive = std::chrono::seconds(10);
     std::string thread_name = "awaitd-blocking";
+    // Starts a detached thread that runs `body`, or returns why it could
+    // not (then `body` never runs). Null: std::thread. Tests inject thread
+    // start failures here.
+    std::function<std::error_code(std::function<void()> body)> start_thread;
+  };
+
+  // Why Submit did not take a job.
+  enum class Refusal {
+    kNone,
+    kShutdown,  // Shutdown began
+    kNoThread,  // the job needed a new thread, which could not be started
+  };
+  struct SubmitResult {
+    Refusal refusal = Refusal::kNone;
+    // For kNoThread: what failed ("cannot start a blocking-pool thread:
+    // Resource temporarily unavailable (8 threads, at most 512)").
+    std::string error;
+    explicit operator bool() const { return refusal == Refusal::kNone; }
   };
 
   // A unit of blocking work, in two steps. `run(job)` does the work on a
@@ -58,15 +85,19 @@ class BlockingPool {
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
 
-  // Queues `job`. Returns false (not taking it) after Shutdown began.
-  bool Submit(Job* job);
+  // Queues `job`, and true. False (the job is not taken: neither of its
+  // functions is called) after Shutdown began, or when the job needed a new
+  // thread and none could be started.
+  SubmitResult Submit(Job* job);
 
   void Shutdown();
 
   BlockingPoolMetrics Metrics() const;
 
  private:
-  void SpawnThreadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a thread (counted in `threads_` once started), or returns why
+  // it could not.
+  std::error_code SpawnThreadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ThreadMain();
 
   const Options options_;

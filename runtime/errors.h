@@ -45,6 +45,15 @@ class RuntimeShutdownError : public std::runtime_error {
       : std::runtime_error(message) {}
 };
 
+// ToThread: the work needed a new blocking-pool thread and none could be
+// started (the process is out of threads or memory). The work did not run.
+// Python's to_thread raises RuntimeError("can't start new thread") there.
+class ThreadStartError : public std::runtime_error {
+ public:
+  explicit ThreadStartError(const std::string& message)
+      : std::runtime_error(message) {}
+};
+
 }  // namespace awaitd::runtime
 
 #endif  // AWAITD_RUNTIME_ERRORS_H_

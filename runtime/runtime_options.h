@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <system_error>
 
 #include "runtime/log.h"
 
@@ -29,6 +31,9 @@ struct RuntimeOptions {
   std::uint32_t blocking_min_threads = 0;
   std::uint32_t blocking_max_threads = 512;
   std::chrono::nanoseconds blocking_keep_alive = std::chrono::seconds(10);
+  // Tests: how the blocking pool starts a thread (BlockingPool::Options::
+  // start_thread); null: std::thread.
+  std::function<std::error_code(std::function<void()>)> blocking_start_thread;
 
   // A task that runs longer than this without suspending is counted as a
   // stall and logged with its id. Zero disables the detector.

@@ -9,7 +9,9 @@
 // worker that last ran it (through that worker's inbox) and gets the value,
 // or the exception the function threw. If the runtime shuts down before a
 // pool thread picks the call up, it is not run and RuntimeShutdownError is
-// raised instead.
+// raised instead; if it needed a new pool thread and none could be started,
+// it is not run either and ThreadStartError is raised (the task and the
+// runtime go on).
 //
 // Cancellation (asyncio.to_thread): cancelling the awaiting task ends the
 // await at once with CancelledError. The thread cannot be interrupted: it
@@ -138,8 +140,14 @@ class [[nodiscard]] ToThreadAwaiter {
     call_->node.task = task_;
     call_->run = &internal::ToThreadCall<F>::Run;
     call_->complete = &internal::ToThreadCall<F>::Complete;
-    if (!task_->scheduler()->blocking_pool().Submit(call_)) {
-      call_->error = std::make_exception_ptr(RuntimeShutdownError());
+    if (BlockingPool::SubmitResult r =
+            task_->scheduler()->blocking_pool().Submit(call_);
+        !r) {
+      call_->error =
+          r.refusal == BlockingPool::Refusal::kNoThread
+              ? std::make_exception_ptr(ThreadStartError(
+                    "can't start new thread (" + r.error + ")"))
+              : std::make_exception_ptr(RuntimeShutdownError());
       return false;
     }
     submitted_ = true;

@@ -276,8 +276,10 @@ class AuthInterceptorFactory final
 }  // namespace
 
 bool IsLoopbackListenAddress(std::string_view listen) {
-  if (listen.rfind("unix:", 0) == 0 || listen.rfind("unix-abstract:", 0) == 0)
-    return true;
+  // A path socket is guarded by its file's permissions; an abstract one by
+  // nothing (any process of the network namespace may connect).
+  if (listen.rfind("unix:", 0) == 0) return true;
+  if (listen.rfind("unix-abstract:", 0) == 0) return false;
   for (std::string_view scheme : {"ipv4:", "ipv6:", "dns:///", "dns:"}) {
     if (listen.rfind(scheme, 0) == 0) {
       listen.remove_prefix(scheme.size());
@@ -325,7 +327,100 @@ void Authenticator::X509StoreDeleter::operator()(void* store) const {
 Authenticator::~Authenticator() = default;
 
 bool Authenticator::TokenExempt(std::string_view method) {
-  return method.rfind("/grpc.health.v1.Health/", 0) == 0;
+  // Only the unary Check (see the header: Watch streams are not exempt).
+  return method == "/grpc.health.v1.Health/Check";
+}
+
+absl::StatusOr<std::shared_ptr<const Authenticator::Digests>>
+Authenticator::LoadTokens() const {
+  auto text = ReadFile("token_file", token_file_);
+  if (!text.ok()) return text.status();
+  auto digests = std::make_shared<Digests>();
+  std::string_view rest = *text;
+  int line_no = 0;
+  while (!rest.empty()) {
+    ++line_no;
+    const std::size_t nl = rest.find('\n');
+    std::string_view line = Trim(rest.substr(0, nl));
+    rest =
+        nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.empty() || line.front() == '#') continue;
+    for (const char c : line) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u <= 0x20 || u > 0x7e) {
+        return absl::InvalidArgumentError(
+            StrCat("--token_file=", token_file_, ": line ", line_no,
+                   ": a token must be printable ASCII without spaces"));
+      }
+    }
+    digests->push_back(Sha256(line));
+  }
+  if (digests->empty()) {
+    return absl::InvalidArgumentError(
+        StrCat("--token_file=", token_file_,
+               ": no token in it (one per line; blank lines and '#' "
+               "comments are ignored)"));
+  }
+  struct stat st;
+  if (stat(token_file_.c_str(), &st) == 0 && (st.st_mode & 0077) != 0) {
+    logger_.Log(LogLevel::kWarning,
+                "component=auth event=token_file_not_private file=",
+                LogQuote(token_file_),
+                " hint=\"chmod 600: others may read the tokens\"");
+  }
+  return std::shared_ptr<const Digests>(std::move(digests));
+}
+
+std::shared_ptr<const Authenticator::Digests> Authenticator::CurrentTokens()
+    const {
+  absl::ReaderMutexLock lock(&tokens_mu_);
+  return token_digests_;
+}
+
+std::size_t Authenticator::tokens() const {
+  const std::shared_ptr<const Digests> t = CurrentTokens();
+  return t == nullptr ? 0 : t->size();
+}
+
+absl::StatusOr<std::size_t> Authenticator::ReloadTokens() {
+  if (!token_file()) {
+    return absl::FailedPreconditionError(
+        "no --token_file to reload (tokens are off)");
+  }
+  auto tokens = LoadTokens();
+  if (!tokens.ok()) {
+    logger_.Log(LogLevel::kError,
+                "component=auth event=tokens_reload_failed file=",
+                LogQuote(token_file_), " kept=", this->tokens(),
+                " error=", LogQuote(tokens.status().ToString()));
+    return tokens.status();
+  }
+  const std::size_t n = (*tokens)->size();
+  {
+    absl::MutexLock lock(&tokens_mu_);
+    token_digests_ = *std::move(tokens);
+  }
+  logger_.Log(LogLevel::kInfo, "component=auth event=tokens_reloaded file=",
+              LogQuote(token_file_), " tokens=", n);
+  return n;
+}
+
+absl::Status Authenticator::MetricsAccess(std::string_view metrics_listen,
+                                          bool* needs_token) const {
+  *needs_token = false;
+  if (metrics_public_ || IsLoopbackListenAddress(metrics_listen)) {
+    return absl::OkStatus();
+  }
+  if (token_file()) {
+    *needs_token = true;
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(StrCat(
+      "--metrics_listen=", metrics_listen,
+      ": not a loopback address, and no --token_file is configured to "
+      "protect it; give --token_file (scrapes then send \"Authorization: "
+      "Bearer <token>\"), or --metrics_public to serve the metrics to "
+      "anyone who can reach it"));
 }
 
 absl::StatusOr<std::shared_ptr<Authenticator>> Authenticator::Create(
@@ -402,52 +497,26 @@ absl::StatusOr<std::shared_ptr<Authenticator>> Authenticator::Create(
   }
 
   // Tokens.
+  a->token_file_ = o.token_file;
+  a->metrics_public_ = o.metrics_public;
   if (!o.token_file.empty()) {
-    auto text = ReadFile("token_file", o.token_file);
-    if (!text.ok()) return text.status();
-    std::string_view rest = *text;
-    int line_no = 0;
-    while (!rest.empty()) {
-      ++line_no;
-      const std::size_t nl = rest.find('\n');
-      std::string_view line = Trim(rest.substr(0, nl));
-      rest = nl == std::string_view::npos ? std::string_view()
-                                          : rest.substr(nl + 1);
-      if (line.empty() || line.front() == '#') continue;
-      for (const char c : line) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u > 0x7e) {
-          return absl::InvalidArgumentError(
-              StrCat("--token_file=", o.token_file, ": line ", line_no,
-                     ": a token must be printable ASCII without spaces"));
-        }
-      }
-      a->token_digests_.push_back(Sha256(line));
-    }
-    if (a->token_digests_.empty()) {
-      return absl::InvalidArgumentError(
-          StrCat("--token_file=", o.token_file,
-                 ": no token in it (one per line; blank lines and '#' "
-                 "comments are ignored)"));
-    }
-    struct stat st;
-    if (stat(o.token_file.c_str(), &st) == 0 && (st.st_mode & 0077) != 0) {
-      logger.Log(LogLevel::kWarning,
-                 "component=auth event=token_file_not_private file=",
-                 LogQuote(o.token_file),
-                 " hint=\"chmod 600: others may read the tokens\"");
-    }
+    auto tokens = a->LoadTokens();
+    if (!tokens.ok()) return tokens.status();
+    absl::MutexLock lock(&a->tokens_mu_);
+    a->token_digests_ = *std::move(tokens);
   }
 
-  // Who can reach the listener.
-  if (!IsLoopbackListenAddress(listen) && !a->tls() && a->tokens() == 0 &&
+  // Who can reach the listener. TLS alone is no answer: it encrypts, but
+  // any client that trusts the certificate's CA is served.
+  if (!IsLoopbackListenAddress(listen) && !a->mtls() && !a->token_file() &&
       !o.insecure_listen_anywhere) {
-    return absl::FailedPreconditionError(
-        StrCat("--listen=", listen,
-               ": not a loopback address, and neither TLS nor tokens are "
-               "configured, so anyone who can reach it could run jobs; give "
-               "--tls_cert and --tls_key, or --token_file, or "
-               "--insecure_listen_anywhere to listen there anyway"));
+    return absl::FailedPreconditionError(StrCat(
+        "--listen=", listen,
+        ": not a loopback address, and neither tokens nor mutual TLS are "
+        "configured, so anyone who can reach it could run jobs (TLS with "
+        "only --tls_cert encrypts but does not authenticate clients); give "
+        "--token_file, or --tls_client_ca with --tls_cert and --tls_key, or "
+        "--insecure_listen_anywhere to listen there anyway"));
   }
   return a;
 }
@@ -479,14 +548,23 @@ absl::Status Authenticator::Check(
     absl::Status s = CheckClientCert(auth_context);
     if (!s.ok()) return s;
   }
-  if (tokens() > 0 && !TokenExempt(method)) return CheckToken(metadata);
+  if (token_file() && !TokenExempt(method)) return CheckToken(metadata);
   return absl::OkStatus();
+}
+
+absl::Status Authenticator::CheckBearer(std::string_view authorization) const {
+  if (authorization.empty()) return absl::UnauthenticatedError(kMissingToken);
+  std::multimap<grpc::string_ref, grpc::string_ref> metadata;
+  metadata.emplace(grpc::string_ref("authorization"),
+                   grpc::string_ref(authorization.data(), authorization.size()));
+  return CheckToken(metadata);
 }
 
 absl::Status Authenticator::CheckToken(
     const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const {
   const auto [begin, end] = metadata.equal_range("authorization");
   if (begin == end) return absl::UnauthenticatedError(kMissingToken);
+  const std::shared_ptr<const Digests> tokens = CurrentTokens();
   bool well_formed = false;
   bool match = false;
   for (auto it = begin; it != end; ++it) {
@@ -494,10 +572,11 @@ absl::Status Authenticator::CheckToken(
         BearerToken(std::string_view(it->second.data(), it->second.size()));
     if (!token) continue;
     well_formed = true;
+    if (tokens == nullptr) continue;
     // Digests make the comparison independent of the token's length and
     // content; every stored token is compared (no early exit).
     const Digest d = Sha256(*token);
-    for (const Digest& t : token_digests_) {
+    for (const Digest& t : *tokens) {
       match |= CRYPTO_memcmp(d.data(), t.data(), d.size()) == 0;
     }
   }

@@ -103,6 +103,13 @@ absl::Status Daemon::Init() {
   auto auth = Authenticator::Create(options_.auth, options_.listen, *logger_);
   if (!auth.ok()) return auth.status();
   auth_ = *std::move(auth);
+  // Beyond loopback, scrapes need a token (or --metrics_public).
+  bool metrics_need_token = false;
+  if (!options_.metrics_listen.empty()) {
+    absl::Status s =
+        auth_->MetricsAccess(options_.metrics_listen, &metrics_need_token);
+    if (!s.ok()) return s;
+  }
   notifier_ = std::make_unique<SystemdNotifier>(options_.notify_socket);
   runtime::RuntimeOptions ro = options_.runtime;
   ro.log_sink = logger_->AsSink();
@@ -125,12 +132,19 @@ options_.service.max_reply_bytes = options_.max_message_bytes;
                                            *logger_);
 
   if (!options_.metrics_listen.empty()) {
+    MetricsServer::Authorize authorize;
+    if (metrics_need_token) {
+      authorize = [auth = auth_](std::string_view header) {
+        return auth->CheckBearer(header);
+      };
+    }
     auto metrics = MetricsServer::Start(options_.metrics_listen,
                                         {.runtime = runtime_.get(),
                                          .jobs = jobs_.get(),
                                          .limits = &limits_,
                                          .rpcs = &rpc_stats_,
-                                         .service = service_.get()});
+                                         .service = service_.get()},
+                                        std::move(authorize));
     if (!metrics.ok()) return metrics.status();
     metrics_ = *std::move(metrics);
   }
@@ -183,7 +197,8 @@ options_.service.max_reply_bytes = options_.max_message_bytes;
                ": cannot listen there (address in use, bad address, or no "
                "permission)"));
   }
-  const bool is_unix = options_.listen.rfind("unix:", 0) == 0;
+  // "unix:" and "unix-abstract:" sockets.
+  const bool is_unix = options_.listen.rfind("unix", 0) == 0;
   if (is_unix) {
     address_ = options_.listen;
     port_ = 0;
@@ -334,6 +349,17 @@ void Daemon::Shutdown() {
   }
   absl::MutexLock lock(&mu_);
   shut_down_ = true;
+}
+
+absl::StatusOr<std::size_t> Daemon::ReloadTokens() {
+  if (auth_ == nullptr || !auth_->token_file()) {
+    logger_->Log(LogLevel::kWarning,
+                 "component=auth event=tokens_reload_skipped "
+                 "reason=\"no --token_file\"");
+    return absl::FailedPreconditionError(
+        "no --token_file to reload (tokens are off)");
+  }
+  return auth_->ReloadTokens();  // logs the outcome
 }
 
 void Daemon::Wait() {

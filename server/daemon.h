@@ -80,7 +80,8 @@ struct DaemonOptions {
   // Declared at start ("name:permits").
   std::vector<std::string> limits;
   // TLS, mutual TLS and bearer tokens (server/auth.h). A non-loopback
-  // `listen` needs TLS or tokens, or auth.insecure_listen_anywhere.
+  // `listen` needs tokens or mutual TLS, or auth.insecure_listen_anywhere;
+  // a non-loopback `metrics_listen` needs tokens or auth.metrics_public.
   AuthOptions auth;
   JobManagerOptions jobs;
   JobsServiceOptions service;
@@ -136,6 +137,12 @@ class Daemon {
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
   // Blocks until Shutdown has completed (on any thread).
   void Wait() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // SIGHUP: reads --token_file again (Authenticator::ReloadTokens) and logs
+  // the outcome (event=tokens_reloaded tokens=N, or tokens_reload_failed:
+  // the old tokens stay valid). Returns how many tokens are valid now.
+  // FAILED_PRECONDITION (logged) when there is no --token_file.
+  absl::StatusOr<std::size_t> ReloadTokens();
 
   JobManager& jobs() { return *jobs_; }
   const JobsService& service() const { return *service_; }

@@ -84,7 +84,13 @@ ABSL_FLAG(absl::Duration, stall_threshold, absl::Milliseconds(100),
           "(0: off)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 "
-          "picks one; empty: off)");
+          "picks one; empty: off). Beyond loopback, scrapes need a token of "
+          "--token_file (\"Authorization: Bearer <token>\") unless "
+          "--metrics_public");
+ABSL_FLAG(bool, metrics_public, false,
+          "Serve a non-loopback --metrics_listen to anyone, without tokens "
+          "(the metrics show kinds, limits and method names, never job "
+          "data)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, tls_cert, "",
           "Serve TLS with this PEM certificate (chain); needs --tls_key");
@@ -96,10 +102,10 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "--tls_cert");
 ABSL_FLAG(std::string, token_file, "",
           "Require a bearer token (\"authorization: Bearer <token>\") on "
-          "every call but health checks: the tokens, one per line ('#' "
-          "comments and blank lines ignored)");
+          "every call but health Check: the tokens, one per line ('#' "
+          "comments and blank lines ignored); SIGHUP reads it again");
 ABSL_FLAG(bool, insecure_listen_anywhere, false,
-          "Allow a non-loopback --listen without TLS or --token_file "
+          "Allow a non-loopback --listen without --token_file or mutual TLS "
           "(anyone who reaches the port can run jobs)");
 
 ABSL_FLAG(std::string, data_dir, "./var",
@@ -151,6 +157,7 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   o.auth.token_file = absl::GetFlag(FLAGS_token_file);
   o.auth.insecure_listen_anywhere =
       absl::GetFlag(FLAGS_insecure_listen_anywhere);
+  o.auth.metrics_public = absl::GetFlag(FLAGS_metrics_public);
   const int workers = absl::GetFlag(FLAGS_workers);
   if (workers < 0 || workers > 1024) {
     return absl::InvalidArgumentError(

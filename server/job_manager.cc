@@ -1132,6 +1132,10 @@ runtime::Task<void> JobManager::RunJob(JobPtr job, JobBody body) {
   } catch (const runtime::RuntimeShutdownError& e) {
     state = JobState::kCancelled;
     error = MakeError("CancelledError", e.what());
+  } catch (const runtime::ThreadStartError& e) {
+    // Python's name for it (to_thread: "can't start new thread").
+    state = JobState::kFailed;
+    error = MakeError("RuntimeError", e.what());
   } catch (const JobFailure& f) {
     state = JobState::kFailed;
     error = MakeError(f.type(), f.message());

@@ -1,10 +1,16 @@
 // awaitd: asyncio's task semantics as a gRPC daemon. Parses flags, starts a
-// Daemon, and shuts it down gracefully on SIGTERM or SIGINT.
+// Daemon, and handles its signals:
+//   - SIGTERM or SIGINT: a graceful shutdown (--shutdown_grace), then exit 0;
+//   - a second SIGTERM or SIGINT during that shutdown: exit at once with
+//     128 + the signal's number (143, 130), without waiting for jobs;
+//   - SIGHUP: read --token_file again (Daemon::ReloadTokens).
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "absl/flags/internal/parse.h"
 #include "absl/flags/internal/usage.h"
@@ -12,6 +18,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/post.hpp"
 #include "boost/asio/signal_set.hpp"
 #include "server/daemon.h"
 #include "server/flags.h"
@@ -23,7 +30,8 @@ int main(int argc, char** argv) {
       "runs jobs with Python asyncio's semantics (create_task, gather, "
       "wait, wait_for, as_completed, TaskGroup, cancel, limits) for gRPC "
       "clients.\n\nUsage: awaitd [--flag=value ...] [--flagfile=FILE]\n"
-      "Stop it with SIGTERM or SIGINT (graceful: --shutdown_grace).");
+      "Stop it with SIGTERM or SIGINT (graceful: --shutdown_grace; a second "
+      "one exits at once, status 128+signal). SIGHUP reloads --token_file.");
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = [](absl::string_view file) {
     return file.find("server/flags.cc") != absl::string_view::npos;
@@ -81,7 +89,7 @@ int main(int argc, char** argv) {
   // Signals are delivered on this thread's io_context, never as work inside
   // a signal handler. Registered before start-up, so none is lost.
   boost::asio::io_context io;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
 
   auto daemon = awaitd::server::Daemon::Start(*std::move(options));
   if (!daemon.ok()) {
@@ -92,14 +100,47 @@ int main(int argc, char** argv) {
             awaitd::server::LogQuote(daemon.status().ToString())));
     return 1;
   }
-  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-    if (ec) return;
-    (*daemon)->logger().Log(awaitd::server::LogLevel::kInfo,
-                            "component=server event=signal signal=",
-                            signo == SIGTERM ? "SIGTERM" : "SIGINT");
-    (*daemon)->Shutdown();
-  });
+  const awaitd::server::Logger& logger = (*daemon)->logger();
+  // The graceful shutdown runs on its own thread, so that this one keeps
+  // receiving signals while it does; when it is over, the io_context runs
+  // out of work (the signal wait is cancelled) and main returns.
+  std::thread stopper;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;  // cancelled: the shutdown is complete
+        const char* name = signo == SIGTERM  ? "SIGTERM"
+                           : signo == SIGINT ? "SIGINT"
+                                             : "SIGHUP";
+        if (signo == SIGHUP) {
+          logger.Log(awaitd::server::LogLevel::kInfo,
+                     "component=server event=signal signal=SIGHUP "
+                     "action=reload_tokens");
+          (void)(*daemon)->ReloadTokens();  // it logs the outcome
+        } else if (!stopper.joinable()) {
+          logger.Log(awaitd::server::LogLevel::kInfo,
+                     "component=server event=signal signal=", name);
+          stopper = std::thread([&] {
+            (*daemon)->Shutdown();
+            boost::asio::post(io, [&] { signals.cancel(); });
+          });
+        } else {
+          // The operator does not want to wait for the grace: stop now.
+          // Jobs are not cancelled and nothing more is stored; what was
+          // acknowledged is already on disk (--durability=sync).
+          const int code = 128 + signo;
+          logger.Log(awaitd::server::LogLevel::kWarning,
+                     "component=server event=signal signal=", name,
+                     " action=exit_now exit_code=", code,
+                     " reason=\"second signal during the graceful "
+                     "shutdown\"");
+          std::fflush(stderr);
+          std::_Exit(code);
+        }
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
   io.run();
+  if (stopper.joinable()) stopper.join();
   daemon->reset();
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <fstream>
 #include <limits>
@@ -14,11 +15,11 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "civetweb.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/collectable.h"
-#include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
 #include "server/strings.h"
@@ -529,8 +530,38 @@ class MetricsServer::Collector final : public prometheus::Collectable {
 // ---------------------------------------------------------------------------
 // MetricsServer
 
+namespace {
+
+// civetweb's messages while starting (why it cannot listen), for the error;
+// mg_start reports them on the calling thread.
+thread_local std::string* start_errors = nullptr;
+
+int OnCivetLog(const mg_connection*, const char* message) {
+  if (start_errors != nullptr && message != nullptr) {
+    if (!start_errors->empty()) start_errors->append("; ");
+    start_errors->append(message);
+  }
+  return 1;  // handled: civetweb prints nothing itself
+}
+
+// `body` is sent unless `head_only` (a HEAD request: its length still is).
+void SendResponse(mg_connection* conn, int code, std::string_view reason,
+                  std::string_view extra_headers, std::string_view type,
+                  std::string_view body, bool head_only = false) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %.*s\r\n%.*sContent-Type: %.*s\r\n"
+            "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+            "Connection: close\r\n\r\n",
+            code, static_cast<int>(reason.size()), reason.data(),
+            static_cast<int>(extra_headers.size()), extra_headers.data(),
+            static_cast<int>(type.size()), type.data(), body.size());
+  if (!head_only) mg_write(conn, body.data(), body.size());
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& listen, Sources sources) {
+    const std::string& listen, Sources sources, Authorize authorize) {
   const std::size_t colon = listen.rfind(':');
   if (colon == std::string::npos || colon + 1 == listen.size()) {
     return absl::InvalidArgumentError(
@@ -540,24 +571,71 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->collector_ = std::make_shared<Collector>(sources);
-  try {
-    server->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
-  } catch (const std::exception& e) {
+  server->authorize_ = std::move(authorize);
+  // Two threads, as prometheus-cpp's Exposer had; a request that has not
+  // arrived whole within 10 s is dropped, so a slow client cannot hold a
+  // thread for longer.
+  const char* options[] = {"listening_ports", listen.c_str(),
+                           "num_threads",     "2",
+                           "request_timeout_ms", "10000",
+                           nullptr};
+  // Once per process (reference counted by civetweb; never undone).
+  static const unsigned civetweb_features = mg_init_library(0);
+  (void)civetweb_features;
+  mg_callbacks callbacks{};
+  callbacks.log_message = &OnCivetLog;
+  std::string errors;
+  start_errors = &errors;
+  server->http_ = mg_start(&callbacks, nullptr, options);
+  start_errors = nullptr;
+  if (server->http_ == nullptr) {
     return absl::UnavailableError(
         StrCat("--metrics_listen=", listen,
                ": cannot listen there (address in use, bad address, or no "
                "permission): ",
-               e.what()));
+               errors.empty() ? std::string("civetweb refused it") : errors));
   }
-  server->exposer_->RegisterCollectable(server->collector_, "/metrics");
-  const std::vector<int> ports = server->exposer_->GetListeningPorts();
-  server->port_ = ports.empty() ? 0 : ports.front();
+  mg_set_request_handler(server->http_, "/metrics",
+                         &MetricsServer::HandleMetrics, server.get());
+  mg_server_port ports[4];
+  const int n = mg_get_server_ports(server->http_, 4, ports);
+  server->port_ = n > 0 ? ports[0].port : 0;
   return server;
 }
 
+int MetricsServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
+  const auto* self = static_cast<const MetricsServer*>(self_ptr);
+  const mg_request_info* info = mg_get_request_info(conn);
+  const std::string_view method =
+      info != nullptr && info->request_method != nullptr
+          ? std::string_view(info->request_method)
+          : std::string_view();
+  if (method != "GET" && method != "HEAD") {
+    SendResponse(conn, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
+                 "text/plain; charset=utf-8", "only GET and HEAD\n");
+    return 405;
+  }
+  if (self->authorize_) {
+    const char* header = mg_get_header(conn, "Authorization");
+    const absl::Status verdict =
+        self->authorize_(header == nullptr ? "" : header);
+    if (!verdict.ok()) {
+      SendResponse(conn, 401, "Unauthorized",
+                   "WWW-Authenticate: Bearer realm=\"awaitd metrics\"\r\n",
+                   "text/plain; charset=utf-8",
+                   StrCat(verdict.message(), "\n"));
+      return 401;
+    }
+  }
+  SendResponse(conn, 200, "OK", "", "text/plain; version=0.0.4; charset=utf-8",
+               self->Render(), /*head_only=*/method == "HEAD");
+  return 200;
+}
+
 MetricsServer::~MetricsServer() {
-  // Stop serving before the sources go away.
-  exposer_.reset();
+  // Stop serving (mg_stop joins civetweb's threads) before the sources go
+  // away.
+  if (http_ != nullptr) mg_stop(http_);
 }
 
 std::string MetricsServer::Render() const {

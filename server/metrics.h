@@ -11,9 +11,14 @@
 // or name, so the number of series is bounded by kinds, methods, codes,
 // workers and limits.
 //
-// Thread safety: scrapes run on the exposer's own threads (civetweb), any
-// number at once, concurrently with everything else; every source they read
-// is safe for that. RpcStats is updated from gRPC threads. Start and the
+// Access: Start's `authorize` (when set) sees every request's
+// "Authorization" header first, and a refusal is answered 401 with the
+// reason and nothing else (the daemon passes its bearer-token check when
+// --metrics_listen is not loopback; see Authenticator::MetricsAccess).
+//
+// Thread safety: scrapes run on the HTTP server's own threads (civetweb,
+// two), concurrently with everything else; every source they read is safe
+// for that, and so must `authorize` be. RpcStats is updated from gRPC threads. Start and the
 // destructor are called from the daemon's controlling thread.
 #ifndef AWAITD_SERVER_METRICS_H_
 #define AWAITD_SERVER_METRICS_H_
@@ -21,6 +26,7 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,9 +41,8 @@
 #include "server/jobs_service.h"
 #include "server/limits.h"
 
-namespace prometheus {
-class Exposer;
-}  // namespace prometheus
+struct mg_connection;
+struct mg_context;
 
 namespace awaitd::server {
 
@@ -95,10 +100,16 @@ class MetricsServer {
     const JobsService* service = nullptr;  // its streams
   };
 
+  // The verdict on a request's "Authorization" header value (empty when it
+  // has none): OK, or an error whose message is sent back with 401.
+  using Authorize = std::function<absl::Status(std::string_view)>;
+
   // Listens on `listen` ("host:port"; port 0 picks one) and serves
-  // /metrics. UNAVAILABLE naming --metrics_listen if it cannot listen.
+  // /metrics, to requests `authorize` accepts (null: to every request).
+  // UNAVAILABLE naming --metrics_listen if it cannot listen.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& listen, Sources sources);
+      const std::string& listen, Sources sources,
+      Authorize authorize = nullptr);
   ~MetricsServer();
 
   int port() const { return port_; }
@@ -110,9 +121,12 @@ class MetricsServer {
  private:
   class Collector;
   MetricsServer() = default;
+  // civetweb's request handler for /metrics (`self` is the server).
+  static int HandleMetrics(mg_connection* conn, void* self);
 
   std::shared_ptr<Collector> collector_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  Authorize authorize_;
+  mg_context* http_ = nullptr;
   int port_ = 0;
 };
 

@@ -134,6 +134,7 @@ BlockingPool::Options PoolOptions(const RuntimeOptions& o) {
   p.min_threads = o.blocking_min_threads;
   p.max_threads = std::max(1u, o.blocking_max_threads);
   p.keep_alive = o.blocking_keep_alive;
+  p.start_thread = o.blocking_start_thread;
   p.thread_name = o.thread_name.substr(0, 10) + "-blk";
   return p;
 }

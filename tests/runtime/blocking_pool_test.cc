@@ -5,8 +5,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -199,6 +202,86 @@ TEST(BlockingPoolTest, SubmitAfterShutdownIsRefused) {
   EXPECT_FALSE(job.Done());
   pool.Shutdown();  // idempotent
   EXPECT_EQ(pool.Metrics().threads, 0u);
+}
+
+// Starts threads with std::thread until `fail` is set, then fails as
+// pthread_create does when the process is out of threads (EAGAIN).
+struct FlakyThreadStarter {
+  std::shared_ptr<std::atomic<bool>> fail =
+      std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<int>> refused =
+      std::make_shared<std::atomic<int>>(0);
+
+  std::function<std::error_code(std::function<void()>)> Fn() const {
+    return [fail = fail, refused = refused](std::function<void()> body) {
+      if (fail->load()) {
+        refused->fetch_add(1);
+        return std::make_error_code(std::errc::resource_unavailable_try_again);
+      }
+      std::thread(std::move(body)).detach();
+      return std::error_code();
+    };
+  }
+};
+
+// A thread that cannot be started fails the job that needed it (neither of
+// its functions runs), and the pool goes on with the threads it has.
+TEST(BlockingPoolTest, ThreadStartFailureFailsOnlyThatJob) {
+  Watchdog wd(60s);
+  FlakyThreadStarter starter;
+  BlockingPool pool({.max_threads = 4, .start_thread = starter.Fn()});
+  std::promise<void> release;
+  TestJob busy;
+  busy.gate = release.get_future().share();
+  ASSERT_TRUE(pool.Submit(&busy));
+  ASSERT_TRUE(WaitFor([&] { return busy.started.load(); }));
+
+  starter.fail->store(true);
+  TestJob refused;
+  const BlockingPool::SubmitResult r = pool.Submit(&refused);
+  EXPECT_FALSE(r);
+  EXPECT_EQ(r.refusal, BlockingPool::Refusal::kNoThread);
+  EXPECT_NE(r.error.find("cannot start a blocking-pool thread"),
+            std::string::npos)
+      << r.error;
+  EXPECT_NE(r.error.find(std::make_error_code(
+                             std::errc::resource_unavailable_try_again)
+                             .message()),
+            std::string::npos)
+      << r.error;
+  EXPECT_NE(r.error.find("1 threads, at most 4"), std::string::npos)
+      << r.error;
+  EXPECT_EQ(starter.refused->load(), 1);
+  EXPECT_EQ(pool.Metrics().threads, 1u);
+  EXPECT_EQ(pool.Metrics().queued, 0u);
+
+  // The thread it has still runs work: once idle, it takes the next job
+  // without a new thread being needed.
+  release.set_value();
+  ASSERT_TRUE(WaitFor([&] { return busy.Done(); }));
+  ASSERT_TRUE(WaitFor([&] { return pool.Metrics().idle_threads == 1; }));
+  TestJob next;
+  ASSERT_TRUE(pool.Submit(&next));
+  ASSERT_TRUE(WaitFor([&] { return next.Done(); }));
+  EXPECT_EQ(next.runs.load(), 1);
+  EXPECT_EQ(next.thread, busy.thread);
+  EXPECT_EQ(refused.runs.load(), 0);
+  EXPECT_EQ(refused.completions.load(), 0);
+  pool.Shutdown();
+  EXPECT_EQ(refused.completions.load(), 0);  // not queued: never completed
+}
+
+TEST(BlockingPoolTest, MinThreadsThatCannotStartAreMissing) {
+  Watchdog wd(60s);
+  FlakyThreadStarter starter;
+  starter.fail->store(true);
+  BlockingPool pool({.min_threads = 2, .start_thread = starter.Fn()});
+  EXPECT_EQ(pool.Metrics().threads, 0u);
+  EXPECT_EQ(starter.refused->load(), 2);
+  starter.fail->store(false);
+  TestJob job;
+  ASSERT_TRUE(pool.Submit(&job));
+  ASSERT_TRUE(WaitFor([&] { return job.Done(); }));
 }
 
 TEST(BlockingPoolStressTest, ConcurrentSubmittersHaveEveryJobRunOnce) {

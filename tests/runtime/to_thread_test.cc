@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -68,6 +70,42 @@ Task<std::string> CatchFromThread() {
   } catch (const std::invalid_argument& e) {
     co_return e.what();
   }
+}
+
+Task<std::string> ToThreadWithoutAThread(std::atomic<int>* runs) {
+  try {
+    co_await ToThread([runs] { runs->fetch_add(1); });
+    co_return "ran";
+  } catch (const ThreadStartError& e) {
+    co_return e.what();
+  }
+}
+
+// The pool cannot start a thread: that call raises ThreadStartError in its
+// task (the function never runs), and the runtime goes on.
+TEST(ToThreadTest, ThreadStartFailureRaisesInTheTaskOnly) {
+  Watchdog wd(60s);
+  auto fail = std::make_shared<std::atomic<bool>>(true);
+  Runtime rt({.workers = 2,
+              .blocking_start_thread =
+                  [fail](std::function<void()> body) {
+                    if (fail->load()) {
+                      return std::make_error_code(
+                          std::errc::resource_unavailable_try_again);
+                    }
+                    std::thread(std::move(body)).detach();
+                    return std::error_code();
+                  }});
+  std::atomic<int> runs{0};
+  const std::string what = rt.BlockOn(ToThreadWithoutAThread(&runs));
+  EXPECT_NE(what.find("can't start new thread"), std::string::npos) << what;
+  EXPECT_NE(what.find("cannot start a blocking-pool thread"),
+            std::string::npos)
+      << what;
+  EXPECT_EQ(runs.load(), 0);
+  fail->store(false);
+  EXPECT_EQ(rt.BlockOn(ToThreadWithoutAThread(&runs)), "ran");
+  EXPECT_EQ(runs.load(), 1);
 }
 
 TEST(ToThreadTest, RethrowsTheFunctionsException) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <filesystem>
@@ -17,6 +18,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -262,6 +265,38 @@ TEST_F(AuthTest, HealthCheckNeedsNoToken) {
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
+// Health stays open but bounded: only the unary Check is exempt. Watch is a
+// stream that never ends by itself, so without a token it is refused at its
+// first message (and ends at once), and with one it is served.
+TEST_F(AuthTest, HealthWatchNeedsAToken) {
+  StartDaemon(TokenOptions());
+  auto watch = [&](const std::string& token,
+                   grpc::health::v1::HealthCheckResponse* first) {
+    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    auto ctx = Ctx(10);
+    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+    auto stream =
+        stub->Watch(ctx.get(), grpc::health::v1::HealthCheckRequest());
+    const bool got = stream->Read(first);
+    if (got) ctx->TryCancel();
+    grpc::Status s = stream->Finish();
+    return std::make_pair(got, s);
+  };
+  grpc::health::v1::HealthCheckResponse first;
+  const absl::Time start = absl::Now();
+  auto [got, status] = watch("", &first);
+  EXPECT_FALSE(got) << "an unauthenticated Watch was served";
+  EXPECT_FALSE(status.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // not the deadline
+  EXPECT_TRUE(Authenticator::TokenExempt("/grpc.health.v1.Health/Check"));
+  EXPECT_FALSE(Authenticator::TokenExempt("/grpc.health.v1.Health/Watch"));
+
+  first.Clear();
+  std::tie(got, status) = watch(kToken1, &first);
+  ASSERT_TRUE(got) << status.error_message();
+  EXPECT_EQ(first.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
 // Reflection is a gRPC service the daemon does not implement: a refused
 // call gets an error response (so reflection clients report it) instead of
 // the service's answer, and the call ends UNAUTHENTICATED. There is no
@@ -419,7 +454,7 @@ TEST(ListenAddressTest, LoopbackAddresses) {
   for (const char* a :
        {"127.0.0.1:50051", "127.1.2.3:0", "localhost:50051", "LOCALHOST:1",
         "[::1]:50051", "ipv4:127.0.0.1:80", "unix:/run/awaitd.sock",
-        "unix-abstract:awaitd", "[::ffff:127.0.0.1]:1"}) {
+        "[::ffff:127.0.0.1]:1"}) {
     EXPECT_TRUE(IsLoopbackListenAddress(a)) << a;
   }
   for (const char* a :
@@ -427,6 +462,23 @@ TEST(ListenAddressTest, LoopbackAddresses) {
         "example.com:443", "[2001:db8::1]:1", "128.0.0.1:1"}) {
     EXPECT_FALSE(IsLoopbackListenAddress(a)) << a;
   }
+}
+
+// Any process of the network namespace can connect to an abstract socket
+// (no file, no permissions): it is not loopback, and needs protection.
+TEST_F(AuthTest, AbstractUnixSocketIsNotLoopback) {
+  EXPECT_FALSE(IsLoopbackListenAddress("unix-abstract:awaitd"));
+  DaemonOptions o = DefaultOptions();
+  o.listen = StrCat("unix-abstract:awaitd-auth-test-", getpid());
+  auto d = Daemon::Start(o);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(d.status().message()),
+              HasSubstr(StrCat("--listen=", o.listen)));
+
+  o.auth.token_file = TokenFile();
+  d = Daemon::Start(std::move(o));
+  ASSERT_TRUE(d.ok()) << d.status();
 }
 
 TEST_F(AuthTest, NonLoopbackListenWithoutAuthIsRefused) {
@@ -438,7 +490,7 @@ TEST_F(AuthTest, NonLoopbackListenWithoutAuthIsRefused) {
     EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
     const std::string message(d.status().message());
     EXPECT_THAT(message, HasSubstr(StrCat("--listen=", listen)));
-    EXPECT_THAT(message, HasSubstr("--tls_cert"));
+    EXPECT_THAT(message, HasSubstr("--tls_client_ca"));
     EXPECT_THAT(message, HasSubstr("--token_file"));
     EXPECT_THAT(message, HasSubstr("--insecure_listen_anywhere"));
   }
@@ -466,12 +518,95 @@ TEST_F(AuthTest, NonLoopbackListenWithTokensIsAccepted) {
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
-TEST_F(AuthTest, NonLoopbackListenWithTlsIsAccepted) {
+// TLS with only a server certificate encrypts, but serves any client that
+// trusts the CA: it does not authenticate, so it is not enough beyond
+// loopback.
+TEST_F(AuthTest, NonLoopbackListenWithServerTlsOnlyIsRefused) {
   REQUIRE_CA();
   DaemonOptions o = TlsOptions(/*mtls=*/false);
   o.listen = "0.0.0.0:0";
   auto d = Daemon::Start(std::move(o));
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(d.status().message()),
+              HasSubstr("does not authenticate clients"));
+}
+
+TEST_F(AuthTest, NonLoopbackListenWithMutualTlsIsAccepted) {
+  REQUIRE_CA();
+  DaemonOptions o = TlsOptions(/*mtls=*/true);
+  o.listen = "0.0.0.0:0";
+  auto d = Daemon::Start(std::move(o));
   ASSERT_TRUE(d.ok()) << d.status();
+}
+
+TEST_F(AuthTest, NonLoopbackListenWithServerTlsAndTokensIsAccepted) {
+  REQUIRE_CA();
+  DaemonOptions o = TlsOptions(/*mtls=*/false);
+  o.auth.token_file = TokenFile();
+  o.listen = "0.0.0.0:0";
+  auto d = Daemon::Start(std::move(o));
+  ASSERT_TRUE(d.ok()) << d.status();
+}
+
+// --- Reloading the token file (SIGHUP) --------------------------------------
+
+TEST_F(AuthTest, ReloadTokensSwapsTheSetAndABadFileKeepsTheOld) {
+  auto lines = std::make_shared<std::vector<std::string>>();
+  auto mu = std::make_shared<std::mutex>();
+  DaemonOptions o = TokenOptions();
+  o.log_level = LogLevel::kInfo;
+  o.log_sink = [lines, mu](LogLevel, std::string_view line) {
+    std::lock_guard lock(*mu);
+    lines->emplace_back(line);
+  };
+  const std::string path = o.auth.token_file;
+  StartDaemon(std::move(o));
+  constexpr char kToken3[] = "token-three-93ac0e5d";
+
+  WriteFile("tokens", StrCat(kToken3, "\n"));
+  auto n = daemon_->ReloadTokens();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1u);
+  ExpectUnauthenticated(List(kToken1), "invalid bearer token");
+  grpc::Status s = List(kToken3);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  // A file with no token (or an unreadable one) changes nothing.
+  WriteFile("tokens", "# emptied by mistake\n");
+  n = daemon_->ReloadTokens();
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(n.status().message()),
+              HasSubstr("--token_file=" + path));
+  std::filesystem::remove(path);
+  n = daemon_->ReloadTokens();
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kFailedPrecondition);
+  s = List(kToken3);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  ExpectUnauthenticated(List(kToken2), "invalid bearer token");
+
+  std::lock_guard lock(*mu);
+  int reloaded = 0;
+  int failed = 0;
+  for (const std::string& l : *lines) {
+    EXPECT_EQ(l.find(kToken3), std::string::npos) << l;
+    if (l.find("event=tokens_reloaded") != std::string::npos &&
+        l.find("tokens=1") != std::string::npos) {
+      ++reloaded;
+    }
+    if (l.find("event=tokens_reload_failed") != std::string::npos &&
+        l.find("kept=1") != std::string::npos) {
+      ++failed;
+    }
+  }
+  EXPECT_EQ(reloaded, 1);
+  EXPECT_EQ(failed, 2);
+}
+
+TEST_F(AuthTest, ReloadTokensWithoutATokenFileIsRefused) {
+  StartDaemon(DefaultOptions());
+  auto n = daemon_->ReloadTokens();
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 // --- Bad flags ---------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,8 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -38,6 +41,45 @@ namespace awaitd::server::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
+
+// An HTTP/1.0 request to 127.0.0.1:port with `headers` ("Name: value\r\n"
+// each): the status code (0 if there was no answer) and the body.
+std::pair<int, std::string> HttpRequest(int port, const std::string& path,
+                                        const std::string& headers) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {0, ""};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {0, ""};
+  }
+  const std::string req =
+      "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + headers + "\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return {0, ""};
+  }
+  std::string resp;
+  char buf[65536];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    resp.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  const std::size_t body = resp.find("\r\n\r\n");
+  int code = 0;
+  if (resp.rfind("HTTP/1.", 0) != 0 || body == std::string::npos ||
+      !absl::SimpleAtoi(resp.substr(9, 3), &code)) {
+    return {0, resp};
+  }
+  return {code, resp.substr(body + 4)};
+}
 
 // One parsed exposition: series ("name{a="x",b="y"}") -> value.
 class Scrape {
@@ -302,6 +344,104 @@ TEST(MetricsServerTest, AnAddressInUseFailsTheStartNamingTheFlag) {
   auto bad = MetricsServer::Start("nonsense", {});
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   ::close(fd);
+}
+
+// --- Who may scrape ----------------------------------------------------------
+
+class MetricsAccessTest : public DaemonTest {
+ protected:
+  MetricsAccessTest() { start_in_setup_ = false; }
+  void SetUp() override {
+    DaemonTest::SetUp();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "awaitd-metrics-XXXXXX")
+            .string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    DaemonTest::TearDown();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::string WriteTokens(const std::string& text) {
+    const std::string path = dir_ + "/tokens";
+    std::ofstream(path, std::ios::trunc) << text;
+    ::chmod(path.c_str(), 0600);
+    return path;
+  }
+  std::string dir_;
+};
+
+// Beyond loopback the endpoint needs the daemon's tokens or a flag saying it
+// is public; the start fails, naming the flags, with neither.
+TEST_F(MetricsAccessTest, BeyondLoopbackWithoutTokensOrMetricsPublicIsRefused) {
+  DaemonOptions o = DefaultOptions();
+  o.metrics_listen = "0.0.0.0:0";
+  auto d = Daemon::Start(std::move(o));
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string message(d.status().message());
+  EXPECT_THAT(message, HasSubstr("--metrics_listen=0.0.0.0:0"));
+  EXPECT_THAT(message, HasSubstr("--token_file"));
+  EXPECT_THAT(message, HasSubstr("--metrics_public"));
+}
+
+TEST_F(MetricsAccessTest, BeyondLoopbackScrapesNeedABearerToken) {
+  DaemonOptions o = DefaultOptions();
+  o.metrics_listen = "0.0.0.0:0";
+  o.auth.token_file = WriteTokens("metrics-token-5e1f\n");
+  StartDaemon(std::move(o));
+  const int port = daemon_->metrics_port();
+  ASSERT_GT(port, 0);
+
+  auto [code, body] = HttpRequest(port, "/metrics", "");
+  EXPECT_EQ(code, 401) << body;
+  EXPECT_THAT(body, HasSubstr("missing bearer token"));
+  EXPECT_THAT(body, Not(HasSubstr("awaitd_build_info")));
+  std::tie(code, body) =
+      HttpRequest(port, "/metrics", "Authorization: Bearer wrong\r\n");
+  EXPECT_EQ(code, 401) << body;
+  EXPECT_THAT(body, HasSubstr("invalid bearer token"));
+  std::tie(code, body) = HttpRequest(
+      port, "/metrics", "Authorization: Basic bWV0cmljczp4\r\n");
+  EXPECT_EQ(code, 401) << body;
+  std::tie(code, body) = HttpRequest(
+      port, "/metrics", "Authorization: Bearer metrics-token-5e1f\r\n");
+  EXPECT_EQ(code, 200) << body;
+  EXPECT_THAT(body, HasSubstr("awaitd_build_info"));
+
+  // A reloaded token file (SIGHUP) applies to scrapes too.
+  WriteTokens("metrics-token-2-77aa\n");
+  ASSERT_TRUE(daemon_->ReloadTokens().ok());
+  std::tie(code, body) = HttpRequest(
+      port, "/metrics", "Authorization: Bearer metrics-token-5e1f\r\n");
+  EXPECT_EQ(code, 401) << body;
+  std::tie(code, body) = HttpRequest(
+      port, "/metrics", "Authorization: Bearer metrics-token-2-77aa\r\n");
+  EXPECT_EQ(code, 200) << body;
+}
+
+TEST_F(MetricsAccessTest, MetricsPublicServesAnyoneBeyondLoopback) {
+  DaemonOptions o = DefaultOptions();
+  o.metrics_listen = "0.0.0.0:0";
+  o.auth.metrics_public = true;
+  o.auth.token_file = WriteTokens("metrics-token-5e1f\n");
+  StartDaemon(std::move(o));
+  auto [code, body] = HttpRequest(daemon_->metrics_port(), "/metrics", "");
+  EXPECT_EQ(code, 200) << body;
+  EXPECT_THAT(body, HasSubstr("awaitd_build_info"));
+}
+
+// On loopback (the default) the endpoint stays open, tokens or not.
+TEST_F(MetricsAccessTest, LoopbackScrapesNeedNoToken) {
+  DaemonOptions o = DefaultOptions();
+  o.metrics_listen = "127.0.0.1:0";
+  o.auth.token_file = WriteTokens("metrics-token-5e1f\n");
+  StartDaemon(std::move(o));
+  auto [code, body] = HttpRequest(daemon_->metrics_port(), "/metrics", "");
+  EXPECT_EQ(code, 200) << body;
+  EXPECT_THAT(body, HasSubstr("awaitd_build_info"));
 }
 
 // A real Prometheus server scrapes the daemon every 250 ms; its query API

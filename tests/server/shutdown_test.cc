@@ -55,6 +55,7 @@ namespace {
 using checks::Describe;
 using checks::HasStatus;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Code = grpc::StatusCode;
 
 bool IsFinal(v1::JobState s) {
@@ -935,6 +936,135 @@ class ShutdownProcessTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::vector<pid_t> live_;
 };
+
+// A second SIGTERM or SIGINT during the graceful shutdown exits at once
+// with 128 + the signal (143 for SIGTERM), without waiting for the grace.
+TEST_F(ShutdownProcessTest, SecondSignalDuringGracefulStopExitsAtOnce) {
+  const std::string port_file = PathIn("port");
+  const pid_t pid =
+      Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
+             "--shutdown_grace=120s", "--workers=2", "--stall_threshold=0"},
+            "daemon");
+  ASSERT_GT(pid, 0);
+  const std::string address = AwaitPortFile(port_file, pid);
+  ASSERT_FALSE(address.empty());
+  auto stub = v1::Jobs::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  v1::SubmitRequest req;
+  *req.add_jobs() = Spec("sleep", R"({"seconds": 600})");
+  v1::SubmitResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::Status s = stub->Submit(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << Describe(s);
+  }
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
+    v1::GetRequest get;
+    get.add_ids(resp.jobs(0).id());
+    v1::GetResponse got;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ASSERT_TRUE(stub->Get(&ctx, get, &got).ok());
+    if (got.jobs(0).state() == v1::JOB_STATE_RUNNING) break;
+    ASSERT_LT(absl::Now(), deadline);
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  // The graceful stop is under way (it would wait 120 s for the job).
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
+    if (ReadFile(PathIn("daemon.err")).find("event=shutdown_started") !=
+        std::string::npos) {
+      break;
+    }
+    ASSERT_LT(absl::Now(), deadline) << ReadFile(PathIn("daemon.err"));
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  const absl::Time second = absl::Now();
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  std::optional<int> status = WaitExit(pid, absl::Seconds(10));
+  const std::string err = ReadFile(PathIn("daemon.err"));
+  ASSERT_TRUE(status.has_value()) << "the second SIGTERM did not stop it\n"
+                                  << err;
+  EXPECT_LT(absl::Now() - second, absl::Seconds(5)) << err;
+  ASSERT_TRUE(WIFEXITED(*status)) << "status " << *status << "\n" << err;
+  EXPECT_EQ(WEXITSTATUS(*status), 128 + SIGTERM) << err;
+  EXPECT_THAT(err, HasSubstr("event=signal signal=SIGTERM action=exit_now "
+                             "exit_code=143"));
+  EXPECT_THAT(err, Not(HasSubstr("event=shutdown_complete")));
+}
+
+// SIGHUP reads --token_file again: the new tokens are valid at once, the
+// log says so (with how many); a bad file keeps the old ones.
+TEST_F(ShutdownProcessTest, SighupReloadsTheTokenFile) {
+  const std::string tokens = PathIn("tokens");
+  auto write_tokens = [&](const std::string& text) {
+    const std::string tmp = tokens + ".tmp";
+    std::ofstream(tmp, std::ios::trunc) << text;
+    std::filesystem::permissions(tmp, std::filesystem::perms::owner_read |
+                                          std::filesystem::perms::owner_write);
+    std::filesystem::rename(tmp, tokens);
+  };
+  write_tokens("old-token-1d2c\n");
+  const std::string port_file = PathIn("port");
+  const pid_t pid = Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
+                           "--token_file=" + tokens, "--workers=1",
+                           "--stall_threshold=0"},
+                          "daemon");
+  ASSERT_GT(pid, 0);
+  const std::string address = AwaitPortFile(port_file, pid);
+  ASSERT_FALSE(address.empty());
+  auto stub = v1::Jobs::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto list = [&](const std::string& token) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::ListResponse r;
+    return stub->List(&ctx, v1::ListRequest(), &r);
+  };
+  // Waits until the log has `n` lines containing `text`.
+  auto await_log = [&](const std::string& text, int n) {
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
+      const std::string err = ReadFile(PathIn("daemon.err"));
+      int found = 0;
+      for (std::size_t at = err.find(text); at != std::string::npos;
+           at = err.find(text, at + 1)) {
+        ++found;
+      }
+      if (found >= n) return true;
+      if (absl::Now() > deadline) {
+        ADD_FAILURE() << "no " << n << " x '" << text << "' in:\n" << err;
+        return false;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  };
+  EXPECT_TRUE(list("old-token-1d2c").ok());
+
+  write_tokens("# rotated\nnew-token-a\nnew-token-b\n");
+  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(await_log("event=tokens_reloaded", 1));
+  EXPECT_THAT(ReadFile(PathIn("daemon.err")),
+              HasSubstr("event=signal signal=SIGHUP"));
+  EXPECT_THAT(ReadFile(PathIn("daemon.err")), HasSubstr("tokens=2"));
+  EXPECT_TRUE(HasStatus(list("old-token-1d2c"), Code::UNAUTHENTICATED,
+                        "invalid bearer token"));
+  EXPECT_TRUE(list("new-token-b").ok());
+
+  write_tokens("\n");  // no token: refused, the old set stays
+  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(await_log("event=tokens_reload_failed", 1));
+  EXPECT_TRUE(list("new-token-a").ok());
+
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  std::optional<int> status = WaitExit(pid, absl::Seconds(15));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  const std::string err = ReadFile(PathIn("daemon.err"));
+  EXPECT_THAT(err, Not(HasSubstr("new-token")));
+}
 
 TEST_F(ShutdownProcessTest, SigtermShutsDownGracefullyAndExitsZero) {
   ExpectGracefulExitOn(SIGTERM, "SIGTERM");
