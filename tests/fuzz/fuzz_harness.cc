@@ -8,16 +8,19 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "awaitd/v1/jobs.grpc.pb.h"
+#include "google/protobuf/stubs/logging.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/daemon.h"
 
@@ -33,9 +36,9 @@ constexpr std::size_t kMaxIdsPerCall = 10'000;
 constexpr std::size_t kMaxPendingJobs = 5000;
 constexpr std::size_t kMaxFinishedJobs = 20'000;
 // Ids 1..kRelativeIds in a request name recent jobs: id k is the k-th newest
-// id the daemon has handed out (1: the newest). So a seed such as "Gather of
-// ids 1, 2, 3" reaches jobs and groups earlier inputs created, whenever it
-// runs; larger ids are sent as they are.
+// id the daemon has handed out for a job (1: the newest). So a seed such as
+// "Gather of ids 1, 2, 3" reaches jobs and groups earlier inputs created,
+// whenever it runs; larger ids are sent as they are.
 constexpr std::uint64_t kRelativeIds = 256;
 // Every how many inputs a job is run end to end (echo, WaitFor), to show
 // that the event loops still run jobs.
@@ -179,8 +182,8 @@ class FuzzDaemon {
 
   // The id that a request's id `x` names (kRelativeIds above).
   std::uint64_t MapId(std::uint64_t x) const {
-    if (x == 0 || x > kRelativeIds || x > newest_id_) return x;
-    return newest_id_ + 1 - x;
+    if (x == 0 || x > recent_ids_.size()) return x;
+    return recent_ids_[x - 1];
   }
   bool verbose() const { return verbose_; }
 
@@ -201,13 +204,28 @@ class FuzzDaemon {
     daemon_->jobs().CancelAll("fuzz input done",
                               absl::Now() + absl::Milliseconds(200));
     CheckAnswers();
-    // The next id, taken (ids are never reused, so this costs nothing): the
-    // one before it is the newest job's.
-    newest_id_ = daemon_->jobs().ReserveId() - 1;
+    NoteRecentIds();
     if (++inputs_ % kRoundTripEvery == 0) CheckRunsJobs();
   }
 
  private:
+  // Finds the kRelativeIds newest job ids: the ids below the next one (which
+  // it takes: ids are never reused, so that costs nothing), but those it took
+  // before.
+  void NoteRecentIds() {
+    const std::uint64_t next = daemon_->jobs().ReserveId();
+    taken_ids_.push_back(next);
+    if (taken_ids_.size() > 2 * kRelativeIds) taken_ids_.pop_front();
+    recent_ids_.clear();
+    auto taken = taken_ids_.rbegin();  // newest first
+    for (std::uint64_t id = next; id > 1 && recent_ids_.size() < kRelativeIds;) {
+      --id;
+      while (taken != taken_ids_.rend() && *taken > id) ++taken;
+      if (taken != taken_ids_.rend() && *taken == id) continue;
+      recent_ids_.push_back(id);
+    }
+  }
+
   void CheckAnswers() {
     grpc::health::v1::HealthCheckRequest hreq;
     grpc::health::v1::HealthCheckResponse hresp;
@@ -246,7 +264,10 @@ class FuzzDaemon {
   int call_deadline_ms_ = 30;
   bool verbose_ = false;
   int inputs_ = 0;
-  std::uint64_t newest_id_ = 0;
+  // Ids this harness took (ReserveId), oldest first; the newest job ids,
+  // newest first.
+  std::deque<std::uint64_t> taken_ids_;
+  std::vector<std::uint64_t> recent_ids_;
   server::Durability durability_ = server::Durability::kAsync;
   std::string data_dir_;
   std::unique_ptr<server::Daemon> daemon_;
@@ -254,6 +275,16 @@ class FuzzDaemon {
   std::unique_ptr<v1::Jobs::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
+
+// Fuzzed strings are often not UTF-8, and protobuf logs each such parse
+// failure (the input is then refused): those lines are dropped, the rest
+// printed as protobuf would.
+void ProtobufLog(google::protobuf::LogLevel level, const char* filename,
+                 int line, const std::string& message) {
+  if (message.find("invalid UTF-8 data") != std::string::npos) return;
+  std::fprintf(stderr, "[libprotobuf %d %s:%d] %s\n", static_cast<int>(level),
+               filename, line, message.c_str());
+}
 
 FuzzDaemon& Daemon() {
   static FuzzDaemon* daemon = new FuzzDaemon();
@@ -363,7 +394,10 @@ int Run(const char* rpc, const std::uint8_t* data, std::size_t size,
 
 }  // namespace
 
-void InitDaemon() { Daemon(); }
+void InitDaemon() {
+  google::protobuf::SetLogHandler(&ProtobufLog);
+  Daemon();
+}
 
 int FuzzSubmit(const std::uint8_t* data, std::size_t size) {
   return Run<v1::SubmitRequest>(

@@ -24,6 +24,12 @@
 // Between inputs every job not done is cancelled (JobManager::CancelAll),
 // and the daemon's limits are small, so that state does not pile up.
 //
+// Ids 1..256 in a request name recent jobs, 1 the newest (kRelativeIds in
+// the .cc), so that a seed "Gather of ids 1, 2, 3" reaches the jobs and
+// groups earlier inputs created whenever it runs; others are sent as they
+// are. The daemon's state carries over from input to input, so a finding
+// may need the inputs before it to reproduce.
+//
 // Environment (all optional):
 //   AWAITD_FUZZ_DEADLINE_MS   the deadline of each fuzzed call (default 30);
 //   AWAITD_FUZZ_DURABILITY    "async" (default), "sync" or "none";

@@ -23,6 +23,8 @@ runs="${2:-3000}"
 shift $(( $# >= 2 ? 2 : 1 ))
 
 dir="${build}/tests/fuzz"
+source_dir="$(cd "$(dirname "$0")/../.." && pwd)"
+regressions="${source_dir}/tests/fuzz/regressions"
 if [[ "${runs}" == 0 ]]; then
   echo "run_fuzzers: runs=0: the fuzzers are built, none is run"
   exit 0
@@ -34,7 +36,7 @@ targets=(fuzz_submit fuzz_get fuzz_cancel fuzz_wait fuzz_gather fuzz_wait_for
 # Leaks are checked (libFuzzer's -detect_leaks, with LSan's suppressions of
 # `make asan`); UBSan stops at the first report.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
-export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")/../.." && pwd)/tools/lsan.supp:print_suppressions=0}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=${source_dir}/tools/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 mkdir -p "${dir}/logs" "${dir}/artifacts"
@@ -53,9 +55,13 @@ for t in "${targets[@]}"; do
   start=${SECONDS}
   # -timeout: an input that takes longer is a hang (the harness's calls
   # have deadlines of 30 ms to 10 s). corpus/ first: new inputs go there.
+  # Reproducers of past findings (tests/fuzz/regressions/<target>/) join
+  # the seeds.
+  corpora=("${dir}/corpus/${t}" "${dir}/seeds/${t}")
+  if [[ -d "${regressions}/${t}" ]]; then corpora+=("${regressions}/${t}"); fi
   "${bin}" -runs="${runs}" -timeout=30 -rss_limit_mb=4096 \
     -print_final_stats=1 -artifact_prefix="${dir}/artifacts/${t}-" \
-    "$@" "${dir}/corpus/${t}" "${dir}/seeds/${t}" >"${log}" 2>&1
+    "$@" "${corpora[@]}" >"${log}" 2>&1
   rc=$?
   elapsed=$(( SECONDS - start ))
   done_runs="$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "${log}" | tail -1)"
