@@ -11,6 +11,10 @@ BUILD_DIR  ?= build
 TSAN_DIR   ?= build-tsan
 ASAN_DIR   ?= build-asan
 CLANG_DIR  ?= build-clang
+FUZZ_DIR   ?= build-fuzz
+# Inputs per fuzz target in `make fuzz` (CI): the seeds' first pass, then
+# mutations. See README.md ("Fuzzing") for longer runs.
+FUZZ_RUNS  ?= 3000
 BUILD_TYPE ?= RelWithDebInfo
 # RelWithDebInfo, pinned to -O2 (CMake's default for GCC/Clang, made explicit).
 RELWITHDEBINFO_FLAGS := -O2 -g -DNDEBUG
@@ -36,7 +40,7 @@ CONFIGURE = cmake -S . -B $(1) -G Ninja \
 
 FORMAT_DIRS := $(wildcard runtime server client tests bench)
 
-.PHONY: deps build test run install image bench tsan asan thread-safety format clean help
+.PHONY: deps build test run install image bench tsan asan thread-safety fuzz format clean help
 
 deps: ## Install missing Debian packages (deploy/debian-packages.txt)
 	@bash tools/install-deps.sh
@@ -96,13 +100,20 @@ thread-safety: deps ## Clang build of runtime and daemon with -Wthread-safety -W
 	CXX=clang++ $(call CONFIGURE,$(CLANG_DIR),-DAWAITD_RUNTIME_ONLY=OFF -DAWAITD_BUILD_BENCH=OFF -DAWAITD_BUILD_TESTS=OFF)
 	cmake --build $(CLANG_DIR) -j$(NPROC)
 
+# libFuzzer needs clang; the whole daemon is built with its coverage
+# instrumentation and ASan+UBSan (tests/fuzz/CMakeLists.txt), nothing else.
+fuzz: deps ## Clang libFuzzer build (ASan+UBSan) of tests/fuzz in build-fuzz/; runs each target FUZZ_RUNS inputs
+	CXX=clang++ $(call CONFIGURE,$(FUZZ_DIR),-DAWAITD_RUNTIME_ONLY=OFF -DAWAITD_SANITIZE=address -DAWAITD_BUILD_BENCH=OFF -DAWAITD_BUILD_TESTS=OFF -DAWAITD_BUILD_FUZZERS=ON)
+	cmake --build $(FUZZ_DIR) --target fuzzers -j$(NPROC)
+	tests/fuzz/run_fuzzers.sh $(FUZZ_DIR) $(FUZZ_RUNS)
+
 format: ## clang-format -i all *.h/*.cc under runtime server client tests bench
 	@files="$$(find $(FORMAT_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) 2>/dev/null)"; \
 	if [ -n "$$files" ]; then echo "$$files" | xargs clang-format -i; \
 	else echo "format: no sources found"; fi
 
 clean: ## Remove all build directories
-	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(ASAN_DIR) $(CLANG_DIR)
+	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(ASAN_DIR) $(CLANG_DIR) $(FUZZ_DIR)
 
 help: ## Show this help
 	@echo "awaitd make targets:"
