@@ -103,16 +103,26 @@ std::size_t SaturatingAdd(std::size_t a, std::size_t b) {
              : a + b;
 }
 
-// Bytes of one element of a group's result list (an upper bound): the
-// value's tag and length, and the child's result or its error entry.
-std::size_t ElementBytes(const Job& child) {
-  constexpr std::size_t kElementFraming = 6;
+// Bytes of one element of a group's result list (an upper bound), at group
+// depth `depth` (see Job::AppendResult): the child's result or its error
+// entry (or the reference a group that deep is given), and per element what
+// building it costs beyond its wire bytes. A small element is 2 bytes on
+// the wire but a Value message of about 48 in memory while the reply is
+// built, and the bound is on that (a gather of one big group repeated N
+// times is N^2 elements: 2000 of them made 48 MB sent and 1.1 GB built).
+std::size_t ElementBytes(const Job& child, int depth) {
+  constexpr std::size_t kElementFraming = 48;
   constexpr std::size_t kErrorEntryFraming = 96;  // keys, job_id, framing
-  if (child.state() == JobState::kSucceeded) {
+  constexpr std::size_t kRefBytes = 64;           // {"result_ref": ...}
+  if (child.state() != JobState::kSucceeded) {
+    return SaturatingAdd(child.outcome_bytes(),
+                         kElementFraming + kErrorEntryFraming);
+  }
+  if (!child.is_group()) {
     return SaturatingAdd(child.outcome_bytes(), kElementFraming);
   }
-  return SaturatingAdd(child.outcome_bytes(),
-                       kElementFraming + kErrorEntryFraming);
+  if (depth + 1 > kMaxInlineGroupDepth) return kElementFraming + kRefBytes;
+  return SaturatingAdd(child.group_result_bytes(depth), kElementFraming);
 }
 
 // Destruction of Jobs on this thread that is in progress in an outer
@@ -197,11 +207,24 @@ void Job::SetOutcomeBytesLocked(JobState s) {
     outcome_bytes_ = result_ != nullptr ? result_->ByteSizeLong() : 0;
   } else {
     // Every child is done (a group succeeds only then): their sizes are
-    // final.
-    std::size_t n = 0;
-    for (const JobPtr& c : children_) n = SaturatingAdd(n, ElementBytes(*c));
-    outcome_bytes_ = n;
+    // final. One bound per depth this group's list may be built at: a
+    // chain of 10,000 groups is inlined 8 levels deep, never 10,000.
+    group_bytes_.assign(kMaxInlineGroupDepth, 0);
+    for (int d = 0; d < kMaxInlineGroupDepth; ++d) {
+      std::size_t n = 0;
+      for (const JobPtr& c : children_) {
+        n = SaturatingAdd(n, ElementBytes(*c, d + 1));
+      }
+      group_bytes_[static_cast<std::size_t>(d)] = n;
+    }
+    outcome_bytes_ = group_bytes_[0];
   }
+}
+
+std::size_t Job::group_result_bytes(int depth) const noexcept {
+  if (group_bytes_.empty()) return outcome_bytes_;
+  return group_bytes_[static_cast<std::size_t>(
+      std::clamp(depth, 0, kMaxInlineGroupDepth - 1))];
 }
 
 bool Job::BeginCancelGroup() {

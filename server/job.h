@@ -184,10 +184,15 @@ class Job {
   const v1::JobError* error() const noexcept { return error_.get(); }
 
   // Once done(): an upper bound of the bytes the outcome takes in a reply
-  // (the result with every group below inlined, or the error), saturating
-  // at SIZE_MAX / 4. A group's is computed from its children's when it
+  // (the result with every group below inlined, or the error; a group's
+  // elements counted at what a Value costs in memory, not only on the
+  // wire), saturating at SIZE_MAX / 4. A group's is computed from its children's when it
   // ends, so that a reply is sized without walking anything.
   std::size_t outcome_bytes() const noexcept { return outcome_bytes_; }
+  // For a group that SUCCEEDED: the bound of its result's bytes when its
+  // list is built at group depth `depth` (AppendResult); outcome_bytes()
+  // is the one at depth 0.
+  std::size_t group_result_bytes(int depth) const noexcept;
   // An upper bound of the bytes Snapshot() writes, once done().
   std::size_t SnapshotBytes() const noexcept;
   // The result of a SUCCEEDED job, into `out`: a leaf's value, or a group's
@@ -340,6 +345,8 @@ class Job {
   std::unique_ptr<google::protobuf::Value> result_;
   std::unique_ptr<v1::JobError> error_;
   std::size_t outcome_bytes_ = 0;
+  // A succeeded group's result bounds by depth (see group_result_bytes).
+  std::vector<std::size_t> group_bytes_;
 
   runtime::JoinHandle<void> task_ ABSL_GUARDED_BY(mu_);
   absl::Time started_at_ ABSL_GUARDED_BY(mu_);

@@ -632,8 +632,10 @@ TEST_F(JobManagerHardeningTest, ALongChainOfGroupsIsCancelledWithoutRecursion) {
   bool took = false;
   OnSmallStack([&] { took = jobs_->Cancel(top, "stop the chain"); });
   EXPECT_TRUE(took);
+  // (The top gather ends at once; the leaf at its next suspension.)
   ASSERT_TRUE(AwaitJobDone(top));
   EXPECT_EQ(top->state(), JobState::kCancelled);
+  ASSERT_TRUE(AwaitJobDone(leaf));
   EXPECT_EQ(leaf->state(), JobState::kCancelled);
 }
 
