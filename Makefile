@@ -14,7 +14,7 @@ CLANG_DIR  ?= build-clang
 FUZZ_DIR   ?= build-fuzz
 # Inputs per fuzz target in `make fuzz` (CI): the seeds' first pass, then
 # mutations. See README.md ("Fuzzing") for longer runs.
-FUZZ_RUNS  ?= 3000
+FUZZ_RUNS  ?= 10000
 BUILD_TYPE ?= RelWithDebInfo
 # RelWithDebInfo, pinned to -O2 (CMake's default for GCC/Clang, made explicit).
 RELWITHDEBINFO_FLAGS := -O2 -g -DNDEBUG
