@@ -652,6 +652,38 @@ absl::Status JobManager::AwaitStored() {
   return absl::OkStatus();
 }
 
+// A commit whose answer someone waits for, for at most --store_timeout; the
+// store's callback owns it too, so it may come after the waiter gave up.
+struct JobManager::PendingCommit {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  absl::Status status ABSL_GUARDED_BY(mu);
+};
+
+std::shared_ptr<JobManager::PendingCommit> JobManager::CommitTracked(
+    JobStore& store, JobStore::Batch batch) {
+  auto pending = std::make_shared<PendingCommit>();
+  store.Commit(std::move(batch), [pending](absl::Status s) {
+    absl::MutexLock lock(&pending->mu);
+    pending->status = std::move(s);
+    pending->done = true;
+  });
+  return pending;
+}
+
+absl::Status JobManager::AwaitCommit(PendingCommit& pending) const {
+  absl::MutexLock lock(&pending.mu);
+  if (!pending.mu.AwaitWithTimeout(absl::Condition(&pending.done),
+                                   options_.store_timeout)) {
+    return absl::UnavailableError(
+        StrCat("the job store did not confirm the write within "
+               "--store_timeout=",
+               absl::FormatDuration(options_.store_timeout),
+               "; the disk may be hung; it is stored once the disk answers"));
+  }
+  return pending.status;
+}
+
 absl::Status JobManager::StoreTimedOut(std::string_view what) const {
   return absl::UnavailableError(StrCat(
       what, ": the job store did not confirm the write within --store_timeout=",
@@ -1584,8 +1616,7 @@ void RestoreFinished(Job& job, StoredJob& r) {
 absl::StatusOr<std::shared_ptr<Limit>> JobManager::DeclareLimit(
     std::string_view name, std::uint32_t permits) {
   JobStore* const store = store_.load(std::memory_order_acquire);
-  absl::Notification stored;
-  absl::Status status;
+  std::shared_ptr<PendingCommit> pending;
   std::shared_ptr<Limit> limit;
   {
     absl::MutexLock lock(&limit_changes_mu_);
@@ -1600,13 +1631,9 @@ absl::StatusOr<std::shared_ptr<Limit>> JobManager::DeclareLimit(
     // first store failed gets another chance.
     JobStore::Batch batch;
     batch.PutLimit(limit->name(), limit->permits());
-    store->Commit(std::move(batch), [&](absl::Status s) {
-      status = std::move(s);
-      stored.Notify();
-    });
+    pending = CommitTracked(*store, std::move(batch));
   }
-  stored.WaitForNotification();
-  if (!status.ok()) {
+  if (absl::Status status = AwaitCommit(*pending); !status.ok()) {
     return absl::Status(
         status.code(),
         StrCat("limit ", limit->name(),
@@ -1619,8 +1646,7 @@ absl::StatusOr<std::shared_ptr<Limit>> JobManager::DeclareLimit(
 
 absl::Status JobManager::DeleteLimit(std::string_view name) {
   JobStore* const store = store_.load(std::memory_order_acquire);
-  absl::Notification stored;
-  absl::Status status;
+  std::shared_ptr<PendingCommit> pending;
   std::string limit_name;
   {
     absl::MutexLock lock(&limit_changes_mu_);
@@ -1666,13 +1692,9 @@ absl::Status JobManager::DeleteLimit(std::string_view name) {
     if (store == nullptr) return absl::OkStatus();
     JobStore::Batch batch;
     batch.DeleteLimit(limit_name);
-    store->Commit(std::move(batch), [&](absl::Status s) {
-      status = std::move(s);
-      stored.Notify();
-    });
+    pending = CommitTracked(*store, std::move(batch));
   }
-  stored.WaitForNotification();
-  if (!status.ok()) {
+  if (absl::Status status = AwaitCommit(*pending); !status.ok()) {
     return absl::Status(
         status.code(),
         StrCat("limit ", limit_name,

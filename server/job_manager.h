@@ -393,6 +393,14 @@ class JobManager {
   // ForgetStoredLocked).
   static void PutState(const Job& job, JobStore::Batch* batch,
                        bool forgotten = false);
+  // A store commit waited for with a bound (DeclareLimit, DeleteLimit):
+  // queued by CommitTracked (under whatever lock orders the commits),
+  // awaited by AwaitCommit for at most --store_timeout (UNAVAILABLE past
+  // it; the commit still lands, or fails, on its own).
+  struct PendingCommit;
+  std::shared_ptr<PendingCommit> CommitTracked(JobStore& store,
+                                               JobStore::Batch batch);
+  absl::Status AwaitCommit(PendingCommit& pending) const;
   // Recover's first step: the stored limit declarations, declared again.
   absl::Status RestoreLimits(const JobStore& store, RecoveryStats* stats);
   // Onto the stack of jobs finished since the last sweep.

@@ -14,6 +14,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -61,6 +63,18 @@ inline v1::ErrorDetails Details(const grpc::Status& s) {
   v1::ErrorDetails d;
   if (!s.error_details().empty()) d.ParseFromString(s.error_details());
   return d;
+}
+
+// A new empty directory under the test temp dir, named after `prefix`, this
+// process and `name` (a test's data directory).
+inline std::string FreshDir(const std::string& prefix,
+                            const std::string& name) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) /
+      (prefix + "_" + std::to_string(getpid()) + "_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
 }
 
 // The awaitd binary of this build, for tests that run it as a process:

@@ -50,12 +50,7 @@ using testing::Input;
 using testing::Spec;
 
 std::string FreshDir(const std::string& name) {
-  const std::filesystem::path dir =
-      std::filesystem::path(::testing::TempDir()) /
-      ("awaitd_durability_" + std::to_string(getpid()) + "_" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
+  return testing::FreshDir("awaitd_durability", name);
 }
 
 google::protobuf::Timestamp Ts(absl::Time t) {
@@ -1178,6 +1173,21 @@ TEST_F(DiskFaultTest, AHungDiskFailsSubmitAndCancelInTimeWhileReadsAnswer) {
   cancel.add_ids(id);
   v1::CancelResponse cancelled;
   s = stub_->Cancel(Ctx().get(), cancel, &cancelled);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("--store_timeout=300ms"));
+
+  // So do DeclareLimit and DeleteLimit, whose changes are stored too.
+  v1::DeclareLimitRequest declare;
+  declare.set_name("hung");
+  declare.set_permits(2);
+  v1::DeclareLimitResponse declared;
+  s = stub_->DeclareLimit(Ctx().get(), declare, &declared);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("--store_timeout=300ms"));
+  v1::DeleteLimitRequest remove;
+  remove.set_name("hung");
+  v1::DeleteLimitResponse removed;
+  s = stub_->DeleteLimit(Ctx().get(), remove, &removed);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("--store_timeout=300ms"));
 

@@ -39,12 +39,7 @@ using testing::Input;
 using testing::Spec;
 
 std::string FreshDir(const std::string& name) {
-  const std::filesystem::path dir =
-      std::filesystem::path(::testing::TempDir()) /
-      ("awaitd_hardening_" + std::to_string(getpid()) + "_" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
+  return testing::FreshDir("awaitd_hardening", name);
 }
 
 // The process's peak resident set (VmHWM), in bytes; ResetPeakRss() starts
