@@ -250,7 +250,10 @@ void Job::SetTask(runtime::JoinHandle<void> task) {
   // A Cancel() that came after the body started but before the job had its
   // task could not reach it. (Before the body starts, a cancel is seen by the
   // body itself: a task cancelled before it runs never runs at all.)
-  if (cancel_requested_ && body_entered_) task.Cancel(*cancel_message_);
+  if (cancel_requested_ && body_entered_) {
+    task.Cancel(*cancel_message_);
+    cancel_undelivered_ = false;
+  }
   if (IsFinal(decided_)) {
     drop = std::move(task);
   } else {
@@ -351,8 +354,10 @@ bool Job::Finish(JobState final_state,
   {
     absl::MutexLock lock(&mu_);
     if (IsFinal(decided_)) return false;
+    // A Cancel() that took effect but never reached the body (undelivered:
+    // it came before the job had its task's handle) counts as pending too.
     if (final_state == JobState::kSucceeded && cancel_pending != nullptr &&
-        cancel_requested_ && cancel_pending(*this)) {
+        cancel_requested_ && (cancel_undelivered_ || cancel_pending(*this))) {
       final_state = JobState::kCancelled;
       result.reset();
       error = MakeError("CancelledError", *cancel_message_);
@@ -372,7 +377,14 @@ bool Job::CancelLeaf(std::string_view message, bool* ended) {
     if (IsFinal(decided_)) return false;
     cancel_requested_ = true;
     cancel_message_ = std::make_unique<std::string>(message);
-    if (task_.valid()) task_.Cancel(message);
+    if (task_.valid()) {
+      task_.Cancel(message);
+    } else if (body_entered_) {
+      // The body runs, but its task's handle has not reached the job yet
+      // (SetTask comes just after the spawn): SetTask delivers the cancel,
+      // or, should the body return first, Finish sees it.
+      cancel_undelivered_ = true;
+    }
     if (body_entered_) return true;
     // Not started: the task will never run its body (a task cancelled before
     // it starts does not), so the job ends here.

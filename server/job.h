@@ -355,6 +355,9 @@ class Job {
   bool body_entered_ ABSL_GUARDED_BY(mu_) = false;
   bool cancel_at_first_step_ ABSL_GUARDED_BY(mu_) = false;
   bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+  // A cancel took effect while the body ran without its task's handle (see
+  // CancelLeaf); cleared once SetTask delivers it.
+  bool cancel_undelivered_ ABSL_GUARDED_BY(mu_) = false;
   // Rare: allocated by the first Cancel.
   std::unique_ptr<std::string> cancel_message_ ABSL_GUARDED_BY(mu_);
   JobWatch* watches_ ABSL_GUARDED_BY(mu_) = nullptr;

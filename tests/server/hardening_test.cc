@@ -646,6 +646,27 @@ TEST_F(JobManagerHardeningTest, ACancelWalksEachGroupOfADiamondChainOnce) {
   EXPECT_EQ(g->state(), JobState::kCancelled);
 }
 
+// A Cancel() that takes effect while the body runs but before the job has
+// its task's handle (SetTask comes just after the spawn, and a stealing
+// worker may start the body first) still ends the job CANCELLED when the
+// body returns: Cancel said true (SoakTest caught this once).
+TEST(JobTest, ACancelBeforeTheJobHasItsTaskStillCancelsIt) {
+  Job job(JobAttributes{.id = 1, .name = "j", .kind = "echo"});
+  ASSERT_TRUE(job.EnterBody());
+  bool ended = false;
+  EXPECT_TRUE(job.CancelLeaf("too late for the handle", &ended));
+  EXPECT_FALSE(ended);
+  google::protobuf::Value v;
+  v.set_number_value(1);
+  ASSERT_TRUE(job.Finish(JobState::kSucceeded,
+                         std::make_unique<google::protobuf::Value>(v), nullptr,
+                         [](const Job&) { return false; }));
+  EXPECT_EQ(job.state(), JobState::kCancelled);
+  ASSERT_NE(job.error(), nullptr);
+  EXPECT_EQ(job.error()->type(), "CancelledError");
+  EXPECT_EQ(job.error()->message(), "too late for the handle");
+}
+
 TEST(JobTest, ALongChainOfGroupsIsFreedWithoutRecursion) {
   // 20,000 groups, each holding the one before: the last owner lets go on a
   // 256 KiB stack, which nested destructors (a few hundred bytes a level)
