@@ -38,7 +38,6 @@ CompletionQueue::~CompletionQueue() {
 void CompletionQueue::OnDone(DoneCallback* cb, TaskHeader*) {
   auto* c = static_cast<Callback*>(cb);
   CompletionQueue* self = c->owner;
-  c->done.store(true, std::memory_order_release);
   TaskHeader* wake = nullptr;
   {
     MutexLock lock(&self->mu_);
@@ -47,6 +46,11 @@ void CompletionQueue::OnDone(DoneCallback* cb, TaskHeader*) {
     // Under mu_: the awaiter cannot finish (and free the node) meanwhile.
     if (n != nullptr && n->TryFire()) wake = n->task;
   }
+  // The last touch of *c and *self: a destructor that sees `done` frees
+  // both without waiting (one that does not waits for this callback in
+  // RemoveDoneCallback). Set first, it let ~CompletionQueue free the queue
+  // while this still locked its mutex (TSan: heap-use-after-free).
+  c->done.store(true, std::memory_order_release);
   if (wake != nullptr) wake->Wake();
 }
 
