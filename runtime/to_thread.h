@@ -143,11 +143,10 @@ class [[nodiscard]] ToThreadAwaiter {
     if (BlockingPool::SubmitResult r =
             task_->scheduler()->blocking_pool().Submit(call_);
         !r) {
-      call_->error =
-          r.refusal == BlockingPool::Refusal::kNoThread
-              ? std::make_exception_ptr(ThreadStartError(
-                    "can't start new thread (" + r.error + ")"))
-              : std::make_exception_ptr(RuntimeShutdownError());
+      call_->error = r.refusal == BlockingPool::Refusal::kNoThread
+                         ? std::make_exception_ptr(ThreadStartError(
+                               "can't start new thread (" + r.error + ")"))
+                         : std::make_exception_ptr(RuntimeShutdownError());
       return false;
     }
     submitted_ = true;

@@ -555,8 +555,9 @@ absl::Status Authenticator::Check(
 absl::Status Authenticator::CheckBearer(std::string_view authorization) const {
   if (authorization.empty()) return absl::UnauthenticatedError(kMissingToken);
   std::multimap<grpc::string_ref, grpc::string_ref> metadata;
-  metadata.emplace(grpc::string_ref("authorization"),
-                   grpc::string_ref(authorization.data(), authorization.size()));
+  metadata.emplace(
+      grpc::string_ref("authorization"),
+      grpc::string_ref(authorization.data(), authorization.size()));
   return CheckToken(metadata);
 }
 

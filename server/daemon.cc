@@ -127,8 +127,8 @@ absl::Status Daemon::Init() {
     if (absl::Status s = OpenStoreAndRecover(); !s.ok()) return s;
   }
   jobs_->Start();
-options_.service.max_reply_bytes = options_.max_message_bytes;
-    service_ = std::make_unique<JobsService>(*runtime_, *jobs_, options_.service,
+  options_.service.max_reply_bytes = options_.max_message_bytes;
+  service_ = std::make_unique<JobsService>(*runtime_, *jobs_, options_.service,
                                            *logger_);
 
   if (!options_.metrics_listen.empty()) {

@@ -217,8 +217,8 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
     return absl::InvalidArgumentError(StrCat(
         "--max_memory_bytes: must be >= 0 (0: automatic; got ", memory, ")"));
   }
-  o.jobs.max_memory_bytes = memory > 0 ? static_cast<std::size_t>(memory)
-                                       : DefaultMemoryBudget();
+  o.jobs.max_memory_bytes =
+      memory > 0 ? static_cast<std::size_t>(memory) : DefaultMemoryBudget();
   if (o.max_message_bytes > INT32_MAX) {
     return absl::InvalidArgumentError(
         "--max_message_bytes: must be below 2 GiB");

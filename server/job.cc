@@ -98,9 +98,8 @@ int ValueDepthAt(const Value& v, int level, int limit, std::string* path) {
 constexpr std::size_t kSaturated = std::numeric_limits<std::size_t>::max() / 4;
 
 std::size_t SaturatingAdd(std::size_t a, std::size_t b) {
-  return a >= kSaturated || b >= kSaturated || a + b >= kSaturated
-             ? kSaturated
-             : a + b;
+  return a >= kSaturated || b >= kSaturated || a + b >= kSaturated ? kSaturated
+                                                                   : a + b;
 }
 
 // Bytes of one element of a group's result list (an upper bound), at group

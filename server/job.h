@@ -131,7 +131,7 @@ struct JobAttributes {
   bool retry_safe = false;
   absl::Duration timeout = absl::ZeroDuration();  // zero: none
   absl::Time created_at;
-  absl::Time scheduled_at;     // when it may start (== created_at if no delay)
+  absl::Time scheduled_at;  // when it may start (== created_at if no delay)
   // Sorted by name (the acquisition order). Shared: a limit deleted by RPC
   // lives on while a job that named it is kept.
   std::vector<std::shared_ptr<Limit>> limits;
@@ -186,8 +186,8 @@ class Job {
   // Once done(): an upper bound of the bytes the outcome takes in a reply
   // (the result with every group below inlined, or the error; a group's
   // elements counted at what a Value costs in memory, not only on the
-  // wire), saturating at SIZE_MAX / 4. A group's is computed from its children's when it
-  // ends, so that a reply is sized without walking anything.
+  // wire), saturating at SIZE_MAX / 4. A group's is computed from its
+  // children's when it ends, so that a reply is sized without walking anything.
   std::size_t outcome_bytes() const noexcept { return outcome_bytes_; }
   // For a group that SUCCEEDED: the bound of its result's bytes when its
   // list is built at group depth `depth` (AppendResult); outcome_bytes()

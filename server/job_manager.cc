@@ -760,11 +760,11 @@ absl::Status JobManager::CheckMemory(std::size_t bytes, std::size_t jobs,
   if (max == 0) return absl::OkStatus();
   const std::size_t used = memory_.load(std::memory_order_relaxed);
   if (used <= max && bytes <= max - used) return absl::OkStatus();
-  return absl::ResourceExhaustedError(StrCat(
-      field, ": the daemon holds ", used, " bytes for its jobs and ", jobs,
-      jobs == 1 ? " more job" : " more jobs", " (", bytes,
-      " bytes) would exceed --max_memory_bytes=", max,
-      "; retry once jobs finish and are forgotten (--result_ttl)"));
+  return absl::ResourceExhaustedError(
+      StrCat(field, ": the daemon holds ", used, " bytes for its jobs and ",
+             jobs, jobs == 1 ? " more job" : " more jobs", " (", bytes,
+             " bytes) would exceed --max_memory_bytes=", max,
+             "; retry once jobs finish and are forgotten (--result_ttl)"));
 }
 
 absl::Status JobManager::AdmitGroup(std::size_t children,
@@ -1417,10 +1417,10 @@ absl::Status JobManager::List(const v1::ListRequest& request,
       const std::size_t b = j.SnapshotBytes();
       if (b > max_bytes - std::min(bytes, max_bytes)) {
         if (page.empty()) {
-          return absl::ResourceExhaustedError(
-              StrCat("page: job ", j.id(), " alone takes up to ", b,
-                     " bytes, more than a reply may (--max_message_bytes=",
-                     max_bytes, "); read it with Get"));
+          return absl::ResourceExhaustedError(StrCat(
+              "page: job ", j.id(), " alone takes up to ", b,
+              " bytes, more than a reply may (--max_message_bytes=", max_bytes,
+              "); read it with Get"));
         }
         break;  // the page ends here; the next one starts with this job
       }
@@ -1890,10 +1890,10 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
       job->Restore(
           JobState::kFailed, r.attempt(), FromProto(r.started_at()),
           FromProto(r.finished_at()), nullptr,
-          MakeError("RecoveryError",
-                    StrCat("the group succeeded, but its child job ",
-                           missing.front(),
-                           " was forgotten: its result cannot be rebuilt")));
+          MakeError(
+              "RecoveryError",
+              StrCat("the group succeeded, but its child job ", missing.front(),
+                     " was forgotten: its result cannot be rebuilt")));
       ended.push_back(job);
     } else if (!missing.empty()) {
       // A child finished and was forgotten (--result_ttl) while the group

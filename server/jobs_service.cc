@@ -596,9 +596,9 @@ class GroupCall final : public UnaryCall {
     }
     // One copy of each child's result per input (gather(t, t) returns t's
     // twice), sized before any is made.
-    if (absl::Status s =
-            CheckReplyBytes(group_->children(), service_->options().max_reply_bytes,
-                            StrCat("group ", group_->id(), " succeeded, but"));
+    if (absl::Status s = CheckReplyBytes(
+            group_->children(), service_->options().max_reply_bytes,
+            StrCat("group ", group_->id(), " succeeded, but"));
         !s.ok()) {
       FinishWith(ToGrpcStatus(s));
       co_return;
@@ -684,9 +684,10 @@ class AsCompletedCall final : public StreamCall<v1::AsCompletedResponse> {
       for (const JobWatcher::Change& c : w.Take()) {
         out_.Clear();
         const JobPtr& job = jobs_[c.slot];
-        if (absl::Status s = CheckReplyBytes(
-                std::span<const JobPtr>(&job, 1), service_->options().max_reply_bytes,
-                StrCat("as_completed: job ", job->id()));
+        if (absl::Status s =
+                CheckReplyBytes(std::span<const JobPtr>(&job, 1),
+                                service_->options().max_reply_bytes,
+                                StrCat("as_completed: job ", job->id()));
             !s.ok()) {
           too_large_ = ToGrpcStatus(s);
           co_return;
@@ -1048,8 +1049,7 @@ grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
   auto jobs = FindAll(request->ids());
   if (!jobs.ok()) return FinishNow(ctx, jobs.status());
   // Sized before any copy is made (a repeated id is a copy each time).
-  if (absl::Status s =
-          CheckReplyBytes(*jobs, options_.max_reply_bytes, "ids");
+  if (absl::Status s = CheckReplyBytes(*jobs, options_.max_reply_bytes, "ids");
       !s.ok()) {
     return FinishNow(ctx, s);
   }

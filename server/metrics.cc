@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "civetweb.h"
 #include "absl/time/time.h"
+#include "civetweb.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/collectable.h"
@@ -575,10 +575,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   // Two threads, as prometheus-cpp's Exposer had; a request that has not
   // arrived whole within 10 s is dropped, so a slow client cannot hold a
   // thread for longer.
-  const char* options[] = {"listening_ports", listen.c_str(),
-                           "num_threads",     "2",
-                           "request_timeout_ms", "10000",
-                           nullptr};
+  const char* options[] = {
+      "listening_ports",    listen.c_str(), "num_threads", "2",
+      "request_timeout_ms", "10000",        nullptr};
   // Once per process (reference counted by civetweb; never undone).
   static const unsigned civetweb_features = mg_init_library(0);
   (void)civetweb_features;

@@ -18,8 +18,8 @@
 //
 // Thread safety: scrapes run on the HTTP server's own threads (civetweb,
 // two), concurrently with everything else; every source they read is safe
-// for that, and so must `authorize` be. RpcStats is updated from gRPC threads. Start and the
-// destructor are called from the daemon's controlling thread.
+// for that, and so must `authorize` be. RpcStats is updated from gRPC threads.
+// Start and the destructor are called from the daemon's controlling thread.
 #ifndef AWAITD_SERVER_METRICS_H_
 #define AWAITD_SERVER_METRICS_H_
 

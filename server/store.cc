@@ -700,8 +700,7 @@ absl::Status JobStore::ForEachJob(
   };
   for (; jobs->Valid(); jobs->Next()) {
     StoredJob job;
-    if (jobs->key().size() != 9 ||
-        !ParseRecord(jobs->value(), &job)) {
+    if (jobs->key().size() != 9 || !ParseRecord(jobs->value(), &job)) {
       return unreadable(jobs->key());
     }
     const std::uint64_t id = Load64(jobs->key().data() + 1);

@@ -218,7 +218,8 @@ class FuzzDaemon {
     if (taken_ids_.size() > 2 * kRelativeIds) taken_ids_.pop_front();
     recent_ids_.clear();
     auto taken = taken_ids_.rbegin();  // newest first
-    for (std::uint64_t id = next; id > 1 && recent_ids_.size() < kRelativeIds;) {
+    for (std::uint64_t id = next;
+         id > 1 && recent_ids_.size() < kRelativeIds;) {
       --id;
       while (taken != taken_ids_.rend() && *taken > id) ++taken;
       if (taken != taken_ids_.rend() && *taken == id) continue;
@@ -229,10 +230,10 @@ class FuzzDaemon {
   void CheckAnswers() {
     grpc::health::v1::HealthCheckRequest hreq;
     grpc::health::v1::HealthCheckResponse hresp;
-    grpc::Status hs = health_->Check(
-        Context(std::chrono::seconds(5)).get(), hreq, &hresp);
-    Require(hs.ok() &&
-                hresp.status() == grpc::health::v1::HealthCheckResponse::SERVING,
+    grpc::Status hs =
+        health_->Check(Context(std::chrono::seconds(5)).get(), hreq, &hresp);
+    Require(hs.ok() && hresp.status() ==
+                           grpc::health::v1::HealthCheckResponse::SERVING,
             "after the input, health is not SERVING: " + Describe(hs));
     // Through the Jobs service and the job manager's table: the largest id
     // is never handed out.
@@ -241,10 +242,10 @@ class FuzzDaemon {
     v1::GetResponse resp;
     grpc::Status s =
         stub_->Get(Context(std::chrono::seconds(5)).get(), req, &resp);
-    Require(s.error_code() == StatusCode::NOT_FOUND &&
-                !s.error_message().empty(),
-            "after the input, Get of the largest id answered " + Describe(s) +
-                " (want NOT_FOUND)");
+    Require(
+        s.error_code() == StatusCode::NOT_FOUND && !s.error_message().empty(),
+        "after the input, Get of the largest id answered " + Describe(s) +
+            " (want NOT_FOUND)");
   }
 
   void CheckRunsJobs() {
@@ -316,9 +317,8 @@ void CheckStatus(const grpc::Status& s,
                  Describe(s).c_str());
   }
   const StatusCode code = s.error_code();
-  const bool allowed =
-      CommonCode(code) ||
-      std::find(extra.begin(), extra.end(), code) != extra.end();
+  const bool allowed = CommonCode(code) || std::find(extra.begin(), extra.end(),
+                                                     code) != extra.end();
   Require(allowed, "undocumented status " + Describe(s));
   switch (code) {
     case StatusCode::INVALID_ARGUMENT:
@@ -350,7 +350,9 @@ void MapIds(const FuzzDaemon& d,
             google::protobuf::RepeatedPtrField<v1::JobInput>* inputs) {
   for (v1::JobInput& in : *inputs) MapIds(d, &in);
 }
-void MapIds(const FuzzDaemon& d, v1::GetRequest* r) { MapIds(d, r->mutable_ids()); }
+void MapIds(const FuzzDaemon& d, v1::GetRequest* r) {
+  MapIds(d, r->mutable_ids());
+}
 void MapIds(const FuzzDaemon& d, v1::CancelRequest* r) {
   MapIds(d, r->mutable_ids());
 }
@@ -408,8 +410,7 @@ int FuzzSubmit(const std::uint8_t* data, std::size_t size) {
         if (s.ok()) {
           Require(resp.jobs_size() == req.jobs_size(),
                   "Submit answered " + std::to_string(resp.jobs_size()) +
-                      " refs for " + std::to_string(req.jobs_size()) +
-                      " jobs");
+                      " refs for " + std::to_string(req.jobs_size()) + " jobs");
           for (const v1::JobRef& ref : resp.jobs()) {
             Require(ref.id() != 0, "Submit answered job id 0");
           }
@@ -482,8 +483,8 @@ int FuzzGather(const std::uint8_t* data, std::size_t size) {
                       " results for " + std::to_string(req.jobs_size()) +
                       " inputs");
           for (const v1::Job& j : resp.results()) {
-            Require(Final(j.state()), "Gather answered a job not done: " +
-                                          j.ShortDebugString());
+            Require(Final(j.state()),
+                    "Gather answered a job not done: " + j.ShortDebugString());
           }
         }
       });
@@ -562,9 +563,9 @@ int FuzzWatch(const std::uint8_t* data, std::size_t size) {
         auto reader = d.stub().Watch(ctx.get(), req);
         v1::WatchResponse msg;
         while (reader->Read(&msg)) {
-          Require(msg.state() != v1::JOB_STATE_UNSPECIFIED,
-                  "Watch sent an event without a state: " +
-                      msg.ShortDebugString());
+          Require(
+              msg.state() != v1::JOB_STATE_UNSPECIFIED,
+              "Watch sent an event without a state: " + msg.ShortDebugString());
         }
         CheckStatus(reader->Finish());
       });

@@ -1,5 +1,6 @@
 // The libFuzzer entry points of one fuzz target: built once per request type
-// of awaitd.v1.Jobs, with AWAITD_FUZZ_RPC naming it (tests/fuzz/CMakeLists.txt).
+// of awaitd.v1.Jobs, with AWAITD_FUZZ_RPC naming it
+// (tests/fuzz/CMakeLists.txt).
 #include <cstddef>
 #include <cstdint>
 

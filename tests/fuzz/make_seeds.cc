@@ -79,8 +79,11 @@ class Writer {
 
 // Field 1000, varint 1 (no message of jobs.proto has it), and a
 // length-delimited field 1001: unknown fields a parser must skip.
-const std::string kUnknownFields = std::string("\xc0\x3e\x01", 3) +
-                                   std::string("\xca\x3e\x03" "abc", 6);
+const std::string kUnknownFields =
+    std::string("\xc0\x3e\x01", 3) + std::string(
+                                         "\xca\x3e\x03"
+                                         "abc",
+                                         6);
 
 Duration Dur(std::int64_t seconds, std::int32_t nanos) {
   Duration d;
@@ -212,7 +215,8 @@ std::vector<std::pair<std::string, v1::JobSpec>> Specs() {
   out.emplace_back("spin", WithArg(Spec("spin"), "cpu_ms", 1));
   out.emplace_back("spin_zero", WithArg(Spec("spin"), "cpu_ms", 0));
   out.emplace_back("blocking", WithArg(Spec("blocking"), "seconds", 0.001));
-  out.emplace_back("hash", WithArg(WithArg(Spec("hash"), "bytes", 64), "rounds", 2));
+  out.emplace_back("hash",
+                   WithArg(WithArg(Spec("hash"), "bytes", 64), "rounds", 2));
   out.emplace_back("hash_zero", WithArg(Spec("hash"), "bytes", 0));
   out.emplace_back("unknown_kind", Spec("no-such-kind"));
   out.emplace_back("empty_kind", Spec(""));
@@ -255,7 +259,8 @@ std::vector<std::pair<std::string, v1::JobSpec>> Specs() {
     v1::JobSpec wide = Spec("echo");
     auto& wf = *wide.mutable_args()->mutable_fields();
     wf["value"].set_null_value(google::protobuf::NULL_VALUE);
-    for (int i = 0; i < 2000; ++i) wf["k" + std::to_string(i)].set_bool_value(true);
+    for (int i = 0; i < 2000; ++i)
+      wf["k" + std::to_string(i)].set_bool_value(true);
     out.emplace_back("args_2000_keys", wide);
   }
   for (const auto& [name, d] : OddDurations()) {
@@ -328,9 +333,9 @@ void SubmitSeeds(Writer& w) {
   }
 }
 
-void IdSeeds(Writer& w, const std::string& what,
-             const std::function<Message*(const std::vector<std::uint64_t>&)>&
-                 make) {
+void IdSeeds(
+    Writer& w, const std::string& what,
+    const std::function<Message*(const std::vector<std::uint64_t>&)>& make) {
   std::vector<std::pair<std::string, std::vector<std::uint64_t>>> sets = {
       {"empty", {}},
       {"zero", {0}},
@@ -382,7 +387,8 @@ void InputSeeds(Writer& w, const std::string& prefix,
     add("recent_64", recent);
   }
   if (!with_specs) return;
-  for (const auto& [name, spec] : Specs()) add("spec_" + name, {InputSpec(spec)});
+  for (const auto& [name, spec] : Specs())
+    add("spec_" + name, {InputSpec(spec)});
 }
 
 void Generate(const fs::path& out) {
@@ -411,7 +417,9 @@ void Generate(const fs::path& out) {
     Writer w(out / "fuzz_cancel");
     for (const auto& [label, text] :
          std::vector<std::pair<std::string, std::string>>{
-             {"", ""}, {"msg_", "stop"}, {"msg1025_", std::string(1025, 'm')}}) {
+             {"", ""},
+             {"msg_", "stop"},
+             {"msg1025_", std::string(1025, 'm')}}) {
       const std::string& msg = text;
       IdSeeds(w, label, [&msg](const std::vector<std::uint64_t>& ids) {
         auto* r = new v1::CancelRequest;
@@ -435,7 +443,8 @@ void Generate(const fs::path& out) {
     Writer w(out / "fuzz_wait");
     for (int when : {0, 1, 2, 3, 4, -1}) {
       InputSeeds<v1::WaitRequest>(
-          w, "rw" + std::to_string(when) + "_", [when](v1::WaitRequest* r) {
+          w, "rw" + std::to_string(when) + "_",
+          [when](v1::WaitRequest* r) {
             r->set_return_when(static_cast<v1::ReturnWhen>(when));
           },
           /*with_specs=*/when == 0);

@@ -244,13 +244,12 @@ TEST(BlockingPoolTest, ThreadStartFailureFailsOnlyThatJob) {
   EXPECT_NE(r.error.find("cannot start a blocking-pool thread"),
             std::string::npos)
       << r.error;
-  EXPECT_NE(r.error.find(std::make_error_code(
-                             std::errc::resource_unavailable_try_again)
-                             .message()),
+  EXPECT_NE(r.error.find(
+                std::make_error_code(std::errc::resource_unavailable_try_again)
+                    .message()),
             std::string::npos)
       << r.error;
-  EXPECT_NE(r.error.find("1 threads, at most 4"), std::string::npos)
-      << r.error;
+  EXPECT_NE(r.error.find("1 threads, at most 4"), std::string::npos) << r.error;
   EXPECT_EQ(starter.refused->load(), 1);
   EXPECT_EQ(pool.Metrics().threads, 1u);
   EXPECT_EQ(pool.Metrics().queued, 0u);

@@ -87,20 +87,18 @@ TEST(ToThreadTest, ThreadStartFailureRaisesInTheTaskOnly) {
   Watchdog wd(60s);
   auto fail = std::make_shared<std::atomic<bool>>(true);
   Runtime rt({.workers = 2,
-              .blocking_start_thread =
-                  [fail](std::function<void()> body) {
-                    if (fail->load()) {
-                      return std::make_error_code(
-                          std::errc::resource_unavailable_try_again);
-                    }
-                    std::thread(std::move(body)).detach();
-                    return std::error_code();
-                  }});
+              .blocking_start_thread = [fail](std::function<void()> body) {
+                if (fail->load()) {
+                  return std::make_error_code(
+                      std::errc::resource_unavailable_try_again);
+                }
+                std::thread(std::move(body)).detach();
+                return std::error_code();
+              }});
   std::atomic<int> runs{0};
   const std::string what = rt.BlockOn(ToThreadWithoutAThread(&runs));
   EXPECT_NE(what.find("can't start new thread"), std::string::npos) << what;
-  EXPECT_NE(what.find("cannot start a blocking-pool thread"),
-            std::string::npos)
+  EXPECT_NE(what.find("cannot start a blocking-pool thread"), std::string::npos)
       << what;
   EXPECT_EQ(runs.load(), 0);
   fail->store(false);

@@ -451,10 +451,9 @@ TEST_F(AuthTest, TlsAndTokensAreBothRequired) {
 // --- Who may listen where ----------------------------------------------------
 
 TEST(ListenAddressTest, LoopbackAddresses) {
-  for (const char* a :
-       {"127.0.0.1:50051", "127.1.2.3:0", "localhost:50051", "LOCALHOST:1",
-        "[::1]:50051", "ipv4:127.0.0.1:80", "unix:/run/awaitd.sock",
-        "[::ffff:127.0.0.1]:1"}) {
+  for (const char* a : {"127.0.0.1:50051", "127.1.2.3:0", "localhost:50051",
+                        "LOCALHOST:1", "[::1]:50051", "ipv4:127.0.0.1:80",
+                        "unix:/run/awaitd.sock", "[::ffff:127.0.0.1]:1"}) {
     EXPECT_TRUE(IsLoopbackListenAddress(a)) << a;
   }
   for (const char* a :

@@ -13,7 +13,6 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <chrono>

@@ -33,8 +33,8 @@
 namespace awaitd::server {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::DaemonTest;
+using ::testing::HasSubstr;
 using testing::Input;
 using testing::Spec;
 
@@ -122,14 +122,13 @@ google::protobuf::Value FollowChain(
     }
     if (result.has_struct_value() &&
         result.struct_value().fields().contains("result_ref")) {
-      const auto id = static_cast<std::uint64_t>(
-          result.struct_value()
-              .fields()
-              .at("result_ref")
-              .struct_value()
-              .fields()
-              .at("job_id")
-              .number_value());
+      const auto id = static_cast<std::uint64_t>(result.struct_value()
+                                                     .fields()
+                                                     .at("result_ref")
+                                                     .struct_value()
+                                                     .fields()
+                                                     .at("job_id")
+                                                     .number_value());
       const v1::Job j = get(id);
       EXPECT_EQ(j.state(), v1::JOB_STATE_SUCCEEDED) << id;
       result = j.result();
@@ -317,8 +316,8 @@ TEST_F(HardeningTest, AGatherOfRepeatedInputsIsSizedBeforeItsReply) {
   const std::size_t before = PeakRss();
   v1::GatherResponse resp;
   std::uint64_t group = 0;
-  grpc::Status s = Gather(std::vector<v1::JobInput>(20'000, Input(id)), &resp,
-                          &group);
+  grpc::Status s =
+      Gather(std::vector<v1::JobInput>(20'000, Input(id)), &resp, &group);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(s.error_message(), HasSubstr("--max_message_bytes"));
   if (peak_resettable) {
@@ -367,8 +366,8 @@ TEST_F(HardeningTest, TheMemoryBudgetRefusesSubmitsAndKeepsWhatItAccepted) {
   DaemonOptions o = DefaultOptions();
   o.jobs.max_memory_bytes = 1 << 20;
   ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
-  v1::JobSpec spec = Spec("echo", R"({"value": ")" + std::string(50'000, 'y') +
-                                      R"("})");
+  v1::JobSpec spec =
+      Spec("echo", R"({"value": ")" + std::string(50'000, 'y') + R"("})");
   *spec.mutable_delay() = testing::Seconds(3600);
   std::vector<std::uint64_t> accepted;
   grpc::Status refused;
@@ -415,9 +414,8 @@ TEST_F(HardeningTest, RetainedResultsCountAgainstTheMemoryBudget) {
   grpc::Status refused;
   for (int i = 0; i < 100; ++i) {
     v1::WaitForResponse resp;
-    grpc::Status s = WaitFor(Input(Spec("echo", R"({"value": ")" + big +
-                                                    R"("})")),
-                             &resp);
+    grpc::Status s =
+        WaitFor(Input(Spec("echo", R"({"value": ")" + big + R"("})")), &resp);
     if (!s.ok()) {
       refused = s;
       break;
@@ -517,19 +515,19 @@ class JobManagerHardeningTest : public ::testing::Test {
                           }();
                         }})
                     .ok());
-    ASSERT_TRUE(kinds_
-                    .Register(JobKind{
-                        .name = "huge",
-                        .description = "returns 2 MB",
-                        .bind = [](const google::protobuf::Struct&)
-                            -> absl::StatusOr<JobBody> {
-                          return []() -> JobBody {
-                            google::protobuf::Value v;
-                            v.set_string_value(std::string(2 << 20, 'h'));
-                            co_return v;
-                          }();
-                        }})
-                    .ok());
+    ASSERT_TRUE(
+        kinds_
+            .Register(JobKind{.name = "huge",
+                              .description = "returns 2 MB",
+                              .bind = [](const google::protobuf::Struct&)
+                                  -> absl::StatusOr<JobBody> {
+                                return []() -> JobBody {
+                                  google::protobuf::Value v;
+                                  v.set_string_value(std::string(2 << 20, 'h'));
+                                  co_return v;
+                                }();
+                              }})
+            .ok());
     runtime::RuntimeOptions ro;
     ro.workers = 2;
     runtime_ = std::make_unique<runtime::Runtime>(ro);

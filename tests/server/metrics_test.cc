@@ -365,8 +365,8 @@ TEST_F(MetricsAccessTest, BeyondLoopbackScrapesNeedABearerToken) {
       HttpRequest(port, "/metrics", "Authorization: Bearer wrong\r\n");
   EXPECT_EQ(code, 401) << body;
   EXPECT_THAT(body, HasSubstr("invalid bearer token"));
-  std::tie(code, body) = HttpRequest(
-      port, "/metrics", "Authorization: Basic bWV0cmljczp4\r\n");
+  std::tie(code, body) =
+      HttpRequest(port, "/metrics", "Authorization: Basic bWV0cmljczp4\r\n");
   EXPECT_EQ(code, 401) << body;
   std::tie(code, body) = HttpRequest(
       port, "/metrics", "Authorization: Bearer metrics-token-5e1f\r\n");

@@ -1008,10 +1008,10 @@ TEST_F(ShutdownProcessTest, SighupReloadsTheTokenFile) {
   };
   write_tokens("old-token-1d2c\n");
   const std::string port_file = PathIn("port");
-  const pid_t pid = Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
-                           "--token_file=" + tokens, "--workers=1",
-                           "--stall_threshold=0"},
-                          "daemon");
+  const pid_t pid =
+      Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
+             "--token_file=" + tokens, "--workers=1", "--stall_threshold=0"},
+            "daemon");
   ASSERT_GT(pid, 0);
   const std::string address = AwaitPortFile(port_file, pid);
   ASSERT_FALSE(address.empty());

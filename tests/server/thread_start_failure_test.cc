@@ -26,8 +26,7 @@ class ThreadStartFailureTest : public DaemonTest {
 
   void SetUp() override {
     DaemonOptions o = DefaultOptions();
-    o.runtime.blocking_start_thread = [fail = fail_,
-                                       refused = refused_](
+    o.runtime.blocking_start_thread = [fail = fail_, refused = refused_](
                                           std::function<void()> body) {
       if (fail->load()) {
         refused->fetch_add(1);
@@ -47,10 +46,9 @@ class ThreadStartFailureTest : public DaemonTest {
 
 TEST_F(ThreadStartFailureTest, BlockingJobFailsAndTheDaemonKeepsServing) {
   ASSERT_EQ(daemon_->runtime().Metrics().blocking.threads, 0u);
-  const std::vector<std::uint64_t> ids =
-      SubmitOk({Spec("blocking", R"({"seconds": 0})"),
-                Spec("hash", R"({"bytes": 64})"),
-                Spec("echo", R"({"value": 7})")});
+  const std::vector<std::uint64_t> ids = SubmitOk(
+      {Spec("blocking", R"({"seconds": 0})"), Spec("hash", R"({"bytes": 64})"),
+       Spec("echo", R"({"value": 7})")});
   ASSERT_EQ(ids.size(), 3u);
   for (int i = 0; i < 2; ++i) {
     const v1::Job j = AwaitDone(ids[i]);
