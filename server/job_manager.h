@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -393,14 +394,17 @@ class JobManager {
   // ForgetStoredLocked).
   static void PutState(const Job& job, JobStore::Batch* batch,
                        bool forgotten = false);
-  // A store commit waited for with a bound (DeclareLimit, DeleteLimit):
-  // queued by CommitTracked (under whatever lock orders the commits),
-  // awaited by AwaitCommit for at most --store_timeout (UNAVAILABLE past
-  // it; the commit still lands, or fails, on its own).
+  // A store commit waited for with a bound: queued by CommitTracked (under
+  // whatever lock orders the commits), awaited by AwaitCommit for at most
+  // --store_timeout (nullopt past it: the commit still lands, or fails, on
+  // its own), or by AwaitLimitCommit (UNAVAILABLE past it).
   struct PendingCommit;
   std::shared_ptr<PendingCommit> CommitTracked(JobStore& store,
                                                JobStore::Batch batch);
-  absl::Status AwaitCommit(PendingCommit& pending) const;
+  std::optional<absl::Status> AwaitCommit(PendingCommit& pending) const;
+  absl::Status AwaitLimitCommit(PendingCommit& pending) const;
+  // "the job store did not confirm the write within --store_timeout=...".
+  std::string NotConfirmed() const;
   // Recover's first step: the stored limit declarations, declared again.
   absl::Status RestoreLimits(const JobStore& store, RecoveryStats* stats);
   // Onto the stack of jobs finished since the last sweep.

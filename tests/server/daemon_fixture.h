@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "awaitd/v1/jobs.grpc.pb.h"
@@ -184,6 +185,36 @@ class DaemonTest : public ::testing::Test {
   std::unique_ptr<Daemon> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Jobs::Stub> stub_;
+};
+
+// A DaemonTest with a data directory of its own (made in SetUp, removed in
+// TearDown) for daemons it starts and restarts there with Durable().
+class DataDirDaemonTest : public DaemonTest {
+ protected:
+  // `prefix` names the test file's directories under the test temp dir.
+  explicit DataDirDaemonTest(std::string prefix) : prefix_(std::move(prefix)) {
+    start_in_setup_ = false;
+  }
+  void SetUp() override {
+    data_dir_ = FreshDir(
+        prefix_,
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  void TearDown() override {
+    StopDaemon();
+    std::filesystem::remove_all(data_dir_);
+  }
+  // The defaults, with a store in the data directory and a short grace.
+  DaemonOptions Durable(Durability durability = Durability::kSync) {
+    DaemonOptions o = DefaultOptions();
+    o.durability = durability;
+    o.data_dir = data_dir_;
+    o.shutdown_grace = absl::Milliseconds(100);
+    return o;
+  }
+
+  const std::string prefix_;
+  std::string data_dir_;
 };
 
 }  // namespace awaitd::server::testing

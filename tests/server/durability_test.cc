@@ -645,17 +645,9 @@ TEST_F(StoreBeforeReportTest, ACancelWhileItsRunIsStoredEndsItUnrun) {
 // --- A daemon restarted on its data directory
 // ------------------------------------------------------------------
 
-class DurableDaemonTest : public DaemonTest {
+class DurableDaemonTest : public testing::DataDirDaemonTest {
  protected:
-  DurableDaemonTest() { start_in_setup_ = false; }
-  void SetUp() override {
-    data_dir_ = FreshDir(
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  }
-  void TearDown() override {
-    StopDaemon();
-    std::filesystem::remove_all(data_dir_);
-  }
+  DurableDaemonTest() : DataDirDaemonTest("awaitd_durability") {}
   grpc::Status DeclareLimit(const std::string& name, std::uint32_t permits) {
     v1::DeclareLimitRequest req;
     req.set_name(name);
@@ -663,14 +655,6 @@ class DurableDaemonTest : public DaemonTest {
     v1::DeclareLimitResponse resp;
     return stub_->DeclareLimit(Ctx().get(), req, &resp);
   }
-  DaemonOptions Durable() {
-    DaemonOptions o = DefaultOptions();
-    o.durability = Durability::kSync;
-    o.data_dir = data_dir_;
-    o.shutdown_grace = absl::Milliseconds(100);
-    return o;
-  }
-  std::string data_dir_;
 };
 
 TEST_F(DurableDaemonTest, ARestartKeepsResultsPendingJobsAndKeys) {

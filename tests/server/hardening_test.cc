@@ -38,10 +38,6 @@ using ::testing::HasSubstr;
 using testing::Input;
 using testing::Spec;
 
-std::string FreshDir(const std::string& name) {
-  return testing::FreshDir("awaitd_hardening", name);
-}
-
 // The process's peak resident set (VmHWM), in bytes; ResetPeakRss() starts
 // a new peak (Linux: "5" into clear_refs).
 std::size_t PeakRss() {
@@ -140,24 +136,9 @@ google::protobuf::Value FollowChain(
 
 // --- Over RPC ---------------------------------------------------------------
 
-class HardeningTest : public DaemonTest {
+class HardeningTest : public testing::DataDirDaemonTest {
  protected:
-  HardeningTest() { start_in_setup_ = false; }
-  void SetUp() override {
-    data_dir_ = FreshDir(
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  }
-  void TearDown() override {
-    StopDaemon();
-    std::filesystem::remove_all(data_dir_);
-  }
-  DaemonOptions Durable(Durability d = Durability::kSync) {
-    DaemonOptions o = DefaultOptions();
-    o.durability = d;
-    o.data_dir = data_dir_;
-    o.shutdown_grace = absl::Milliseconds(100);
-    return o;
-  }
+  HardeningTest() : DataDirDaemonTest("awaitd_hardening") {}
   grpc::Status Gather(const std::vector<v1::JobInput>& inputs,
                       v1::GatherResponse* resp,
                       std::uint64_t* group_id = nullptr) {
@@ -174,7 +155,6 @@ class HardeningTest : public DaemonTest {
     for (std::uint64_t id : ids) req.add_ids(id);
     return stub_->Get(Ctx().get(), req, resp);
   }
-  std::string data_dir_;
 };
 
 // The first reproduction of the issue: a chain of Gathers, each of the
