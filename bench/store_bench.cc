@@ -1,4 +1,4 @@
-// store_bench: the durable job store (server/store.h) alone, without gRPC:
+// store_bench: the durable job store (server/store/store.h) alone, without gRPC:
 // what a Submit of a batch costs with each --durability, and the latency of
 // a single-job commit with sync.
 //
@@ -24,7 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 ABSL_FLAG(std::string, dir, "",
           "Directory for the stores (default: a new one under /var/tmp)");

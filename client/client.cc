@@ -1135,7 +1135,7 @@ absl::Status JobStatus(const v1::Job& job) {
         absl::StrCat("job ", job.id(), " (", job.name(), ") is not done (",
                      AV(StateName(state)), ")"));
   }
-  // As the daemon reports a job's failure (server/rpc_status.cc), so a
+  // As the daemon reports a job's failure (server/rpc/rpc_status.cc), so a
   // status built here reads like one a call returned.
   v1::ErrorDetails details;
   details.set_job_id(job.id());

@@ -21,7 +21,7 @@
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/daemon.h"
+#include "server/daemon/daemon.h"
 #include "tests/client/process_util.h"
 #include "tests/server/test_ca.h"
 
@@ -55,7 +55,7 @@ class SecuredDaemonTest : public ::testing::Test {
     o.listen = "127.0.0.1:0";
     o.runtime.workers = 2;
     o.runtime.stall_threshold = std::chrono::nanoseconds(0);
-    o.log_level = server::LogLevel::kWarning;
+    o.log_level = awaitd::LogLevel::kWarning;
     o.auth.tls_cert_file = Ca()->server_cert;
     o.auth.tls_key_file = Ca()->server_key;
     o.auth.tls_client_ca_file = Ca()->ca_cert;

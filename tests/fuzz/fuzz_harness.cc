@@ -22,7 +22,7 @@
 #include "awaitd/v1/jobs.grpc.pb.h"
 #include "google/protobuf/stubs/logging.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "server/daemon.h"
+#include "server/daemon/daemon.h"
 
 namespace awaitd::fuzz {
 namespace {

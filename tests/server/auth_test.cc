@@ -1,8 +1,8 @@
-// Authentication (server/auth.h): bearer tokens, TLS, mutual TLS, the
+// Authentication (server/rpc/auth.h): bearer tokens, TLS, mutual TLS, the
 // refusal of an unprotected non-loopback --listen, and the errors of bad
 // flags. Certificates come from a CA made at test time (test_ca.h); those
 // tests are skipped when the openssl command is missing.
-#include "server/auth.h"
+#include "server/rpc/auth.h"
 
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>

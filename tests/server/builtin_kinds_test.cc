@@ -22,7 +22,7 @@
 #include "runtime/errors.h"
 #include "runtime/runtime.h"
 #include "runtime/time.h"
-#include "server/job_kind.h"
+#include "server/kinds/job_kind.h"
 #include "tests/runtime/test_util.h"
 
 namespace awaitd::server {

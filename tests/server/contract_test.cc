@@ -19,7 +19,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "server/job.h"
+#include "server/jobs/job.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/rpc_test_util.h"
 

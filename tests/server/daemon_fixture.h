@@ -24,7 +24,7 @@
 
 #include "awaitd/v1/jobs.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "server/daemon.h"
+#include "server/daemon/daemon.h"
 
 namespace awaitd::server::testing {
 

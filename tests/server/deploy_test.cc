@@ -15,7 +15,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "server/metrics.h"
+#include "server/rpc/metrics.h"
 #include "tests/server/daemon_fixture.h"
 
 namespace awaitd::server::testing {

@@ -1,4 +1,4 @@
-// Durability (--durability, server/store.h) at the level of the daemon:
+// Durability (--durability, server/store/store.h) at the level of the daemon:
 //   - RecoveryTest: the recovery rules, from records written straight into a
 //     store (a running job that is retry-safe runs again, up to
 //     JobManager::kMaxAttempts runs; one that is not ends FAILED with an
@@ -33,8 +33,8 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "runtime/runtime.h"
-#include "server/job_manager.h"
-#include "server/store.h"
+#include "server/jobs/job_manager.h"
+#include "server/store/store.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/faulty_file_system.h"
 #include "tests/server/http_get.h"

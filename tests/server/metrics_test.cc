@@ -1,8 +1,8 @@
-// The Prometheus endpoint (server/metrics.h): scraped over real HTTP from a
+// The Prometheus endpoint (server/rpc/metrics.h): scraped over real HTTP from a
 // live daemon, with exact values for what the test did; `promtool check
 // metrics` on a scrape; and a real Prometheus server scraping the daemon and
 // answering queries about it.
-#include "server/metrics.h"
+#include "server/rpc/metrics.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
-// JobStore (server/store.h): records round-trip through a restart, group
+// JobStore (server/store/store.h): records round-trip through a restart, group
 // commit shares syncs, a crash (SIGKILL) loses nothing acknowledged, and the
 // failure policy: a full disk is RESOURCE_EXHAUSTED with reads going on, a
 // failing sync is fatal and acknowledges nothing, a damaged store is refused
 // with the repair path.
-#include "server/store.h"
+#include "server/store/store.h"
 
 #include <signal.h>
 #include <sys/mount.h>

@@ -1,8 +1,8 @@
-// systemd integration (server/systemd.h): the sd_notify datagrams a Type=notify
+// systemd integration (server/daemon/systemd.h): the sd_notify datagrams a Type=notify
 // unit relies on, read from a NOTIFY_SOCKET the test creates, in process and
 // from the awaitd binary; and the watchdog's rule: ping while the loops make
 // progress, stop pinging while they are all blocked.
-#include "server/systemd.h"
+#include "server/daemon/systemd.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -30,7 +30,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/runtime.h"
-#include "server/daemon.h"
+#include "server/daemon/daemon.h"
 #include "tests/server/daemon_fixture.h"
 
 extern char** environ;
