@@ -38,6 +38,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/strings.h"
+#include "common/wire.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -125,13 +127,6 @@ namespace {
 
 using client_internal::CallTracker;
 
-constexpr char kGroupIdHeader[] = "awaitd-group-id";
-
-// Debian's Abseil has its own absl::string_view (not std's).
-absl::string_view AV(std::string_view s) {
-  return absl::string_view(s.data(), s.size());
-}
-
 // The one grpc::Status -> absl::Status conversion: the codes are equal; the
 // ErrorDetails of a job failure travel as a payload. `local_cancel` names
 // the call when the client itself cancelled it, whose gRPC status says only
@@ -141,12 +136,13 @@ absl::Status ToAbsl(const grpc::Status& s, std::string_view local_cancel = {}) {
   if (!local_cancel.empty() && s.error_code() == grpc::StatusCode::CANCELLED &&
       s.error_details().empty()) {
     return absl::CancelledError(
-        absl::StrCat(AV(local_cancel), ": cancelled by the client"));
+        absl::StrCat(AbslView(local_cancel), ": cancelled by the client"));
   }
   absl::Status out(static_cast<absl::StatusCode>(s.error_code()),
-                   AV(s.error_message()));
+                   AbslView(s.error_message()));
   if (!s.error_details().empty()) {
-    out.SetPayload(AV(kErrorDetailsUrl), absl::Cord(AV(s.error_details())));
+    out.SetPayload(AbslView(kErrorDetailsUrl),
+                   absl::Cord(AbslView(s.error_details())));
   }
   return out;
 }
@@ -170,14 +166,15 @@ absl::StatusOr<std::string> ReadFile(std::string_view option,
                                      const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        AV(option), ": cannot read \"", path, "\": ", std::strerror(errno)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(AbslView(option), ": cannot read \"", path,
+                     "\": ", std::strerror(errno)));
   }
   std::ostringstream out;
   out << in.rdbuf();
   if (in.bad()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(AV(option), ": cannot read \"", path, "\""));
+        absl::StrCat(AbslView(option), ": cannot read \"", path, "\""));
   }
   return std::move(out).str();
 }
@@ -430,8 +427,9 @@ absl::StatusOr<T> CallAndWait(StartFn&& start) {
 
 // The status for a response that lacks what the daemon always sends.
 absl::Status Malformed(std::string_view method, std::string_view what) {
-  return absl::InternalError(absl::StrCat(
-      AV(method), ": malformed response from the daemon (", AV(what), ")"));
+  return absl::InternalError(
+      absl::StrCat(AbslView(method), ": malformed response from the daemon (",
+                   AbslView(what), ")"));
 }
 
 template <typename T>
@@ -1120,7 +1118,8 @@ WatchReader Client::Watch(std::vector<std::uint64_t> ids,
 // --- Free functions ----------------------------------------------------------
 
 std::optional<v1::ErrorDetails> ErrorDetailsOf(const absl::Status& status) {
-  auto payload = status.GetPayload(AV(kErrorDetailsUrl));  // absl::optional
+  auto payload =
+      status.GetPayload(AbslView(kErrorDetailsUrl));  // absl::optional
   if (!payload.has_value()) return std::nullopt;
   v1::ErrorDetails details;
   if (!details.ParseFromString(std::string(*payload))) return std::nullopt;
@@ -1133,46 +1132,16 @@ absl::Status JobStatus(const v1::Job& job) {
   if (state != v1::JOB_STATE_FAILED && state != v1::JOB_STATE_CANCELLED) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job.id(), " (", job.name(), ") is not done (",
-                     AV(StateName(state)), ")"));
+                     AbslView(StateName(state)), ")"));
   }
-  // As the daemon reports a job's failure (server/rpc/rpc_status.cc), so a
-  // status built here reads like one a call returned.
-  v1::ErrorDetails details;
-  details.set_job_id(job.id());
-  const v1::JobError& error = job.error();
-  const bool cancelled =
-      state == v1::JOB_STATE_CANCELLED || error.type() == "CancelledError";
-  if (error.type() == "ExceptionGroup" && error.has_details()) {
-    auto it = error.details().fields().find("exceptions");
-    if (it != error.details().fields().end()) {
-      for (const auto& v : it->second.list_value().values()) {
-        const auto& f = v.struct_value().fields();
-        v1::ErrorDetails::Failure* failure = details.add_failures();
-        if (auto i = f.find("job_id"); i != f.end()) {
-          failure->set_job_id(
-              static_cast<std::uint64_t>(i->second.number_value()));
-        }
-        if (auto i = f.find("name"); i != f.end()) {
-          failure->set_job_name(i->second.string_value());
-        }
-        if (auto i = f.find("type"); i != f.end()) {
-          failure->mutable_error()->set_type(i->second.string_value());
-        }
-        if (auto i = f.find("message"); i != f.end()) {
-          failure->mutable_error()->set_message(i->second.string_value());
-        }
-      }
-    }
-  }
-  *details.mutable_error() = error;
-  const std::string message = absl::StrCat(
-      "job ", job.id(), " (", job.name(), ") ",
-      state == v1::JOB_STATE_CANCELLED ? "was cancelled" : "failed", ": ",
-      error.type(), error.message().empty() ? "" : ": ", error.message());
-  absl::Status status =
-      cancelled ? absl::CancelledError(message) : absl::AbortedError(message);
-  status.SetPayload(AV(kErrorDetailsUrl),
-                    absl::Cord(details.SerializeAsString()));
+  // As the daemon reports a job's failure (common/wire.h), so a status
+  // built here reads like one a call returned.
+  JobFailureReport r =
+      ReportJobFailure(job.id(), job.name(), state, job.error());
+  absl::Status status = r.cancelled ? absl::CancelledError(r.message)
+                                    : absl::AbortedError(r.message);
+  status.SetPayload(AbslView(kErrorDetailsUrl),
+                    absl::Cord(r.details.SerializeAsString()));
   return status;
 }
 

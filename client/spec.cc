@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/strings.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -25,11 +26,6 @@
 namespace awaitd::client {
 
 namespace {
-
-// Debian's Abseil has its own absl::string_view (not std's).
-absl::string_view AV(std::string_view s) {
-  return absl::string_view(s.data(), s.size());
-}
 
 // Longest duration a google.protobuf.Duration holds (10000 years); longer
 // ones (InfiniteDuration included) saturate, so the daemon names the field.
@@ -140,13 +136,14 @@ absl::Status ApplyOption(std::size_t index, std::string_view word, Pending& p) {
                      name == "@limit" || name == "@shield" ||
                      name == "@idempotency_key";
   if (!known) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "unknown option ", AV(name), " (valid: ", AV(kOptions), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "unknown option ", AbslView(name),
+                     " (valid: ", AbslView(kOptions), ")"));
   }
   if (name != "@limit") {
     if (auto at = FindWord(p.options, name)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, AV(name), " given twice (first by word ", *at + 1, ")"));
+          where, AbslView(name), " given twice (first by word ", *at + 1, ")"));
     }
   }
   if (name == "@shield") {
@@ -162,8 +159,8 @@ absl::Status ApplyOption(std::size_t index, std::string_view word, Pending& p) {
     return absl::OkStatus();
   }
   if (!has_value) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, AV(name), " needs a value (", AV(name), "=...)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, AbslView(name), " needs a value (", AbslView(name), "=...)"));
   }
   if (name == "@timeout" || name == "@delay") {
     absl::StatusOr<absl::Duration> d = ParseDuration(value, name);
@@ -192,7 +189,7 @@ absl::Status ApplyOption(std::size_t index, std::string_view word, Pending& p) {
     }
     absl::Time t;
     std::string err;
-    if (!absl::ParseTime(absl::RFC3339_full, AV(value), &t, &err)) {
+    if (!absl::ParseTime(absl::RFC3339_full, AbslView(value), &t, &err)) {
       return absl::InvalidArgumentError(absl::StrCat(
           where,
           "@start_at: must be an RFC 3339 time like 2026-11-23T10:00:00Z (got ",
@@ -203,8 +200,8 @@ absl::Status ApplyOption(std::size_t index, std::string_view word, Pending& p) {
     return absl::OkStatus();
   }
   if (value.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, AV(name), " needs a value (", AV(name), "=...)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, AbslView(name), " needs a value (", AbslView(name), "=...)"));
   }
   if (name == "@name") {
     p.spec.Name(value);
@@ -259,11 +256,11 @@ absl::Status Parse(std::span<const std::string> words, bool ids_allowed,
         const std::string_view what = is_option ? "an option" : "an argument";
         if (last_id.has_value()) {
           return absl::InvalidArgumentError(absl::StrCat(
-              Where(i, word), AV(what), " after job id ", *last_id,
+              Where(i, word), AbslView(what), " after job id ", *last_id,
               " (options and arguments follow a kind, not an id)"));
         }
         return absl::InvalidArgumentError(
-            absl::StrCat(Where(i, word), AV(what), " before any kind"));
+            absl::StrCat(Where(i, word), AbslView(what), " before any kind"));
       }
       absl::Status s = is_option ? ApplyOption(i, word, *current)
                                  : ApplyArg(i, word, *current);
@@ -273,7 +270,7 @@ absl::Status Parse(std::span<const std::string> words, bool ids_allowed,
     flush();
     if (ids_allowed && IsJobId(word)) {
       std::uint64_t id = 0;
-      if (!absl::SimpleAtoi(AV(word), &id) || id == 0) {
+      if (!absl::SimpleAtoi(AbslView(word), &id) || id == 0) {
         return absl::InvalidArgumentError(
             absl::StrCat(Where(i, word), "not a job id (1 to ",
                          std::numeric_limits<std::uint64_t>::max(), ")"));
@@ -387,7 +384,7 @@ google::protobuf::Value ParseArgValue(std::string_view text) {
   google::protobuf::Value v;
   // The JSON parser skips surrounding whitespace; a value that is only
   // whitespace (or empty) is the text itself.
-  if (!absl::StripAsciiWhitespace(AV(text)).empty() &&
+  if (!absl::StripAsciiWhitespace(AbslView(text)).empty() &&
       google::protobuf::util::JsonStringToMessage(std::string(text), &v).ok()) {
     return v;
   }
@@ -400,7 +397,7 @@ absl::StatusOr<absl::Duration> ParseDuration(std::string_view text,
                                              std::string_view field) {
   auto invalid = [&] {
     return absl::InvalidArgumentError(absl::StrCat(
-        AV(field), ": must be a duration like 1.5, 500ms or 1m30s (got ",
+        AbslView(field), ": must be a duration like 1.5, 500ms or 1m30s (got ",
         Quote(text), ")"));
   };
   // absl's parsers accept surrounding spaces in numbers and "inf"; neither
@@ -412,11 +409,11 @@ absl::StatusOr<absl::Duration> ParseDuration(std::string_view text,
   }
   absl::Duration d;
   double seconds = 0;
-  if (absl::SimpleAtod(AV(text), &seconds)) {
+  if (absl::SimpleAtod(AbslView(text), &seconds)) {
     // A bare number: seconds. SimpleAtod also reads "inf" and "nan".
     if (!std::isfinite(seconds) || seconds < 0) return invalid();
     d = absl::Seconds(seconds);
-  } else if (!absl::ParseDuration(AV(text), &d)) {
+  } else if (!absl::ParseDuration(AbslView(text), &d)) {
     return invalid();
   }
   if (d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {

@@ -1,7 +1,7 @@
 # What `cmake --install <build> [--prefix P]` installs:
 #   bin/awaitd, bin/awaitctl
-#   lib/libawaitd_{client,proto,runtime}.a and their headers under
-#   include/awaitd/ (client/, runtime/, awaitd/v1/, grpc/health/v1/)
+#   lib/libawaitd_{client,common,proto,runtime}.a and their headers under
+#   include/awaitd/ (client/, common/, runtime/, awaitd/v1/, grpc/health/v1/)
 #   lib/cmake/awaitd/: a CMake package, so another project can write
 #     find_package(awaitd CONFIG REQUIRED)
 #     target_link_libraries(app PRIVATE awaitd::client)
@@ -17,7 +17,8 @@ install(TARGETS awaitd awaitctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 set_target_properties(awaitd_client PROPERTIES EXPORT_NAME client)
 set_target_properties(awaitd_proto PROPERTIES EXPORT_NAME proto)
 set_target_properties(awaitd_runtime PROPERTIES EXPORT_NAME runtime)
-install(TARGETS awaitd_client awaitd_proto awaitd_runtime
+set_target_properties(awaitd_common PROPERTIES EXPORT_NAME common)
+install(TARGETS awaitd_client awaitd_common awaitd_proto awaitd_runtime
   EXPORT awaitdTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
@@ -26,6 +27,9 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/client/
   DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/client
   FILES_MATCHING PATTERN "*.h"
   PATTERN "awaitctl" EXCLUDE)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/common/
+  DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/common
+  FILES_MATCHING PATTERN "*.h")
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/runtime/
   DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/runtime
   FILES_MATCHING PATTERN "*.h")

@@ -20,9 +20,9 @@
 #include "client/awaitctl/format.h"
 #include "client/awaitctl/interrupts.h"
 #include "client/awaitctl/output.h"
-#include "client/awaitctl/strings.h"
 #include "client/awaitctl/usage.h"
 #include "client/client.h"
+#include "common/strings.h"
 
 #ifndef AWAITCTL_VERSION
 #define AWAITCTL_VERSION "unknown"

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/awaitctl/strings.h"
 #include "client/spec.h"
+#include "common/strings.h"
 
 namespace awaitd::awaitctl {
 namespace {

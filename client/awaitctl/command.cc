@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/awaitctl/format.h"
-#include "client/awaitctl/strings.h"
+#include "common/strings.h"
 
 namespace awaitd::awaitctl {
 namespace {

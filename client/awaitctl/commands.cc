@@ -15,9 +15,9 @@
 #include "client/awaitctl/command.h"
 #include "client/awaitctl/format.h"
 #include "client/awaitctl/monitor.h"
-#include "client/awaitctl/strings.h"
 #include "client/awaitctl/table.h"
 #include "client/awaitctl/views.h"
+#include "common/strings.h"
 
 namespace awaitd::awaitctl {
 namespace {

@@ -14,8 +14,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/awaitctl/strings.h"
 #include "client/client.h"
+#include "common/strings.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace awaitd::awaitctl {
@@ -244,7 +244,7 @@ std::string StateWord(v1::JobState state) {
 }
 
 std::optional<v1::JobState> ParseState(std::string_view word) {
-  std::string w = absl::AsciiStrToLower(AV(word));
+  std::string w = absl::AsciiStrToLower(AbslView(word));
   std::string_view s = w;
   if (s.starts_with("job_state_")) s.remove_prefix(10);
   for (v1::JobState state :

@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "client/awaitctl/format.h"
-#include "client/awaitctl/strings.h"
+#include "common/strings.h"
 
 namespace awaitd::awaitctl {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/awaitctl/format.h"
-#include "client/awaitctl/strings.h"
+#include "common/strings.h"
 
 namespace awaitd::awaitctl {
 

@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "client/awaitctl/strings.h"
+#include "common/strings.h"
 
 namespace awaitd::awaitctl {
 namespace {
@@ -343,7 +343,7 @@ std::string Wrap(std::string_view text, std::size_t first, std::size_t indent) {
   std::size_t column = first;
   bool line_empty = true;
   for (absl::string_view word :
-       absl::StrSplit(AV(text), ' ', absl::SkipEmpty())) {
+       absl::StrSplit(AbslView(text), ' ', absl::SkipEmpty())) {
     if (!line_empty && column + 1 + word.size() > kWidth) {
       StrAppend(&out, "\n", std::string(indent, ' '));
       column = indent;
@@ -501,7 +501,7 @@ std::string CommandHelp(const CommandInfo& command) {
   if (!command.examples.empty()) {
     StrAppend(&out, "\nExamples:\n");
     for (absl::string_view line :
-         absl::StrSplit(AV(command.examples), '\n', absl::SkipEmpty())) {
+         absl::StrSplit(AbslView(command.examples), '\n', absl::SkipEmpty())) {
       StrAppend(&out, "  ", line, "\n");
     }
   }

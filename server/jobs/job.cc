@@ -37,14 +37,6 @@ std::unique_ptr<v1::JobError> MakeError(std::string_view type,
   return e;
 }
 
-void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
-  const absl::Duration since = t - absl::UnixEpoch();
-  const std::int64_t s = absl::ToInt64Seconds(since);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<std::int32_t>(
-      absl::ToInt64Nanoseconds(since - absl::Seconds(s))));
-}
-
 namespace {
 
 using google::protobuf::ListValue;

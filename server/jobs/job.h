@@ -46,6 +46,7 @@
 #include "absl/time/time.h"
 #include "awaitd/v1/jobs.pb.h"
 #include "runtime/join_handle.h"
+#include "server/store/job_record.h"  // ToProto, FromProto
 
 namespace awaitd::server {
 
@@ -372,8 +373,6 @@ void AppendOutcomeValue(const Job& child, google::protobuf::Value* out,
 // Builds a JobError.
 std::unique_ptr<v1::JobError> MakeError(std::string_view type,
                                         std::string_view message);
-
-void ToProto(absl::Time t, google::protobuf::Timestamp* out);
 
 // A protobuf Duration as an absl::Duration: INVALID_ARGUMENT naming `field`
 // unless it is non-negative, normalized and at most `max`.

@@ -21,10 +21,19 @@
 // stays bounded under a steady stream of jobs. A background sweep forgets
 // them; a forgotten id is NOT_FOUND.
 //
+// Durable jobs (a store given to Recover): Submit, AwaitStored (which the
+// Cancel RPC calls), DeclareLimit and DeleteLimit answer only once their
+// change is stored, so they wait for the store's commit, at most
+// `store_timeout` (UNAVAILABLE past it; the change still lands). Nothing
+// else waits on the disk.
+//
+// The class is split by concern over several files (job_manager_internal.h
+// lists them).
+//
 // Thread safety: every method is safe from any thread that is not blocked on
-// the runtime; none blocks for long (the table lock is held for the
-// insertion of one batch at most). Methods called from a worker (the jobs'
-// own tasks) never wait.
+// the runtime; apart from the store waits above, none blocks for long (the
+// table lock is held for the insertion of one batch at most). Methods called
+// from a worker (the jobs' own tasks) never wait.
 #ifndef AWAITD_SERVER_JOBS_JOB_MANAGER_H_
 #define AWAITD_SERVER_JOBS_JOB_MANAGER_H_
 
@@ -46,13 +55,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "awaitd/v1/jobs.pb.h"
+#include "common/logger.h"
 #include "runtime/event.h"
 #include "runtime/runtime.h"
 #include "server/jobs/job.h"
-#include "server/kinds/job_kind.h"
 #include "server/jobs/job_stats.h"
 #include "server/jobs/limits.h"
-#include "common/logger.h"
+#include "server/kinds/job_kind.h"
 #include "server/store/store.h"
 
 namespace awaitd::server {
@@ -357,6 +366,18 @@ class JobManager {
   // `at` names the spec in messages ("jobs[3]").
   absl::Status Validate(const v1::JobSpec& spec, const std::string& at,
                         Prepared* out) const;
+  // Submit's phases, in order, over one batch: the new jobs go into the
+  // table (idempotency keys, admission), are stored (with a store), then
+  // published PENDING and started.
+  struct SubmitBatch;
+  // Recover's two passes: leaves as the store lists them, then groups.
+  struct Recovery;
+  void RecoverLeaf(StoredJob&& r, Recovery& rec);
+  void RecoverGroup(StoredJob& r, Recovery& rec);
+  absl::Status InsertBatch(SubmitBatch& b) ABSL_LOCKS_EXCLUDED(table_mu_);
+  absl::Status StoreBatch(SubmitBatch& b, JobStore& store)
+      ABSL_LOCKS_EXCLUDED(table_mu_);
+  void StartBatch(SubmitBatch& b, bool durable, std::vector<JobBody>* deferred);
   JobPtr StartGroup(std::uint64_t id, std::string name, JobAttributes a,
                     std::vector<JobPtr> children);
   // MarkRunning, OnStarted and the group's coroutine.

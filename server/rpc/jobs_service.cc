@@ -7,18 +7,18 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "common/strings.h"
+#include "common/wire.h"
 #include "runtime/event.h"
 #include "runtime/timeout.h"
-#include "server/rpc/auth.h"
 #include "server/jobs/job_watcher.h"
+#include "server/rpc/auth.h"
 #include "server/rpc/rpc_status.h"
-#include "common/strings.h"
 
 namespace awaitd::server {
 
 namespace {
 
-constexpr char kGroupIdHeader[] = "awaitd-group-id";
 // Longest explicit timeout of a waiting call.
 constexpr absl::Duration kMaxCallTimeout = absl::Hours(24 * 366);
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/status.h"  // AWAITD_RETURN_IF_ERROR
 #include "grpcpp/support/status.h"
 #include "server/jobs/job.h"
 
@@ -20,13 +21,6 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // (or, for a gather, failed because a child was), else ABORTED; the message
 // names the job and its error, and the details carry a v1::ErrorDetails.
 grpc::Status JobErrorStatus(const Job& job);
-
-// Returns from the enclosing function with the status if it is not OK.
-#define AWAITD_RETURN_IF_ERROR(expr)                 \
-  do {                                               \
-    const ::absl::Status awaitd_status_ = (expr);    \
-    if (!awaitd_status_.ok()) return awaitd_status_; \
-  } while (false)
 
 }  // namespace awaitd::server
 

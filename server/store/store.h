@@ -10,7 +10,9 @@
 // Group commit: Commit queues the batch and returns; one writer thread takes
 // every batch queued meanwhile, writes them as one RocksDB write and syncs
 // the log once, then runs each batch's `done`. Concurrent submitters thus
-// share one fsync, and nobody blocks a gRPC thread on the disk.
+// share one fsync. Commit itself never waits on the disk; a caller that must
+// answer only once a change is durable (Submit, Cancel, DeclareLimit) waits
+// for its `done` itself, bounded by --store_timeout (JobManager::AwaitCommit).
 //
 // Durability (--durability): with kSync, `done(OK)` runs only after the
 // write-ahead log was fsynced: an acknowledged change survives a crash of
@@ -81,7 +83,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "awaitd_store.pb.h"  // server/store/awaitd_store.proto
+#include "awaitd_store.pb.h"          // server/store/awaitd_store.proto
+#include "server/store/job_record.h"  // StoredJob, StoredState, StoredLimit
 
 namespace rocksdb {
 class DB;
@@ -91,10 +94,6 @@ class Env;
 }  // namespace rocksdb
 
 namespace awaitd::server {
-
-using StoredJob = store::v1::StoredJob;
-using StoredState = store::v1::StoredState;
-using StoredLimit = store::v1::StoredLimit;
 
 enum class Durability { kSync, kAsync, kNone };
 // "sync", "async", "none"; INVALID_ARGUMENT naming --durability otherwise.
