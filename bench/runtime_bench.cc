@@ -26,32 +26,27 @@
 //   gather    Gather of 100,000 tasks: ns per task, beside joining the same
 //             handles one by one.
 #include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <map>
 #include <memory>
 #include <optional>
 #include <semaphore>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/harness/harness.h"
+#include "boost/json/object.hpp"
 #include "oneapi/tbb/global_control.h"
 #include "oneapi/tbb/task_group.h"
 #include "runtime/combinators.h"
@@ -109,8 +104,14 @@ using awaitd::runtime::Task;
 using awaitd::runtime::ToThread;
 using awaitd::runtime::Yield;
 using Clock = std::chrono::steady_clock;
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+namespace bench = awaitd::bench;
+using bench::AtLeast;
+using bench::AtMost;
+using bench::kNaN;
+using bench::Median;
+using bench::Quantile;
+using bench::Result;
+using bench::Target;
 
 double Seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
@@ -124,26 +125,7 @@ std::int64_t NanosInt(Clock::duration d) {
 
 // With --verbose, prints the values of every repetition behind a median.
 void LogReps(const char* what, const std::vector<double>& v) {
-  if (!absl::GetFlag(FLAGS_verbose)) return;
-  std::string line = std::string("  ") + what + ":";
-  for (double x : v) line += " " + std::to_string(x);
-  std::fprintf(stderr, "%s\n", line.c_str());
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return kNaN;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// The q-quantile (0..1) of `v`, nearest rank.
-double Quantile(std::vector<double> v, double q) {
-  if (v.empty()) return kNaN;
-  std::sort(v.begin(), v.end());
-  const auto rank =
-      static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+  bench::LogReps(absl::GetFlag(FLAGS_verbose), what, v);
 }
 
 std::uint32_t Workers() {
@@ -170,264 +152,6 @@ int Repetitions() { return std::max(1, absl::GetFlag(FLAGS_repetitions)); }
 // Lets threads of the previous run (TBB's spinning workers, pool threads)
 // settle before the next timed run.
 void Settle() { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }
-
-// --- Results
-// ------------------------------------------------------------------
-
-// A pass/fail criterion on the value or on value / baseline.
-struct Target {
-  enum class On { kValue, kRatio };
-  On on = On::kValue;
-  bool at_most = true;  // true: <= bound; false: >= bound
-  double bound = 0;
-
-  bool Met(double x) const { return at_most ? x <= bound : x >= bound; }
-};
-
-struct Result {
-  std::string benchmark;
-  std::string metric;
-  std::string unit;
-  double value = kNaN;
-  double baseline = kNaN;  // NaN: none
-  std::optional<Target> target;
-
-  double ratio() const {
-    return std::isnan(baseline) ? kNaN : value / baseline;
-  }
-  // Empty when there is no target (or the value is missing).
-  std::optional<bool> pass() const {
-    if (!target) return std::nullopt;
-    const double x = target->on == Target::On::kRatio ? ratio() : value;
-    if (std::isnan(x)) return false;
-    return target->Met(x);
-  }
-};
-
-Target AtMost(double bound, Target::On on = Target::On::kValue) {
-  return {on, true, bound};
-}
-Target AtLeast(double bound, Target::On on = Target::On::kValue) {
-  return {on, false, bound};
-}
-
-// --- A small JSON writer and reader (only what the results need) -------------
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string JsonNumber(double v) {
-  if (std::isnan(v) || std::isinf(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
-std::string ResultJson(const Result& r) {
-  std::string s = "{\"benchmark\":" + JsonString(r.benchmark) +
-                  ",\"metric\":" + JsonString(r.metric) +
-                  ",\"unit\":" + JsonString(r.unit) +
-                  ",\"value\":" + JsonNumber(r.value) +
-                  ",\"baseline\":" + JsonNumber(r.baseline) +
-                  ",\"ratio\":" + JsonNumber(r.ratio());
-  if (r.target) {
-    s += ",\"target\":{\"on\":";
-    s += r.target->on == Target::On::kRatio ? "\"ratio\"" : "\"value\"";
-    s += ",\"op\":";
-    s += r.target->at_most ? "\"<=\"" : "\">=\"";
-    s += ",\"bound\":" + JsonNumber(r.target->bound) + "}";
-  } else {
-    s += ",\"target\":null";
-  }
-  const std::optional<bool> pass = r.pass();
-  s += ",\"pass\":";
-  s += pass ? (*pass ? "true" : "false") : "null";
-  return s + "}";
-}
-
-// A parsed JSON value. Numbers are doubles; objects keep their keys sorted.
-struct Json {
-  enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
-  Kind kind = Kind::kNull;
-  bool boolean = false;
-  double number = kNaN;
-  std::string string;
-  std::vector<Json> array;
-  std::map<std::string, Json> object;
-
-  const Json* Get(const std::string& key) const {
-    auto it = object.find(key);
-    return it == object.end() ? nullptr : &it->second;
-  }
-  double NumberOr(const std::string& key, double fallback) const {
-    const Json* j = Get(key);
-    return j != nullptr && j->kind == Kind::kNumber ? j->number : fallback;
-  }
-  std::string StringOr(const std::string& key,
-                       const std::string& fallback) const {
-    const Json* j = Get(key);
-    return j != nullptr && j->kind == Kind::kString ? j->string : fallback;
-  }
-};
-
-class JsonParser {
- public:
-  explicit JsonParser(std::string_view text) : s_(text) {}
-
-  std::optional<Json> Parse() {
-    std::optional<Json> v = Value();
-    SkipSpace();
-    if (!v || pos_ != s_.size()) return std::nullopt;
-    return v;
-  }
-
- private:
-  void SkipSpace() {
-    while (pos_ < s_.size() &&
-           std::isspace(static_cast<unsigned char>(s_[pos_])))
-      ++pos_;
-  }
-  bool Eat(char c) {
-    SkipSpace();
-    if (pos_ < s_.size() && s_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
-  bool EatWord(std::string_view w) {
-    if (s_.substr(pos_, w.size()) != w) return false;
-    pos_ += w.size();
-    return true;
-  }
-  std::optional<std::string> String() {
-    if (!Eat('"')) return std::nullopt;
-    std::string out;
-    while (pos_ < s_.size() && s_[pos_] != '"') {
-      char c = s_[pos_++];
-      if (c == '\\' && pos_ < s_.size()) {
-        char e = s_[pos_++];
-        switch (e) {
-          case 'n':
-            out += '\n';
-            break;
-          case 't':
-            out += '\t';
-            break;
-          case 'u':
-            if (pos_ + 4 > s_.size()) return std::nullopt;
-            out += static_cast<char>(std::strtol(
-                std::string(s_.substr(pos_, 4)).c_str(), nullptr, 16));
-            pos_ += 4;
-            break;
-          default:
-            out += e;
-        }
-      } else {
-        out += c;
-      }
-    }
-    if (pos_ >= s_.size()) return std::nullopt;
-    ++pos_;
-    return out;
-  }
-  std::optional<Json> Value() {
-    SkipSpace();
-    if (pos_ >= s_.size()) return std::nullopt;
-    Json j;
-    const char c = s_[pos_];
-    if (c == '{') {
-      ++pos_;
-      j.kind = Json::Kind::kObject;
-      if (Eat('}')) return j;
-      do {
-        std::optional<std::string> key = String();
-        if (!key || !Eat(':')) return std::nullopt;
-        std::optional<Json> v = Value();
-        if (!v) return std::nullopt;
-        j.object[*key] = std::move(*v);
-      } while (Eat(','));
-      if (!Eat('}')) return std::nullopt;
-    } else if (c == '[') {
-      ++pos_;
-      j.kind = Json::Kind::kArray;
-      if (Eat(']')) return j;
-      do {
-        std::optional<Json> v = Value();
-        if (!v) return std::nullopt;
-        j.array.push_back(std::move(*v));
-      } while (Eat(','));
-      if (!Eat(']')) return std::nullopt;
-    } else if (c == '"') {
-      std::optional<std::string> str = String();
-      if (!str) return std::nullopt;
-      j.kind = Json::Kind::kString;
-      j.string = std::move(*str);
-    } else if (EatWord("null")) {
-      j.kind = Json::Kind::kNull;
-    } else if (EatWord("true") || EatWord("false")) {
-      j.kind = Json::Kind::kBool;
-      j.boolean = s_[pos_ - 1] == 'e' && s_[pos_ - 2] == 'u';
-    } else {
-      const std::string rest(s_.substr(pos_, 64));
-      char* end = nullptr;
-      j.number = std::strtod(rest.c_str(), &end);
-      if (end == rest.c_str()) return std::nullopt;
-      pos_ += static_cast<std::size_t>(end - rest.c_str());
-      j.kind = Json::Kind::kNumber;
-    }
-    return j;
-  }
-
-  std::string_view s_;
-  std::size_t pos_ = 0;
-};
-
-std::optional<Result> ResultFromJson(const Json& j) {
-  if (j.kind != Json::Kind::kObject) return std::nullopt;
-  Result r;
-  r.benchmark = j.StringOr("benchmark", "?");
-  r.metric = j.StringOr("metric", "?");
-  r.unit = j.StringOr("unit", "");
-  r.value = j.NumberOr("value", kNaN);
-  r.baseline = j.NumberOr("baseline", kNaN);
-  if (const Json* t = j.Get("target");
-      t != nullptr && t->kind == Json::Kind::kObject) {
-    Target target;
-    target.on = t->StringOr("on", "value") == "ratio" ? Target::On::kRatio
-                                                      : Target::On::kValue;
-    target.at_most = t->StringOr("op", "<=") == "<=";
-    target.bound = t->NumberOr("bound", kNaN);
-    r.target = target;
-  }
-  return r;
-}
 
 // --- Memory
 // ---------------------------------------------------------------------
@@ -1138,235 +862,32 @@ std::vector<Result> RunPingPong() {
 // --- Driver
 // ---------------------------------------------------------------------
 
-struct Benchmark {
-  const char* name;
-  std::vector<Result> (*run)();
-};
-
-constexpr Benchmark kBenchmarks[] = {
+constexpr bench::Benchmark kBenchmarks[] = {
     {"fanout", RunFanout},     {"sleep", RunSleep},       {"skew", RunSkew},
     {"blocking", RunBlocking}, {"pingpong", RunPingPong}, {"cancel", RunCancel},
     {"gather", RunGather},
 };
 
-const Benchmark* FindBenchmark(std::string_view name) {
-  for (const Benchmark& b : kBenchmarks) {
-    if (name == b.name) return &b;
-  }
-  return nullptr;
-}
-
-int RunChild(const std::string& name) {
-  const Benchmark* b = FindBenchmark(name);
-  if (b == nullptr) {
-    std::fprintf(stderr, "runtime_bench: unknown benchmark '%s'\n",
-                 name.c_str());
-    return 2;
-  }
-  const std::vector<Result> results = b->run();
-  std::string line = "{\"benchmark\":" + JsonString(name) + ",\"results\":[";
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    if (i > 0) line += ",";
-    line += ResultJson(results[i]);
-  }
-  line += "]}\n";
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fflush(stdout);
-  return 0;
-}
-
-// Re-executes this binary with the same arguments plus --child=<name>, and
-// parses the JSON line it prints. A failure becomes a single failed row.
-std::vector<Result> RunInChild(const std::string& name, int argc, char** argv) {
-  auto failure = [&name](const std::string& why) {
-    Result r{name, "child process: " + why, "", kNaN, kNaN, AtMost(0)};
-    return std::vector<Result>{r};
-  };
-  std::vector<std::string> args(argv, argv + argc);
-  args.push_back("--child=" + name);
+// Starts this binary again (/proc/self/exe, argv[0] as it was) with `argv`
+// and its stdout on `stdout_fd`: a benchmark's child process.
+pid_t SpawnSelf(const std::vector<std::string>& argv, int stdout_fd,
+                std::string* error) {
   std::vector<char*> cargs;
-  for (auto& a : args) cargs.push_back(a.data());
+  for (const std::string& a : argv)
+    cargs.push_back(const_cast<char*>(a.c_str()));
   cargs.push_back(nullptr);
-
-  int fds[2];
-  if (pipe(fds) != 0) return failure("pipe failed");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addclose(&actions, fds[1]);
+  posix_spawn_file_actions_adddup2(&actions, stdout_fd, STDOUT_FILENO);
   pid_t pid;
   const int err = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr,
                               cargs.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  close(fds[1]);
   if (err != 0) {
-    close(fds[0]);
-    return failure(std::string("spawn failed: ") + std::strerror(err));
+    *error = std::string("spawn failed: ") + std::strerror(err);
+    return -1;
   }
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t got = read(fds[0], buf, sizeof buf);
-    if (got > 0) {
-      out.append(buf, static_cast<std::size_t>(got));
-    } else if (got == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return failure(WIFSIGNALED(status)
-                       ? "killed by signal " + std::to_string(WTERMSIG(status))
-                       : "exit status " + std::to_string(WEXITSTATUS(status)));
-  }
-  // The last line that parses as a JSON object.
-  std::istringstream lines(out);
-  std::optional<Json> parsed;
-  for (std::string line; std::getline(lines, line);) {
-    if (line.empty() || line[0] != '{') continue;
-    if (std::optional<Json> j = JsonParser(line).Parse()) parsed = std::move(j);
-  }
-  const Json* results = parsed ? parsed->Get("results") : nullptr;
-  if (results == nullptr || results->kind != Json::Kind::kArray)
-    return failure("no JSON results");
-  std::vector<Result> out_results;
-  for (const Json& j : results->array) {
-    if (std::optional<Result> r = ResultFromJson(j))
-      out_results.push_back(std::move(*r));
-  }
-  return out_results;
-}
-
-struct MachineInfo {
-  unsigned nproc = 0;
-  std::string cpu_model;
-  std::uint32_t workers = 0;
-  int repetitions = 0;
-  std::string loadavg;
-};
-
-MachineInfo GetMachineInfo() {
-  MachineInfo m;
-  m.nproc = std::thread::hardware_concurrency();
-  m.workers = Workers();
-  m.repetitions = Repetitions();
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) m.cpu_model = line.substr(colon + 2);
-      break;
-    }
-  }
-  std::ifstream load("/proc/loadavg");
-  std::string a, b, c;
-  if (load >> a >> b >> c) m.loadavg = a + " " + b + " " + c;
-  return m;
-}
-
-// Short human-readable number: 3 significant digits, k/M suffixes.
-std::string FormatNumber(double v) {
-  if (std::isnan(v)) return "-";
-  char buf[32];
-  const double a = std::fabs(v);
-  if (a >= 1e9) {
-    std::snprintf(buf, sizeof buf, "%.3gG", v / 1e9);
-  } else if (a >= 1e6) {
-    std::snprintf(buf, sizeof buf, "%.3gM", v / 1e6);
-  } else if (a >= 1e4) {
-    std::snprintf(buf, sizeof buf, "%.3gk", v / 1e3);
-  } else if (a >= 100 || a == std::floor(a)) {
-    std::snprintf(buf, sizeof buf, "%.0f", v);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.3g", v);
-  }
-  return buf;
-}
-
-std::string FormatTarget(const Result& r) {
-  if (!r.target) return "-";
-  char buf[64];
-  std::snprintf(
-      buf, sizeof buf, "%s %s %s",
-      r.target->on == Target::On::kRatio ? "ratio" : "value",
-      r.target->at_most ? "<=" : ">=", FormatNumber(r.target->bound).c_str());
-  return buf;
-}
-
-void PrintTable(const MachineInfo& m, const std::vector<Result>& results) {
-  std::printf(
-      "# runtime_bench: nproc=%u cpu=\"%s\" workers=%u repetitions=%d "
-      "loadavg=%s\n",
-      m.nproc, m.cpu_model.c_str(), m.workers, m.repetitions,
-      m.loadavg.c_str());
-  std::vector<std::vector<std::string>> rows = {{"benchmark", "metric", "value",
-                                                 "baseline", "ratio", "target",
-                                                 "result"}};
-  for (const Result& r : results) {
-    const std::optional<bool> pass = r.pass();
-    std::string value = FormatNumber(r.value);
-    if (!r.unit.empty() && !std::isnan(r.value)) value += " " + r.unit;
-    char ratio[32] = "-";
-    if (!std::isnan(r.ratio()))
-      std::snprintf(ratio, sizeof ratio, "%.3f", r.ratio());
-    rows.push_back({r.benchmark, r.metric, value, FormatNumber(r.baseline),
-                    ratio, FormatTarget(r),
-                    pass ? (*pass ? "PASS" : "FAIL") : "-"});
-  }
-  std::vector<std::size_t> widths(rows[0].size(), 0);
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i)
-      widths[i] = std::max(widths[i], row[i].size());
-  }
-  auto print_row = [&widths](const std::vector<std::string>& row) {
-    std::string line;
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      if (i > 0) line += " | ";
-      // Numbers right-aligned, text left-aligned.
-      const bool right = i >= 2 && i <= 4;
-      const std::string pad(widths[i] - row[i].size(), ' ');
-      line += right ? pad + row[i] : row[i] + (i + 1 < row.size() ? pad : "");
-    }
-    std::printf("%s\n", line.c_str());
-  };
-  print_row(rows[0]);
-  std::string rule;
-  for (std::size_t i = 0; i < widths.size(); ++i)
-    rule += (i > 0 ? "-+-" : "") + std::string(widths[i], '-');
-  std::printf("%s\n", rule.c_str());
-  for (std::size_t i = 1; i < rows.size(); ++i) print_row(rows[i]);
-}
-
-bool WriteJson(const std::string& path, const MachineInfo& m,
-               const std::vector<Result>& results) {
-  std::ofstream f(path);
-  if (!f) return false;
-  f << "{\"machine\":{\"nproc\":" << m.nproc
-    << ",\"cpu_model\":" << JsonString(m.cpu_model)
-    << ",\"workers\":" << m.workers << ",\"repetitions\":" << m.repetitions
-    << ",\"loadavg\":" << JsonString(m.loadavg) << "},\n\"results\":[\n";
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    f << ResultJson(results[i]) << (i + 1 < results.size() ? ",\n" : "\n");
-  }
-  f << "]}\n";
-  return static_cast<bool>(f);
-}
-
-std::vector<std::string> SplitNames(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s + ",") {
-    if (c == ',') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else if (!std::isspace(static_cast<unsigned char>(c))) {
-      cur += c;
-    }
-  }
-  return out;
+  return pid;
 }
 
 }  // namespace
@@ -1374,35 +895,31 @@ std::vector<std::string> SplitNames(const std::string& s) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   if (const std::string child = absl::GetFlag(FLAGS_child); !child.empty())
-    return RunChild(child);
+    return bench::RunChild("runtime_bench", kBenchmarks, child);
 
-  std::vector<std::string> names = SplitNames(absl::GetFlag(FLAGS_benchmarks));
-  for (const std::string& n : names) {
-    if (FindBenchmark(n) == nullptr) {
-      std::fprintf(
-          stderr,
-          "runtime_bench: unknown benchmark '%s' (known: fanout, sleep, skew, "
-          "blocking, pingpong)\n",
-          n.c_str());
-      return 2;
-    }
-  }
-  const MachineInfo machine = GetMachineInfo();
-  std::vector<Result> results;
-  for (const std::string& n : names) {
-    std::fprintf(stderr, "runtime_bench: running %s...\n", n.c_str());
-    std::vector<Result> r = RunInChild(n, argc, argv);
-    results.insert(results.end(), r.begin(), r.end());
-  }
-  PrintTable(machine, results);
+  const std::optional<std::vector<std::string>> names = bench::SelectBenchmarks(
+      "runtime_bench", absl::GetFlag(FLAGS_benchmarks), kBenchmarks);
+  if (!names) return 2;
+  const bench::HostInfo host = bench::ReadHostInfo();
+  const std::vector<Result> results = bench::RunAllInChildren(
+      "runtime_bench", *names, {argv, argv + argc}, SpawnSelf);
+  std::printf(
+      "# runtime_bench: nproc=%u cpu=\"%s\" workers=%u repetitions=%d "
+      "loadavg=%s\n",
+      host.nproc, host.cpu_model.c_str(), Workers(), Repetitions(),
+      host.loadavg.c_str());
+  bench::PrintTable(results, /*benchmark_column=*/true);
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
-    if (!WriteJson(path, machine, results)) {
+    const boost::json::object machine = {{"nproc", host.nproc},
+                                         {"cpu_model", host.cpu_model},
+                                         {"workers", Workers()},
+                                         {"repetitions", Repetitions()},
+                                         {"loadavg", host.loadavg}};
+    if (!bench::WriteJsonFile(path, machine, results)) {
       std::fprintf(stderr, "runtime_bench: cannot write %s\n", path.c_str());
       return 1;
     }
   }
-  bool all_pass = true;
-  for (const Result& r : results)
-    all_pass = all_pass && r.pass().value_or(true);
-  return all_pass || !absl::GetFlag(FLAGS_fail_on_miss) ? 0 : 1;
+  return bench::AllPassed(results) || !absl::GetFlag(FLAGS_fail_on_miss) ? 0
+                                                                         : 1;
 }
