@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "common/strings.h"
 #include "runtime/event.h"
 #include "runtime/timeout.h"
-#include "server/rpc/auth.h"
 #include "server/jobs/job_watcher.h"
+#include "server/rpc/auth.h"
 #include "server/rpc/rpc_status.h"
-#include "common/strings.h"
 
 namespace awaitd::server {
 

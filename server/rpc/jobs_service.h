@@ -22,9 +22,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "awaitd/v1/jobs.grpc.pb.h"
+#include "common/logger.h"
 #include "runtime/runtime.h"
 #include "server/jobs/job_manager.h"
-#include "common/logger.h"
 
 namespace awaitd::server {
 
