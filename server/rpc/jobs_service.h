@@ -140,6 +140,35 @@ class JobsService final : public v1::Jobs::CallbackService {
   }
 
  private:
+  // The call wrapper: every handler is `return Unary(ctx, after, body)` or
+  // `return Stream<Response>(ctx, body)`. In order, it
+  //   1. refuses the call with the interceptor's verdict (CallAuthVerdict),
+  //      before anything of the request is read;
+  //   2. for AfterShutdown::kUnavailable, refuses it with UNAVAILABLE once
+  //      Shutdown ran;
+  //   3. runs `body()`, which checks the request and either answers (an
+  //      absl::Status, OK included) or creates the call that waits, which
+  //      the wrapper starts (registered with Shutdown, its task spawned; past
+  //      Shutdown it finishes with UNAVAILABLE instead);
+  //   4. maps a status answered to the call's grpc::Status (a stream that
+  //      fails before its first message is a FailedStream).
+  // Thread safety: it and `body` run on the gRPC thread that called the
+  // handler, before the handler returns; `body` may read the request and
+  // write the response (gRPC's until the call finishes) and reaches shared
+  // state only through JobManager and the locked members here. Once a call
+  // is started its task may run (and finish the call) on a runtime thread
+  // at once, so neither touches its response or the call afterwards.
+  enum class AfterShutdown {
+    kAnswer,       // the handler answers as always
+    kUnavailable,  // UNAVAILABLE: nothing more is told (Get, Cancel, List)
+  };
+  template <typename Body>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx,
+                                  AfterShutdown after, Body body);
+  template <typename Response, typename Body>
+  grpc::ServerWriteReactor<Response>* Stream(grpc::CallbackServerContext* ctx,
+                                             Body body);
+
   // Every id, looked up (NOT_FOUND naming "ids[i]"), or the first error.
   absl::StatusOr<std::vector<JobPtr>> FindAll(
       const google::protobuf::RepeatedField<std::uint64_t>& ids) const;
