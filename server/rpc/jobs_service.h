@@ -1,15 +1,28 @@
 // JobsService: the gRPC face of JobManager (service awaitd.v1.Jobs).
 //
+// Every handler is one call to the call wrapper (Unary or Stream, below): it
+// checks the caller's auth verdict, refuses Get, Cancel and List once
+// Shutdown ran, runs the handler's body, starts the call's task if the body
+// made one, and turns the body's absl::Status into the call's grpc::Status.
+//
 // Quick RPCs (Submit, Get, Cancel, List, limits, kinds) are answered on the
-// gRPC thread that received them: they take short locks and never wait.
+// gRPC thread that received them: they take short locks and never wait for
+// jobs. With a store, those that change state (Submit, Cancel, DeclareLimit,
+// DeleteLimit) wait for their commit, at most --store_timeout. A Cancel that
+// could not cancel a job whose outcome is settled but not yet stored waits
+// for it as a task (below).
 // RPCs that wait for jobs (Wait, WaitFor, Gather, AsCompleted, RunGroup,
 // Watch) run as one runtime task per call, so no thread is held while they
 // wait: the task watches the jobs (JobWatcher), applies its timeout with the
 // runtime's timers, and finishes the call. A client that cancels its call
 // (or whose deadline passes) cancels that task, which ends only the call.
+// (WaitFor of an inline spec without a timeout is the exception: its task
+// runs the job itself, so the job's Cancel reaches it and the client's
+// leaving does not.)
 //
 // Thread safety: gRPC calls the handlers concurrently; all shared state is in
-// JobManager (internally synchronized) or guarded by mu_ here.
+// JobManager (internally synchronized), guarded by mu_ here, or atomic (the
+// streams' counters). The call wrapper's rules are stated at Unary below.
 #ifndef AWAITD_SERVER_RPC_JOBS_SERVICE_H_
 #define AWAITD_SERVER_RPC_JOBS_SERVICE_H_
 
