@@ -82,12 +82,10 @@ runtime::Task<void> WaitJobs(JobWatcher* w, std::size_t remaining,
   }
 }
 
-// Answers a unary call at once (validation failures, quick RPCs).
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx,
-                                    const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+// How every refusal for a daemon that is shutting down reads.
+constexpr char kShuttingDown[] = "the daemon is shutting down";
+absl::Status ShuttingDownError() {
+  return absl::UnavailableError(kShuttingDown);
 }
 
 // A stream that fails before its first message.
@@ -100,7 +98,6 @@ class FailedStream final : public grpc::ServerWriteReactor<Response> {
   void OnDone() override { delete this; }
 };
 
-// Removes repeated jobs, keeping the first of each (asyncio.wait takes a set).
 std::vector<const v1::JobSpec*> SpecPointers(
     const google::protobuf::RepeatedPtrField<v1::JobSpec>& specs) {
   std::vector<const v1::JobSpec*> out;
@@ -109,6 +106,7 @@ std::vector<const v1::JobSpec*> SpecPointers(
   return out;
 }
 
+// Removes repeated jobs, keeping the first of each (asyncio.wait takes a set).
 std::vector<JobPtr> Unique(std::vector<JobPtr> jobs) {
   absl::flat_hash_set<const Job*> seen;
   std::vector<JobPtr> out;
@@ -123,6 +121,11 @@ std::vector<JobPtr> Unique(std::vector<JobPtr> jobs) {
 
 // --- Calls that wait, as runtime tasks -----------------------------------
 
+// A call that waits: a reactor whose answer comes from one runtime task.
+// JobsService::Unary and ::Stream create it (the handler's body `new`s it),
+// then Start() it; the task runs BeginTask, then Run (the call's own part),
+// and Run finishes the call with FinishWith.
+//
 // Reference counting: one reference for gRPC (dropped in OnDone), one for the
 // call's task (dropped when its frame is destroyed), one held by Start.
 class CallBase {
@@ -139,6 +142,14 @@ class CallBase {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
+  // Registers the call (so Shutdown can end it) and spawns its task; once
+  // the daemon is shutting down, finishes it with UNAVAILABLE instead. Once
+  // per call, after it is constructed, on the thread that created it. The
+  // task may finish the call (and gRPC then delete it) before Start returns
+  // to the handler, so the caller touches the call no more, except to
+  // return it to gRPC (whose reference keeps it until OnDone).
+  void Start();
+
   // Cancels the call's task (client gone, deadline, daemon shutdown). A task
   // that has not started yet sees it in BeginTask instead: a runtime task
   // cancelled before it starts never runs, and the call must still finish.
@@ -151,6 +162,59 @@ class CallBase {
   }
 
  protected:
+  // The call's own part of its task (RunTask runs it after BeginTask): waits,
+  // and finishes the call with FinishWith, exactly once.
+  virtual runtime::Task<void> Run() = 0;
+
+  // Finishes the call (exactly once, from its task) and lets go of the
+  // task's handle, which would otherwise keep the frame, and so this call,
+  // alive.
+  void FinishWith(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
+    // Once the service has shut down, nothing more is told: with a store,
+    // the shutdown's cancellations are not stored, so they must not reach
+    // a client either (JobManager::BeginShutdownCancel).
+    if (service_->shutting_down()) status = ShuttingDownStatus();
+    SendFinish(std::move(status));
+    runtime::JoinHandle<void> drop;
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    drop = std::move(task_);
+  }
+  void FinishWith(const absl::Status& status) {
+    FinishWith(ToGrpcStatus(status));
+  }
+
+  // Finishes with `job`'s snapshot in `out`, if it fits a reply.
+  void FinishWithSnapshot(const JobPtr& job, v1::Job* out) {
+    if (absl::Status s =
+            CheckReplyBytes(std::span<const JobPtr>(&job, 1),
+                            service_->options().max_reply_bytes,
+                            StrCat("job ", job->id(), " succeeded, but"));
+        !s.ok()) {
+      FinishWith(s);
+      return;
+    }
+    job->Snapshot(out);
+    FinishWith(grpc::Status::OK);
+  }
+
+  // The status for a task that was cancelled.
+  grpc::Status CancelledStatus() const {
+    if (service_->shutting_down()) return ShuttingDownStatus();
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled");
+  }
+  static grpc::Status ShuttingDownStatus() {
+    return ToGrpcStatus(ShuttingDownError());
+  }
+
+  virtual void SendFinish(grpc::Status status) = 0;
+
+  JobsService* const service_;
+  // Set (before Start) by a call whose task runs `job_` inline.
+  bool job_owns_task_ = false;
+  JobPtr job_;
+
+ private:
   // Held by the task (a coroutine parameter, so it is released even when the
   // runtime destroys a task that never started).
   class TaskRef {
@@ -167,91 +231,16 @@ class CallBase {
     CallBase* c_;
   };
 
-  // Spawns the call's task, made by `make(TaskRef)`.
-  template <typename Make>
-  void Start(Make make) {
-    Ref();  // Start's own
-    registered_ = service_->Register(this);
-    if (!registered_) {
-      Unref();  // the task's: it never exists
-      FinishWith(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "the daemon is shutting down"));
-      Unref();
-      return;
-    }
-    runtime::JoinHandle<void> h =
-        service_->runtime().Spawn(make(TaskRef(this)));
-    if (job_owns_task_) {
-      // The task runs a job inline: the job's Cancel must reach it, and the
-      // call's end (client gone, shutdown) must not.
-      job_->SetTask(std::move(h));
-      Unref();
-      return;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      // Cancelled after the task started but before it had its handle.
-      if (cancelled_ && started_) h.Cancel(cancel_message_);
-      if (!finished_) task_ = std::move(h);
-    }
-    Unref();
-  }
-
-  // The first thing a call's task does: false if the call was cancelled
-  // before the task started (the task then finishes the call at once).
+  // The call's task: BeginTask, then Run.
+  runtime::Task<void> RunTask(TaskRef ref);
+  // The first thing the task does: false if the call was cancelled before
+  // the task started (the task then finishes the call at once).
   bool BeginTask() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     started_ = true;
     return !cancelled_;
   }
 
-  // Finishes the call (exactly once, from its task) and lets go of the
-  // task's handle, which would otherwise keep the frame, and so this call,
-  // alive.
-  void FinishWith(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
-    // Once the service has shut down, nothing more is told: with a store,
-    // the shutdown's cancellations are not stored, so they must not reach
-    // a client either (JobManager::BeginShutdownCancel).
-    if (service_->shutting_down()) status = ShuttingDownStatus();
-    SendFinish(std::move(status));
-    runtime::JoinHandle<void> drop;
-    absl::MutexLock lock(&mu_);
-    finished_ = true;
-    drop = std::move(task_);
-  }
-
-  // Finishes with `job`'s snapshot in `out`, if it fits a reply.
-  void FinishWithSnapshot(const JobPtr& job, v1::Job* out) {
-    if (absl::Status s =
-            CheckReplyBytes(std::span<const JobPtr>(&job, 1),
-                            service_->options().max_reply_bytes,
-                            StrCat("job ", job->id(), " succeeded, but"));
-        !s.ok()) {
-      FinishWith(ToGrpcStatus(s));
-      return;
-    }
-    job->Snapshot(out);
-    FinishWith(grpc::Status::OK);
-  }
-
-  // The status for a task that was cancelled.
-  grpc::Status CancelledStatus() const {
-    if (service_->shutting_down()) return ShuttingDownStatus();
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled");
-  }
-  static grpc::Status ShuttingDownStatus() {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "the daemon is shutting down");
-  }
-
-  virtual void SendFinish(grpc::Status status) = 0;
-
-  JobsService* const service_;
-  // Set (before Start) by a call whose task runs `job_` inline.
-  bool job_owns_task_ = false;
-  JobPtr job_;
-
- private:
   std::atomic<int> refs_{2};
   bool registered_ = false;
   absl::Mutex mu_;
@@ -261,6 +250,42 @@ class CallBase {
   std::string cancel_message_ ABSL_GUARDED_BY(mu_);
   runtime::JoinHandle<void> task_ ABSL_GUARDED_BY(mu_);
 };
+
+void CallBase::Start() {
+  Ref();  // Start's own
+  registered_ = service_->Register(this);
+  if (!registered_) {
+    Unref();  // the task's: it never exists
+    FinishWith(ShuttingDownStatus());
+    Unref();
+    return;
+  }
+  runtime::JoinHandle<void> h =
+      service_->runtime().Spawn(RunTask(TaskRef(this)));
+  if (job_owns_task_) {
+    // The task runs a job inline: the job's Cancel must reach it, and the
+    // call's end (client gone, shutdown) must not.
+    job_->SetTask(std::move(h));
+    Unref();
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // Cancelled after the task started but before it had its handle.
+    if (cancelled_ && started_) h.Cancel(cancel_message_);
+    if (!finished_) task_ = std::move(h);
+  }
+  Unref();
+}
+
+runtime::Task<void> CallBase::RunTask(TaskRef ref) {
+  (void)ref;
+  if (!BeginTask()) {
+    FinishWith(CancelledStatus());
+    co_return;
+  }
+  co_await Run();
+}
 
 class UnaryCall : public grpc::ServerUnaryReactor, public CallBase {
  public:
@@ -346,17 +371,10 @@ class CancelCall final : public UnaryCall {
       : UnaryCall(s),
         jobs_(std::move(jobs)),
         settled_(Unique(std::move(settled))),
-        response_(response) {
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
-  }
+        response_(response) {}
 
  private:
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
-    if (!BeginTask()) {
-      FinishWith(CancelledStatus());
-      co_return;
-    }
+  runtime::Task<void> Run() override {
     try {
       JobWatcher w(settled_, /*all_changes=*/false);
       co_await WaitJobs(&w, settled_.size(), v1::ALL_COMPLETED);
@@ -385,17 +403,10 @@ class WaitCall final : public UnaryCall {
         jobs_(Unique(std::move(jobs))),
         mode_(mode),
         timeout_(timeout),
-        response_(response) {
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
-  }
+        response_(response) {}
 
  private:
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
-    if (!BeginTask()) {
-      FinishWith(CancelledStatus());
-      co_return;
-    }
+  runtime::Task<void> Run() override {
     try {
       JobWatcher w(jobs_, /*all_changes=*/false);
       if (timeout_.has_value()) {
@@ -436,17 +447,10 @@ class WaitForCall final : public UnaryCall {
       : UnaryCall(s),
         job_(std::move(job)),
         timeout_(timeout),
-        response_(response) {
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
-  }
+        response_(response) {}
 
  private:
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
-    if (!BeginTask()) {
-      FinishWith(CancelledStatus());
-      co_return;
-    }
+  runtime::Task<void> Run() override {
     std::vector<JobPtr> one{job_};
     bool timed_out = false;
     try {
@@ -516,12 +520,10 @@ class RunAndWaitCall final : public UnaryCall {
       : UnaryCall(s), body_(std::move(body)), response_(response) {
     job_owns_task_ = true;
     job_ = std::move(job);
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
   }
 
  private:
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
+  runtime::Task<void> Run() override {
     co_await service_->jobs().RunInline(job_, std::move(body_));
     // A durable job's outcome is decided but may not be stored yet: it is
     // reported once it is (published). The service's shutdown cannot cancel
@@ -557,21 +559,15 @@ class RunAndWaitCall final : public UnaryCall {
 // Gather and RunGroup: wait for the group job, then report its children.
 class GroupCall final : public UnaryCall {
  public:
-  // `results` and `group_id_out` point into the response.
+  // `results` points into the response.
   GroupCall(JobsService* s, grpc::CallbackServerContext* ctx, JobPtr group,
             google::protobuf::RepeatedPtrField<v1::Job>* results)
       : UnaryCall(s), group_(std::move(group)), results_(results) {
     ctx->AddInitialMetadata(kGroupIdHeader, std::to_string(group_->id()));
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
   }
 
  private:
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
-    if (!BeginTask()) {
-      FinishWith(CancelledStatus());
-      co_return;
-    }
+  runtime::Task<void> Run() override {
     std::vector<JobPtr> one{group_};
     try {
       // The group's id goes out once the group is published (with a store:
@@ -600,7 +596,7 @@ class GroupCall final : public UnaryCall {
             group_->children(), service_->options().max_reply_bytes,
             StrCat("group ", group_->id(), " succeeded, but"));
         !s.ok()) {
-      FinishWith(ToGrpcStatus(s));
+      FinishWith(s);
       co_return;
     }
     results_->Reserve(static_cast<int>(group_->children().size()));
@@ -635,17 +631,10 @@ class AsCompletedCall final : public StreamCall<v1::AsCompletedResponse> {
                   std::optional<absl::Duration> timeout)
       : StreamCall(s, std::move(peer)),
         jobs_(std::move(jobs)),
-        timeout_(timeout) {
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
-  }
+        timeout_(timeout) {}
 
  private:
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
-    if (!BeginTask()) {
-      FinishWith(CancelledStatus());
-      co_return;
-    }
+  runtime::Task<void> Run() override {
     grpc::Status status = grpc::Status::OK;
     try {
       if (timeout_.has_value()) {
@@ -726,17 +715,10 @@ void FillEvent(const Job& job, JobState state, v1::WatchResponse* out) {
 class WatchIdsCall final : public StreamCall<v1::WatchResponse> {
  public:
   WatchIdsCall(JobsService* s, std::string peer, std::vector<JobPtr> jobs)
-      : StreamCall(s, std::move(peer)), jobs_(Unique(std::move(jobs))) {
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
-  }
+      : StreamCall(s, std::move(peer)), jobs_(Unique(std::move(jobs))) {}
 
  private:
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
-    if (!BeginTask()) {
-      FinishWith(CancelledStatus());
-      co_return;
-    }
+  runtime::Task<void> Run() override {
     grpc::Status status = grpc::Status::OK;
     try {
       co_await Stream();
@@ -787,9 +769,7 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
  public:
   WatchAllCall(JobsService* s, std::string peer)
       : StreamCall(s, std::move(peer)),
-        max_backlog_(s->options().max_watch_backlog) {
-    Start([this](TaskRef ref) { return Run(std::move(ref)); });
-  }
+        max_backlog_(s->options().max_watch_backlog) {}
   ~WatchAllCall() override { FreeBacklog(); }
 
   // The job path: never waits for the reader. A full backlog drops the
@@ -823,12 +803,7 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
     ~Subscription() { jobs.RemoveListener(l); }
   };
 
-  runtime::Task<void> Run(TaskRef ref) {
-    (void)ref;
-    if (!BeginTask()) {
-      FinishWith(CancelledStatus());
-      co_return;
-    }
+  runtime::Task<void> Run() override {
     grpc::Status status = grpc::Status::OK;
     bool cancelled = false;
     try {
@@ -901,6 +876,68 @@ class WatchAllCall final : public StreamCall<v1::WatchResponse>,
   // The events being written; the task's own.
   std::deque<JobEvent> sending_;
 };
+
+// --- The call wrapper: what every handler does ---------------------------
+
+namespace {
+
+// What a handler's body answers: a status, sent at once (OK included), or a
+// call it created (not started yet), which answers from its task. Any
+// absl::Status converts to it, so AWAITD_RETURN_IF_ERROR works in a body.
+template <typename Call>
+class Reply {
+ public:
+  Reply(absl::Status status) : status_(std::move(status)) {}  // NOLINT
+  Reply(Call* call) : call_(call) {}                          // NOLINT
+
+  Call* call() const { return call_; }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  absl::Status status_;
+  Call* call_ = nullptr;
+};
+
+using UnaryReply = Reply<UnaryCall>;
+template <typename Response>
+using StreamReply = Reply<StreamCall<Response>>;
+
+}  // namespace
+
+template <typename Body>
+grpc::ServerUnaryReactor* JobsService::Unary(grpc::CallbackServerContext* ctx,
+                                             AfterShutdown after, Body body) {
+  absl::Status status = CallAuthVerdict(*ctx);
+  // Nothing more is told once the service shut down (see FinishWith).
+  if (status.ok() && after == AfterShutdown::kUnavailable && shutting_down())
+    status = ShuttingDownError();
+  if (status.ok()) {
+    UnaryReply reply = body();
+    if (UnaryCall* call = reply.call()) {
+      call->Start();
+      return call;
+    }
+    status = reply.status();
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+template <typename Response, typename Body>
+grpc::ServerWriteReactor<Response>* JobsService::Stream(
+    grpc::CallbackServerContext* ctx, Body body) {
+  absl::Status status = CallAuthVerdict(*ctx);
+  if (status.ok()) {
+    StreamReply<Response> reply = body();
+    if (StreamCall<Response>* call = reply.call()) {
+      call->Start();
+      return call;
+    }
+    status = reply.status();
+  }
+  return new FailedStream<Response>(status);
+}
 
 // --- JobsService ------------------------------------------------------------
 
@@ -995,37 +1032,35 @@ JobsService::StreamStats JobsService::stream_stats() const {
 void JobsService::Shutdown() {
   absl::MutexLock lock(&mu_);
   shutting_down_ = true;
-  for (CallBase* c : calls_) c->CancelTask("the daemon is shutting down");
+  for (CallBase* c : calls_) c->CancelTask(kShuttingDown);
 }
 
 grpc::ServerUnaryReactor* JobsService::Submit(grpc::CallbackServerContext* ctx,
                                               const v1::SubmitRequest* request,
                                               v1::SubmitResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  if (request->jobs_size() == 0) {
-    return FinishNow(ctx, absl::InvalidArgumentError(
-                              "jobs: at least one job spec is required"));
-  }
-  std::vector<const v1::JobSpec*> specs = SpecPointers(request->jobs());
-  std::vector<bool> existing;
-  auto created = jobs_.Submit(specs, "jobs", 0, &existing);
-  if (!created.ok()) return FinishNow(ctx, created.status());
-  response->mutable_jobs()->Reserve(static_cast<int>(created->size()));
-  for (std::size_t i = 0; i < created->size(); ++i) {
-    v1::JobRef* ref = response->add_jobs();
-    ref->set_id((*created)[i]->id());
-    ref->set_name((*created)[i]->name());
-    ref->set_existing(existing[i]);
-  }
-  return FinishNow(ctx, absl::OkStatus());
+  return Unary(ctx, AfterShutdown::kAnswer, [&]() -> absl::Status {
+    if (request->jobs_size() == 0)
+      return absl::InvalidArgumentError(
+          "jobs: at least one job spec is required");
+    std::vector<const v1::JobSpec*> specs = SpecPointers(request->jobs());
+    std::vector<bool> existing;
+    auto created = jobs_.Submit(specs, "jobs", 0, &existing);
+    if (!created.ok()) return created.status();
+    response->mutable_jobs()->Reserve(static_cast<int>(created->size()));
+    for (std::size_t i = 0; i < created->size(); ++i) {
+      v1::JobRef* ref = response->add_jobs();
+      ref->set_id((*created)[i]->id());
+      ref->set_name((*created)[i]->name());
+      ref->set_existing(existing[i]);
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::vector<JobPtr>> JobsService::FindAll(
     const google::protobuf::RepeatedField<std::uint64_t>& ids) const {
-  absl::Status s = CheckIdCount(ids.size(), options_.max_ids_per_call, "ids",
-                                /*allow_empty=*/false);
-  if (!s.ok()) return s;
+  AWAITD_RETURN_IF_ERROR(CheckIdCount(ids.size(), options_.max_ids_per_call,
+                                      "ids", /*allow_empty=*/false));
   std::vector<JobPtr> jobs;
   jobs.reserve(ids.size());
   for (int i = 0; i < ids.size(); ++i) {
@@ -1039,251 +1074,218 @@ absl::StatusOr<std::vector<JobPtr>> JobsService::FindAll(
 grpc::ServerUnaryReactor* JobsService::Get(grpc::CallbackServerContext* ctx,
                                            const v1::GetRequest* request,
                                            v1::GetResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  // Nothing more is told once the service shut down (see FinishWith).
-  if (shutting_down()) {
-    return FinishNow(ctx,
-                     absl::UnavailableError("the daemon is shutting down"));
-  }
-  auto jobs = FindAll(request->ids());
-  if (!jobs.ok()) return FinishNow(ctx, jobs.status());
-  // Sized before any copy is made (a repeated id is a copy each time).
-  if (absl::Status s = CheckReplyBytes(*jobs, options_.max_reply_bytes, "ids");
-      !s.ok()) {
-    return FinishNow(ctx, s);
-  }
-  response->mutable_jobs()->Reserve(static_cast<int>(jobs->size()));
-  for (const JobPtr& j : *jobs) j->Snapshot(response->add_jobs());
-  return FinishNow(ctx, absl::OkStatus());
+  return Unary(ctx, AfterShutdown::kUnavailable, [&]() -> absl::Status {
+    auto jobs = FindAll(request->ids());
+    if (!jobs.ok()) return jobs.status();
+    // Sized before any copy is made (a repeated id is a copy each time).
+    AWAITD_RETURN_IF_ERROR(
+        CheckReplyBytes(*jobs, options_.max_reply_bytes, "ids"));
+    response->mutable_jobs()->Reserve(static_cast<int>(jobs->size()));
+    for (const JobPtr& j : *jobs) j->Snapshot(response->add_jobs());
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::Cancel(grpc::CallbackServerContext* ctx,
                                               const v1::CancelRequest* request,
                                               v1::CancelResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  // Nothing more is told once the service shut down (see FinishWith).
-  if (shutting_down()) {
-    return FinishNow(ctx,
-                     absl::UnavailableError("the daemon is shutting down"));
-  }
-  // Every id is checked before anything is cancelled.
-  auto jobs = FindAll(request->ids());
-  if (!jobs.ok()) return FinishNow(ctx, jobs.status());
-  if (request->message().size() > options_.max_message_length) {
-    return FinishNow(
-        ctx, absl::InvalidArgumentError(StrCat(
-                 "message: ", request->message().size(),
-                 " bytes exceed the limit of ", options_.max_message_length)));
-  }
-  const std::vector<bool> cancelled = jobs_.Cancel(*jobs, request->message());
-  // A cancel that took effect is answered once it is stored (with a store:
-  // recovery then ends the job CANCELLED rather than running it again), or
-  // UNAVAILABLE once --store_timeout passed (it took effect in memory, and
-  // is stored when the disk answers).
-  if (std::find(cancelled.begin(), cancelled.end(), true) != cancelled.end()) {
-    if (absl::Status s = jobs_.AwaitStored(); !s.ok()) return FinishNow(ctx, s);
-  }
-  std::vector<JobPtr> settled;  // not cancelled, yet not done (published)
-  for (std::size_t i = 0; i < jobs->size(); ++i) {
-    const JobPtr& j = (*jobs)[i];
-    v1::CancelResult* r = response->add_results();
-    r->set_id(j->id());
-    r->set_cancelled(cancelled[i]);
-    r->set_state(ToProto(j->state()));
-    if (!r->cancelled() && !j->done()) settled.push_back(j);
-  }
-  if (settled.empty()) return FinishNow(ctx, absl::OkStatus());
-  return new CancelCall(this, *std::move(jobs), std::move(settled), response);
+  return Unary(ctx, AfterShutdown::kUnavailable, [&]() -> UnaryReply {
+    // Every id is checked before anything is cancelled.
+    auto jobs = FindAll(request->ids());
+    if (!jobs.ok()) return jobs.status();
+    if (request->message().size() > options_.max_message_length) {
+      return absl::InvalidArgumentError(
+          StrCat("message: ", request->message().size(),
+                 " bytes exceed the limit of ", options_.max_message_length));
+    }
+    const std::vector<bool> cancelled = jobs_.Cancel(*jobs, request->message());
+    // A cancel that took effect is answered once it is stored (with a store:
+    // recovery then ends the job CANCELLED rather than running it again), or
+    // UNAVAILABLE once --store_timeout passed (it took effect in memory, and
+    // is stored when the disk answers).
+    if (std::find(cancelled.begin(), cancelled.end(), true) !=
+        cancelled.end()) {
+      AWAITD_RETURN_IF_ERROR(jobs_.AwaitStored());
+    }
+    std::vector<JobPtr> settled;  // not cancelled, yet not done (published)
+    for (std::size_t i = 0; i < jobs->size(); ++i) {
+      const JobPtr& j = (*jobs)[i];
+      v1::CancelResult* r = response->add_results();
+      r->set_id(j->id());
+      r->set_cancelled(cancelled[i]);
+      r->set_state(ToProto(j->state()));
+      if (!r->cancelled() && !j->done()) settled.push_back(j);
+    }
+    if (settled.empty()) return absl::OkStatus();
+    return new CancelCall(this, *std::move(jobs), std::move(settled), response);
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::Wait(grpc::CallbackServerContext* ctx,
                                             const v1::WaitRequest* request,
                                             v1::WaitResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  absl::Status s =
-      CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
-                   /*allow_empty=*/false);
-  if (s.ok() && !v1::ReturnWhen_IsValid(request->return_when())) {
-    s = absl::InvalidArgumentError(
-        StrCat("return_when: unknown value ", request->return_when()));
-  }
-  auto timeout = CallTimeout(request->has_timeout(), request->timeout());
-  if (s.ok() && !timeout.ok()) s = timeout.status();
-  absl::StatusOr<std::vector<JobPtr>> jobs;
-  if (s.ok()) {
-    jobs = jobs_.Resolve(request->jobs(), "jobs");
-    if (!jobs.ok()) s = jobs.status();
-  }
-  if (!s.ok()) {
-    return FinishNow(ctx, s);
-  }
-  return new WaitCall(this, *std::move(jobs), request->return_when(), *timeout,
-                      response);
+  return Unary(ctx, AfterShutdown::kAnswer, [&]() -> UnaryReply {
+    AWAITD_RETURN_IF_ERROR(CheckIdCount(request->jobs_size(),
+                                        options_.max_ids_per_call, "jobs",
+                                        /*allow_empty=*/false));
+    if (!v1::ReturnWhen_IsValid(request->return_when())) {
+      return absl::InvalidArgumentError(
+          StrCat("return_when: unknown value ", request->return_when()));
+    }
+    auto timeout = CallTimeout(request->has_timeout(), request->timeout());
+    if (!timeout.ok()) return timeout.status();
+    auto jobs = jobs_.Resolve(request->jobs(), "jobs");
+    if (!jobs.ok()) return jobs.status();
+    return new WaitCall(this, *std::move(jobs), request->return_when(),
+                        *timeout, response);
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::WaitFor(
     grpc::CallbackServerContext* ctx, const v1::WaitForRequest* request,
     v1::WaitForResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  const v1::JobInput& in = request->job();
-  if (!request->has_job()) {
-    return FinishNow(ctx, absl::InvalidArgumentError("job: required"));
-  }
-  auto timeout = CallTimeout(request->has_timeout(), request->timeout());
-  if (!timeout.ok()) return FinishNow(ctx, timeout.status());
-  switch (in.input_case()) {
-    case v1::JobInput::kId: {
-      auto job = jobs_.Find(in.id(), "job.id");
-      if (!job.ok()) return FinishNow(ctx, job.status());
-      return new WaitForCall(this, *std::move(job), *timeout, response);
-    }
-    case v1::JobInput::kSpec: {
-      static const std::string kField = "job.spec";
-      const v1::JobSpec* spec[] = {&in.spec()};
-      // Without a timeout the call's task runs the job itself.
-      const bool run_inline = !timeout->has_value();
-      std::vector<JobBody> bodies;
-      auto created =
-          jobs_.Submit(spec, "job", 0, nullptr, run_inline ? &bodies : nullptr,
-                       std::span<const std::string>(&kField, 1));
-      if (!created.ok()) return FinishNow(ctx, created.status());
-      if (bodies.size() == 1) {
-        return new RunAndWaitCall(this, std::move((*created)[0]),
-                                  std::move(bodies[0]), response);
+  return Unary(ctx, AfterShutdown::kAnswer, [&]() -> UnaryReply {
+    if (!request->has_job()) return absl::InvalidArgumentError("job: required");
+    auto timeout = CallTimeout(request->has_timeout(), request->timeout());
+    if (!timeout.ok()) return timeout.status();
+    const v1::JobInput& in = request->job();
+    switch (in.input_case()) {
+      case v1::JobInput::kId: {
+        auto job = jobs_.Find(in.id(), "job.id");
+        if (!job.ok()) return job.status();
+        return new WaitForCall(this, *std::move(job), *timeout, response);
       }
-      // A timeout, or an idempotency key that matched an existing job.
-      return new WaitForCall(this, std::move((*created)[0]), *timeout,
-                             response);
+      case v1::JobInput::kSpec: {
+        static const std::string kField = "job.spec";
+        const v1::JobSpec* spec[] = {&in.spec()};
+        // Without a timeout the call's task runs the job itself.
+        const bool run_inline = !timeout->has_value();
+        std::vector<JobBody> bodies;
+        auto created = jobs_.Submit(spec, "job", 0, nullptr,
+                                    run_inline ? &bodies : nullptr,
+                                    std::span<const std::string>(&kField, 1));
+        if (!created.ok()) return created.status();
+        if (bodies.size() == 1) {
+          return new RunAndWaitCall(this, std::move((*created)[0]),
+                                    std::move(bodies[0]), response);
+        }
+        // A timeout, or an idempotency key that matched an existing job.
+        return new WaitForCall(this, std::move((*created)[0]), *timeout,
+                               response);
+      }
+      case v1::JobInput::INPUT_NOT_SET:
+        break;
     }
-    case v1::JobInput::INPUT_NOT_SET:
-      break;
-  }
-  return FinishNow(ctx,
-                   absl::InvalidArgumentError("job: set either id or spec"));
+    return absl::InvalidArgumentError("job: set either id or spec");
+  });
 }
+
+namespace {
+
+// What Gather and RunGroup check before a group's children are created, in
+// this order: its name, that jobs are still accepted, and the group itself
+// (its own count and bytes: JobManager::AdmitGroup).
+absl::Status AdmitGroup(const JobManager& jobs, const std::string& name,
+                        std::size_t children) {
+  if (name.size() > jobs.options().max_name_length) {
+    return absl::InvalidArgumentError(
+        StrCat("name: longer than --max_name_length=",
+               jobs.options().max_name_length));
+  }
+  if (!jobs.accepting()) return ShuttingDownError();
+  return jobs.AdmitGroup(children, "jobs");
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* JobsService::Gather(grpc::CallbackServerContext* ctx,
                                               const v1::GatherRequest* request,
                                               v1::GatherResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  absl::Status s =
-      CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
-                   /*allow_empty=*/true);
-  if (s.ok() && request->name().size() > jobs_.options().max_name_length) {
-    s = absl::InvalidArgumentError(
-        StrCat("name: longer than --max_name_length=",
-               jobs_.options().max_name_length));
-  }
-  if (s.ok() && !jobs_.accepting())
-    s = absl::UnavailableError("the daemon is shutting down");
-  // The group is admitted (its own count and bytes) before its inline
-  // children are created.
-  if (s.ok()) s = jobs_.AdmitGroup(request->jobs_size(), "jobs");
-  const std::uint64_t group_id = jobs_.ReserveId();
-  absl::StatusOr<std::vector<JobPtr>> children;
-  if (s.ok()) {
-    children = jobs_.Resolve(request->jobs(), "jobs", group_id);
-    if (!children.ok()) s = children.status();
-  }
-  if (!s.ok()) {
-    return FinishNow(ctx, s);
-  }
-  JobPtr group =
-      jobs_.StartGather(group_id, request->name(), *std::move(children),
-                        request->return_exceptions());
-  response->set_group_id(group_id);
-  return new GroupCall(this, ctx, std::move(group),
-                       response->mutable_results());
+  return Unary(ctx, AfterShutdown::kAnswer, [&]() -> UnaryReply {
+    // The group is admitted before its inline children are created. Its id
+    // is reserved (used up) whether or not it is admitted.
+    absl::Status admitted =
+        CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
+                     /*allow_empty=*/true);
+    if (admitted.ok())
+      admitted = AdmitGroup(jobs_, request->name(), request->jobs_size());
+    const std::uint64_t group_id = jobs_.ReserveId();
+    AWAITD_RETURN_IF_ERROR(admitted);
+    auto children = jobs_.Resolve(request->jobs(), "jobs", group_id);
+    if (!children.ok()) return children.status();
+    JobPtr group =
+        jobs_.StartGather(group_id, request->name(), *std::move(children),
+                          request->return_exceptions());
+    response->set_group_id(group_id);
+    return new GroupCall(this, ctx, std::move(group),
+                         response->mutable_results());
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::RunGroup(
     grpc::CallbackServerContext* ctx, const v1::RunGroupRequest* request,
     v1::RunGroupResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  absl::Status s;
-  if (request->name().size() > jobs_.options().max_name_length) {
-    s = absl::InvalidArgumentError(
-        StrCat("name: longer than --max_name_length=",
-               jobs_.options().max_name_length));
-  }
-  if (s.ok() && !jobs_.accepting())
-    s = absl::UnavailableError("the daemon is shutting down");
-  if (s.ok()) s = jobs_.AdmitGroup(request->jobs_size(), "jobs");
-  const std::uint64_t group_id = jobs_.ReserveId();
-  absl::StatusOr<std::vector<JobPtr>> children;
-  if (s.ok()) {
+  return Unary(ctx, AfterShutdown::kAnswer, [&]() -> UnaryReply {
+    // As in Gather: the id is reserved whether or not the group is admitted.
+    const absl::Status admitted =
+        AdmitGroup(jobs_, request->name(), request->jobs_size());
+    const std::uint64_t group_id = jobs_.ReserveId();
+    AWAITD_RETURN_IF_ERROR(admitted);
     std::vector<const v1::JobSpec*> specs = SpecPointers(request->jobs());
-    children = specs.empty() ? std::vector<JobPtr>{}
-                             : jobs_.Submit(specs, "jobs", group_id, nullptr);
-    if (!children.ok()) s = children.status();
-  }
-  if (!s.ok()) {
-    return FinishNow(ctx, s);
-  }
-  JobPtr group =
-      jobs_.StartTaskGroup(group_id, request->name(), *std::move(children));
-  response->set_group_id(group_id);
-  return new GroupCall(this, ctx, std::move(group),
-                       response->mutable_results());
+    absl::StatusOr<std::vector<JobPtr>> children =
+        specs.empty() ? std::vector<JobPtr>{}
+                      : jobs_.Submit(specs, "jobs", group_id, nullptr);
+    if (!children.ok()) return children.status();
+    JobPtr group =
+        jobs_.StartTaskGroup(group_id, request->name(), *std::move(children));
+    response->set_group_id(group_id);
+    return new GroupCall(this, ctx, std::move(group),
+                         response->mutable_results());
+  });
 }
 
 grpc::ServerWriteReactor<v1::AsCompletedResponse>* JobsService::AsCompleted(
     grpc::CallbackServerContext* ctx, const v1::AsCompletedRequest* request) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok()) {
-    return new FailedStream<v1::AsCompletedResponse>(denied);
-  }
-  absl::Status s =
-      CheckIdCount(request->jobs_size(), options_.max_ids_per_call, "jobs",
-                   /*allow_empty=*/true);
-  auto timeout = CallTimeout(request->has_timeout(), request->timeout());
-  if (s.ok() && !timeout.ok()) s = timeout.status();
-  absl::StatusOr<std::vector<JobPtr>> jobs;
-  if (s.ok()) {
-    jobs = jobs_.Resolve(request->jobs(), "jobs");
-    if (!jobs.ok()) s = jobs.status();
-  }
-  std::string peer = ctx->peer();
-  if (s.ok()) s = OpenStream(peer);
-  if (!s.ok()) return new FailedStream<v1::AsCompletedResponse>(s);
-  return new AsCompletedCall(this, std::move(peer), *std::move(jobs), *timeout);
+  using Response = v1::AsCompletedResponse;
+  return Stream<Response>(ctx, [&]() -> StreamReply<Response> {
+    AWAITD_RETURN_IF_ERROR(CheckIdCount(request->jobs_size(),
+                                        options_.max_ids_per_call, "jobs",
+                                        /*allow_empty=*/true));
+    auto timeout = CallTimeout(request->has_timeout(), request->timeout());
+    if (!timeout.ok()) return timeout.status();
+    auto jobs = jobs_.Resolve(request->jobs(), "jobs");
+    if (!jobs.ok()) return jobs.status();
+    std::string peer = ctx->peer();
+    AWAITD_RETURN_IF_ERROR(OpenStream(peer));
+    return new AsCompletedCall(this, std::move(peer), *std::move(jobs),
+                               *timeout);
+  });
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* JobsService::Watch(
     grpc::CallbackServerContext* ctx, const v1::WatchRequest* request) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok()) {
-    return new FailedStream<v1::WatchResponse>(denied);
-  }
-  absl::StatusOr<std::vector<JobPtr>> jobs;
-  if (request->ids_size() > 0) {
-    jobs = FindAll(request->ids());
-    if (!jobs.ok()) return new FailedStream<v1::WatchResponse>(jobs.status());
-  }
-  std::string peer = ctx->peer();
-  if (absl::Status s = OpenStream(peer); !s.ok()) {
-    return new FailedStream<v1::WatchResponse>(s);
-  }
-  if (request->ids_size() == 0) return new WatchAllCall(this, std::move(peer));
-  return new WatchIdsCall(this, std::move(peer), *std::move(jobs));
+  using Response = v1::WatchResponse;
+  return Stream<Response>(ctx, [&]() -> StreamReply<Response> {
+    std::vector<JobPtr> jobs;
+    if (request->ids_size() > 0) {
+      auto found = FindAll(request->ids());
+      if (!found.ok()) return found.status();
+      jobs = *std::move(found);
+    }
+    std::string peer = ctx->peer();
+    AWAITD_RETURN_IF_ERROR(OpenStream(peer));
+    if (request->ids_size() == 0)
+      return new WatchAllCall(this, std::move(peer));
+    return new WatchIdsCall(this, std::move(peer), std::move(jobs));
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::List(grpc::CallbackServerContext* ctx,
                                             const v1::ListRequest* request,
                                             v1::ListResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  // Nothing more is told once the service shut down (see FinishWith).
-  if (shutting_down()) {
-    return FinishNow(ctx,
-                     absl::UnavailableError("the daemon is shutting down"));
-  }
-  return FinishNow(ctx,
-                   jobs_.List(*request, response, options_.max_reply_bytes));
+  return Unary(ctx, AfterShutdown::kUnavailable, [&] {
+    return jobs_.List(*request, response, options_.max_reply_bytes);
+  });
 }
 
 namespace {
@@ -1298,65 +1300,54 @@ void FillLimit(const Limit& l, v1::Limit* out) {
 grpc::ServerUnaryReactor* JobsService::DeclareLimit(
     grpc::CallbackServerContext* ctx, const v1::DeclareLimitRequest* request,
     v1::DeclareLimitResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  auto* reactor = ctx->DefaultReactor();
-  // Answered once stored, with a store (JobManager::DeclareLimit).
-  auto limit = jobs_.DeclareLimit(request->name(), request->permits());
-  if (!limit.ok()) {
-    reactor->Finish(ToGrpcStatus(limit.status()));
-    return reactor;
-  }
-  FillLimit(**limit, response->mutable_limit());
-  logger_.Log(LogLevel::kInfo,
-              "component=limits event=declared name=", (*limit)->name(),
-              " permits=", (*limit)->permits());
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(ctx, AfterShutdown::kAnswer, [&]() -> absl::Status {
+    // Answered once stored, with a store (JobManager::DeclareLimit).
+    auto limit = jobs_.DeclareLimit(request->name(), request->permits());
+    if (!limit.ok()) return limit.status();
+    FillLimit(**limit, response->mutable_limit());
+    logger_.Log(LogLevel::kInfo,
+                "component=limits event=declared name=", (*limit)->name(),
+                " permits=", (*limit)->permits());
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::ListLimits(
     grpc::CallbackServerContext* ctx, const v1::ListLimitsRequest*,
     v1::ListLimitsResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  auto* reactor = ctx->DefaultReactor();
-  for (const auto& l : jobs_.limits().List()) {
-    FillLimit(*l, response->add_limits());
-  }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(ctx, AfterShutdown::kAnswer, [&] {
+    for (const auto& l : jobs_.limits().List()) {
+      FillLimit(*l, response->add_limits());
+    }
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::DeleteLimit(
     grpc::CallbackServerContext* ctx, const v1::DeleteLimitRequest* request,
     v1::DeleteLimitResponse*) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  auto* reactor = ctx->DefaultReactor();
-  absl::Status s = jobs_.DeleteLimit(request->name());
-  if (s.ok()) {
-    logger_.Log(LogLevel::kInfo,
-                "component=limits event=deleted name=", request->name());
-  }
-  reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+  return Unary(ctx, AfterShutdown::kAnswer, [&] {
+    absl::Status s = jobs_.DeleteLimit(request->name());
+    if (s.ok()) {
+      logger_.Log(LogLevel::kInfo,
+                  "component=limits event=deleted name=", request->name());
+    }
+    return s;
+  });
 }
 
 grpc::ServerUnaryReactor* JobsService::ListKinds(
     grpc::CallbackServerContext* ctx, const v1::ListKindsRequest*,
     v1::ListKindsResponse* response) {
-  if (absl::Status denied = CallAuthVerdict(*ctx); !denied.ok())
-    return FinishNow(ctx, denied);
-  auto* reactor = ctx->DefaultReactor();
-  for (const JobKind* k : jobs_.kinds().List()) {
-    v1::Kind* out = response->add_kinds();
-    out->set_name(k->name);
-    out->set_description(k->description);
-    out->set_blocking(k->blocking);
-  }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(ctx, AfterShutdown::kAnswer, [&] {
+    for (const JobKind* k : jobs_.kinds().List()) {
+      v1::Kind* out = response->add_kinds();
+      out->set_name(k->name);
+      out->set_description(k->description);
+      out->set_blocking(k->blocking);
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace awaitd::server

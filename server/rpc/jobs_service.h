@@ -1,15 +1,28 @@
 // JobsService: the gRPC face of JobManager (service awaitd.v1.Jobs).
 //
+// Every handler is one call to the call wrapper (Unary or Stream, below): it
+// checks the caller's auth verdict, refuses Get, Cancel and List once
+// Shutdown ran, runs the handler's body, starts the call's task if the body
+// made one, and turns the body's absl::Status into the call's grpc::Status.
+//
 // Quick RPCs (Submit, Get, Cancel, List, limits, kinds) are answered on the
-// gRPC thread that received them: they take short locks and never wait.
+// gRPC thread that received them: they take short locks and never wait for
+// jobs. With a store, those that change state (Submit, Cancel, DeclareLimit,
+// DeleteLimit) wait for their commit, at most --store_timeout. A Cancel that
+// could not cancel a job whose outcome is settled but not yet stored waits
+// for it as a task (below).
 // RPCs that wait for jobs (Wait, WaitFor, Gather, AsCompleted, RunGroup,
 // Watch) run as one runtime task per call, so no thread is held while they
 // wait: the task watches the jobs (JobWatcher), applies its timeout with the
 // runtime's timers, and finishes the call. A client that cancels its call
 // (or whose deadline passes) cancels that task, which ends only the call.
+// (WaitFor of an inline spec without a timeout is the exception: its task
+// runs the job itself, so the job's Cancel reaches it and the client's
+// leaving does not.)
 //
 // Thread safety: gRPC calls the handlers concurrently; all shared state is in
-// JobManager (internally synchronized) or guarded by mu_ here.
+// JobManager (internally synchronized), guarded by mu_ here, or atomic (the
+// streams' counters). The call wrapper's rules are stated at Unary below.
 #ifndef AWAITD_SERVER_RPC_JOBS_SERVICE_H_
 #define AWAITD_SERVER_RPC_JOBS_SERVICE_H_
 
@@ -22,9 +35,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "awaitd/v1/jobs.grpc.pb.h"
+#include "common/logger.h"
 #include "runtime/runtime.h"
 #include "server/jobs/job_manager.h"
-#include "common/logger.h"
 
 namespace awaitd::server {
 
@@ -140,6 +153,35 @@ class JobsService final : public v1::Jobs::CallbackService {
   }
 
  private:
+  // The call wrapper: every handler is `return Unary(ctx, after, body)` or
+  // `return Stream<Response>(ctx, body)`. In order, it
+  //   1. refuses the call with the interceptor's verdict (CallAuthVerdict),
+  //      before anything of the request is read;
+  //   2. for AfterShutdown::kUnavailable, refuses it with UNAVAILABLE once
+  //      Shutdown ran;
+  //   3. runs `body()`, which checks the request and either answers (an
+  //      absl::Status, OK included) or creates the call that waits, which
+  //      the wrapper starts (registered with Shutdown, its task spawned; past
+  //      Shutdown it finishes with UNAVAILABLE instead);
+  //   4. maps a status answered to the call's grpc::Status (a stream that
+  //      fails before its first message is a FailedStream).
+  // Thread safety: it and `body` run on the gRPC thread that called the
+  // handler, before the handler returns; `body` may read the request and
+  // write the response (gRPC's until the call finishes) and reaches shared
+  // state only through JobManager and the locked members here. Once a call
+  // is started its task may run (and finish the call) on a runtime thread
+  // at once, so neither touches its response or the call afterwards.
+  enum class AfterShutdown {
+    kAnswer,       // the handler answers as always
+    kUnavailable,  // UNAVAILABLE: nothing more is told (Get, Cancel, List)
+  };
+  template <typename Body>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx,
+                                  AfterShutdown after, Body body);
+  template <typename Response, typename Body>
+  grpc::ServerWriteReactor<Response>* Stream(grpc::CallbackServerContext* ctx,
+                                             Body body);
+
   // Every id, looked up (NOT_FOUND naming "ids[i]"), or the first error.
   absl::StatusOr<std::vector<JobPtr>> FindAll(
       const google::protobuf::RepeatedField<std::uint64_t>& ids) const;
