@@ -6,6 +6,7 @@
 #include <fstream>
 #include <utility>
 
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/strings.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -17,6 +18,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/server_interceptor.h"
+#include "server/kinds/plugin_loader.h"
 
 namespace awaitd::server {
 
@@ -95,6 +97,13 @@ absl::Status Daemon::RegisterKinds() {
     if (absl::Status s = options_.register_kinds(kinds_); !s.ok()) {
       return absl::Status(s.code(), StrCat("register_kinds: ", s.message()));
     }
+  }
+  for (const std::string& path : options_.plugins) {
+    absl::StatusOr<LoadedPlugin> plugin = LoadPlugin(path, kinds_);
+    if (!plugin.ok()) return plugin.status();
+    logger_->Log(LogLevel::kInfo, "component=server event=plugin_loaded path=",
+                 LogQuote(plugin->path), " name=", LogQuote(plugin->name),
+                 " kinds=", LogQuote(absl::StrJoin(plugin->kinds, ",")));
   }
   return absl::OkStatus();
 }

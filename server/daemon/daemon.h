@@ -12,8 +12,8 @@
 //   ...
 //   (*daemon)->Shutdown();              // graceful; also the destructor's
 //
-// Start-up: runtime -> job kinds (built-in, then options.register_kinds)
-// and limits -> job manager -> gRPC server
+// Start-up: runtime -> job kinds (built-in, options.register_kinds, then
+// options.plugins) and limits -> job manager -> gRPC server
 // (Jobs, grpc.health.v1, reflection) listening -> SERVING -> systemd's
 // READY=1 and its watchdog (when run by systemd).
 //
@@ -89,6 +89,10 @@ struct DaemonOptions {
   // anything runs or serves. An error fails Start, its code kept and its
   // message prefixed with "register_kinds: ".
   std::function<absl::Status(JobKindRegistry&)> register_kinds;
+  // Shared libraries with more job kinds (--plugin; server/kinds/plugin.h),
+  // loaded in this order after register_kinds. One that cannot be loaded or
+  // is refused fails Start ("plugin PATH: ...").
+  std::vector<std::string> plugins;
   // TLS, mutual TLS and bearer tokens (server/rpc/auth.h). A non-loopback
   // `listen` needs tokens or mutual TLS, or auth.insecure_listen_anywhere;
   // a non-loopback `metrics_listen` needs tokens or auth.metrics_public.
@@ -162,7 +166,7 @@ class Daemon {
  private:
   explicit Daemon(DaemonOptions options);
   absl::Status Init();
-  // The built-in kinds, then options_.register_kinds.
+  // The built-in kinds, options_.register_kinds, then options_.plugins.
   absl::Status RegisterKinds();
   absl::Status OpenStoreAndRecover();
 
