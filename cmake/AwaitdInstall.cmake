@@ -1,12 +1,19 @@
 # What `cmake --install <build> [--prefix P]` installs:
 #   bin/awaitd, bin/awaitctl
-#   lib/libawaitd_{client,common,proto,runtime}.a and their headers under
-#   include/awaitd/ (client/, common/, runtime/, awaitd/v1/, grpc/health/v1/)
+#   lib/libawaitd_{client,proto,runtime}.a, the client side, and
+#   lib/libawaitd_{common,kinds,store,jobs,rpc,daemon}.a, the daemon as a
+#   library, with their headers under include/awaitd/ (client/, runtime/,
+#   common/, server/, awaitd/v1/, grpc/health/v1/ and the generated
+#   awaitd_store.pb.h, server/kinds/plugin_fingerprint.h)
 #   lib/cmake/awaitd/: a CMake package, so another project can write
 #     find_package(awaitd CONFIG REQUIRED)
-#     target_link_libraries(app PRIVATE awaitd::client)
+#     target_link_libraries(app PRIVATE awaitd::client)   # a client
+#     target_link_libraries(app PRIVATE awaitd::server)   # a daemon with its
+#                                                         # own kinds
+#     target_link_libraries(kinds PRIVATE awaitd::plugin) # a MODULE plugin
 # tests/client/install_test.sh installs into a temporary prefix and builds a
-# program against that package.
+# program against that package; tests/server/sdk_install_test.sh builds
+# examples/custom_kind/ (both ways) against it and runs them.
 include(CMakePackageConfigHelpers)
 
 set(AWAITD_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/awaitd)
@@ -14,11 +21,14 @@ set(AWAITD_INSTALL_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR}/awaitd)
 
 install(TARGETS awaitd awaitctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
-set_target_properties(awaitd_client PROPERTIES EXPORT_NAME client)
-set_target_properties(awaitd_proto PROPERTIES EXPORT_NAME proto)
-set_target_properties(awaitd_runtime PROPERTIES EXPORT_NAME runtime)
-set_target_properties(awaitd_common PROPERTIES EXPORT_NAME common)
-install(TARGETS awaitd_client awaitd_common awaitd_proto awaitd_runtime
+# awaitd_<name> is exported as awaitd::<name>.
+set(_awaitd_installed_libraries client proto runtime common kinds plugin
+    store jobs rpc daemon server)
+foreach(name IN LISTS _awaitd_installed_libraries)
+  set_target_properties(awaitd_${name} PROPERTIES EXPORT_NAME ${name})
+endforeach()
+list(TRANSFORM _awaitd_installed_libraries PREPEND awaitd_)
+install(TARGETS ${_awaitd_installed_libraries}
   EXPORT awaitdTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
@@ -27,9 +37,6 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/client/
   DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/client
   FILES_MATCHING PATTERN "*.h"
   PATTERN "awaitctl" EXCLUDE)
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/common/
-  DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/common
-  FILES_MATCHING PATTERN "*.h")
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/runtime/
   DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/runtime
   FILES_MATCHING PATTERN "*.h")
@@ -37,6 +44,19 @@ install(DIRECTORY ${PROJECT_BINARY_DIR}/proto/
   DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.pb.h"
   PATTERN "CMakeFiles" EXCLUDE)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/common/
+  DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/common
+  FILES_MATCHING PATTERN "*.h")
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/server/
+  DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/server
+  FILES_MATCHING PATTERN "*.h")
+# Generated: store.h includes "awaitd_store.pb.h" by its name alone; plugin.h
+# includes the fingerprint of the headers installed with it.
+install(FILES ${PROJECT_BINARY_DIR}/server/store/awaitd_store.pb.h
+  DESTINATION ${AWAITD_INSTALL_INCLUDEDIR})
+install(FILES
+  ${PROJECT_BINARY_DIR}/generated/server/kinds/plugin_fingerprint.h
+  DESTINATION ${AWAITD_INSTALL_INCLUDEDIR}/server/kinds)
 
 install(EXPORT awaitdTargets
   NAMESPACE awaitd::
@@ -51,6 +71,7 @@ write_basic_package_version_file(
 install(FILES
   ${PROJECT_BINARY_DIR}/awaitdConfig.cmake
   ${PROJECT_BINARY_DIR}/awaitdConfigVersion.cmake
+  ${PROJECT_SOURCE_DIR}/cmake/FindAwaitdCivetweb.cmake
   DESTINATION ${AWAITD_INSTALL_CMAKEDIR})
 
 # The systemd unit and its default flags (deploy/systemd/):

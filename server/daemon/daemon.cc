@@ -6,7 +6,9 @@
 #include <fstream>
 #include <utility>
 
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/strings.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/impl/server_builder_option.h"
@@ -16,7 +18,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/server_interceptor.h"
-#include "common/strings.h"
+#include "server/kinds/plugin_loader.h"
 
 namespace awaitd::server {
 
@@ -89,6 +91,23 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   return d;
 }
 
+absl::Status Daemon::RegisterKinds() {
+  RegisterBuiltinKinds(kinds_);
+  if (options_.register_kinds) {
+    if (absl::Status s = options_.register_kinds(kinds_); !s.ok()) {
+      return absl::Status(s.code(), StrCat("register_kinds: ", s.message()));
+    }
+  }
+  for (const std::string& path : options_.plugins) {
+    absl::StatusOr<LoadedPlugin> plugin = LoadPlugin(path, kinds_);
+    if (!plugin.ok()) return plugin.status();
+    logger_->Log(LogLevel::kInfo, "component=server event=plugin_loaded path=",
+                 LogQuote(plugin->path), " name=", LogQuote(plugin->name),
+                 " kinds=", LogQuote(absl::StrJoin(plugin->kinds, ",")));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Daemon::Init() {
   // Debian builds Abseil without NDEBUG, which turns on absl::Mutex's
   // deadlock detector: every lock and every Mutex destruction goes through
@@ -115,7 +134,7 @@ absl::Status Daemon::Init() {
   ro.log_sink = logger_->AsSink();
   runtime_ = std::make_unique<runtime::Runtime>(std::move(ro));
 
-  RegisterBuiltinKinds(kinds_);
+  if (absl::Status s = RegisterKinds(); !s.ok()) return s;
   limits_.set_max_limits(options_.jobs.max_limits);
   for (const std::string& spec : options_.limits) {
     auto limit = limits_.DeclareFromFlag(spec);

@@ -3,13 +3,17 @@
 //
 //   DaemonOptions options;              // or DaemonOptionsFromFlags()
 //   options.listen = "127.0.0.1:0";     // port 0: any free port
+//   options.register_kinds = [](JobKindRegistry& kinds) {  // optional
+//     return kinds.Register(MyKind());
+//   };
 //   auto daemon = Daemon::Start(std::move(options));
 //   if (!daemon.ok()) ...;
 //   int port = (*daemon)->port();
 //   ...
 //   (*daemon)->Shutdown();              // graceful; also the destructor's
 //
-// Start-up: runtime -> job kinds and limits -> job manager -> gRPC server
+// Start-up: runtime -> job kinds (built-in, options.register_kinds, then
+// options.plugins) and limits -> job manager -> gRPC server
 // (Jobs, grpc.health.v1, reflection) listening -> SERVING -> systemd's
 // READY=1 and its watchdog (when run by systemd).
 //
@@ -38,14 +42,15 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "runtime/runtime_options.h"
-#include "server/rpc/auth.h"
-#include "server/jobs/job_manager.h"
-#include "server/rpc/jobs_service.h"
 #include "common/logger.h"
+#include "runtime/runtime_options.h"
+#include "server/daemon/systemd.h"
+#include "server/jobs/job_manager.h"
+#include "server/kinds/job_kind.h"
+#include "server/rpc/auth.h"
+#include "server/rpc/jobs_service.h"
 #include "server/rpc/metrics.h"
 #include "server/store/store.h"
-#include "server/daemon/systemd.h"
 
 namespace grpc {
 class Server;
@@ -79,6 +84,15 @@ struct DaemonOptions {
   int grpc_max_threads = 256;
   // Declared at start ("name:permits").
   std::vector<std::string> limits;
+  // Job kinds of the embedding program (server/kinds/job_kind.h): called
+  // once by Start, after the built-in kinds are registered and before
+  // anything runs or serves. An error fails Start, its code kept and its
+  // message prefixed with "register_kinds: ".
+  std::function<absl::Status(JobKindRegistry&)> register_kinds;
+  // Shared libraries with more job kinds (--plugin; server/kinds/plugin.h),
+  // loaded in this order after register_kinds. One that cannot be loaded or
+  // is refused fails Start ("plugin PATH: ...").
+  std::vector<std::string> plugins;
   // TLS, mutual TLS and bearer tokens (server/rpc/auth.h). A non-loopback
   // `listen` needs tokens or mutual TLS, or auth.insecure_listen_anywhere;
   // a non-loopback `metrics_listen` needs tokens or auth.metrics_public.
@@ -98,9 +112,9 @@ struct DaemonOptions {
   // them from the environment.
   std::string notify_socket;
   absl::Duration watchdog_interval = absl::ZeroDuration();
-  // Durability (server/store/store.h): kNone keeps jobs in memory only; otherwise
-  // they are stored under `data_dir`/jobs and recovered at start, before
-  // the daemon listens. (The flag's default is sync, under ./var.)
+  // Durability (server/store/store.h): kNone keeps jobs in memory only;
+  // otherwise they are stored under `data_dir`/jobs and recovered at start,
+  // before the daemon listens. (The flag's default is sync, under ./var.)
   Durability durability = Durability::kNone;
   std::string data_dir = "./var";
   // Tests: the file system the store writes through (fault injection), and
@@ -152,6 +166,8 @@ class Daemon {
  private:
   explicit Daemon(DaemonOptions options);
   absl::Status Init();
+  // The built-in kinds, options_.register_kinds, then options_.plugins.
+  absl::Status RegisterKinds();
   absl::Status OpenStoreAndRecover();
 
   DaemonOptions options_;

@@ -10,9 +10,52 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/strings.h"
 
+namespace awaitd::server {
+
+// --plugin's value: every path given, in command-line order. Abseil keeps
+// only the last value of a repeated flag; this type accumulates instead:
+// each occurrence is parsed once, in order, on main's thread before any
+// other, and its parse appends to the paths seen so far (an empty value
+// clears them).
+struct PluginPaths {
+  std::vector<std::string> paths;
+};
+
+namespace {
+std::vector<std::string>& PluginPathsSeen() {
+  static std::vector<std::string>* seen = new std::vector<std::string>();
+  return *seen;
+}
+}  // namespace
+
+bool AbslParseFlag(absl::string_view text, PluginPaths* out,
+                   std::string* /*error*/) {
+  std::vector<std::string>& seen = PluginPathsSeen();
+  if (text.empty()) {
+    seen.clear();
+  } else {
+    seen.emplace_back(text);
+  }
+  out->paths = seen;
+  return true;
+}
+
+std::string AbslUnparseFlag(const PluginPaths& p) {
+  return absl::StrJoin(p.paths, ",");
+}
+
+}  // namespace awaitd::server
+
+ABSL_FLAG(awaitd::server::PluginPaths, plugin, {},
+          "A shared library with more job kinds, loaded at start "
+          "(server/kinds/plugin.h); repeat the flag for several. A plugin "
+          "that cannot be loaded, or was built for another ABI version or "
+          "against other awaitd headers, fails the start (exit 1)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on: HOST:PORT (PORT 0 picks a free one) or "
           "unix:/path/to.sock");
@@ -149,6 +192,7 @@ absl::StatusOr<DaemonOptions> DaemonOptionsFromFlags() {
   o.port_file = absl::GetFlag(FLAGS_port_file);
   o.reflection = absl::GetFlag(FLAGS_reflection);
   o.limits = absl::GetFlag(FLAGS_limit);
+  o.plugins = absl::GetFlag(FLAGS_plugin).paths;
   o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   // Checked (files read, the --listen policy applied) by Daemon::Start.
   o.auth.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);

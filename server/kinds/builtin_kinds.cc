@@ -1,7 +1,8 @@
 // The built-in job kinds: sleep, echo, fail, factorial, spin, blocking, hash.
 //
-// Each kind is a bind function that validates the args Struct (unknown
-// fields, types, ranges; the error message starts with the field name) and a
+// Each kind is a bind function that validates the args Struct with an Args
+// reader (server/kinds/args.h: unknown fields, types, ranges; the error
+// message starts with the field name) and a
 // body written as a free coroutine function taking its arguments by value, so
 // the bound values live in the coroutine frame (a lambda coroutine's captures
 // would not, and GCC 12 mishandles some of them).
@@ -10,31 +11,28 @@
 // are retry_safe.
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <initializer_list>
 #include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/struct.pb.h"
 #include "runtime/time.h"
 #include "runtime/to_thread.h"
+#include "server/kinds/args.h"
 #include "server/kinds/job_kind.h"
 
 namespace awaitd::server {
@@ -49,143 +47,11 @@ constexpr double kMaxSeconds = 30.0 * 24 * 3600;  // 30 days
 constexpr double kMaxFactorialN = 170;            // 171! overflows a double
 constexpr double kMaxSpinMs = 60'000;  // one minute of event-loop CPU
 constexpr double kMaxHashBytes = 64.0 * 1024 * 1024;
-constexpr double kDefaultHashBytes = 1024.0 * 1024;
 constexpr double kMaxHashRounds = 1'000'000;
 constexpr std::size_t kMaxFailureTypeLength = 128;
 constexpr std::size_t kMaxFailureMessageLength = 64 * 1024;
 
 // --- Argument validation ----------------------------------------------------
-
-Value NullValue() {
-  Value v;
-  v.set_null_value(google::protobuf::NULL_VALUE);
-  return v;
-}
-
-Value NumberValue(double x) {
-  Value v;
-  v.set_number_value(x);
-  return v;
-}
-
-absl::string_view KindName(const Value& v) {
-  switch (v.kind_case()) {
-    case Value::kNullValue:
-      return "null";
-    case Value::kNumberValue:
-      return "number";
-    case Value::kStringValue:
-      return "string";
-    case Value::kBoolValue:
-      return "bool";
-    case Value::kStructValue:
-      return "object";
-    case Value::kListValue:
-      return "list";
-    default:
-      return "unset";
-  }
-}
-
-// Refuses a field not in `allowed` (the first such name in byte order, so
-// the message does not depend on the map's iteration order).
-absl::Status CheckFields(const Struct& args,
-                         std::initializer_list<absl::string_view> allowed) {
-  const std::string* unknown = nullptr;
-  for (const auto& [name, value] : args.fields()) {
-    if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) {
-      continue;
-    }
-    if (unknown == nullptr || name < *unknown) unknown = &name;
-  }
-  if (unknown == nullptr) return absl::OkStatus();
-  std::string shown = unknown->size() > 64
-                          ? absl::StrCat(unknown->substr(0, 64), "...")
-                          : *unknown;
-  // "<name>: unknown field": the caller prefixes the path ("jobs[1].args.").
-  return absl::InvalidArgumentError(absl::StrCat(
-      absl::CHexEscape(shown),
-      ": unknown field (this kind takes: ", absl::StrJoin(allowed, ", "), ")"));
-}
-
-// Null if `name` is absent.
-const Value* FindField(const Struct& args, absl::string_view name) {
-  auto it = args.fields().find(std::string_view(name.data(), name.size()));
-  return it == args.fields().end() ? nullptr : &it->second;
-}
-
-// `x` as a client wrote it: integers in full ("2592000", not "2.592e+06"),
-// others as the shortest text that reads back as `x` ("0.1", "1e+300").
-std::string FormatNumber(double x) {
-  if (std::trunc(x) == x && std::fabs(x) < 1e15) {
-    return absl::StrCat(static_cast<std::int64_t>(x));
-  }
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), x);
-  if (ec != std::errc()) return absl::StrCat(x);
-  return std::string(buf, end);
-}
-
-struct NumberRule {
-  double min = 0;
-  bool min_exclusive = false;  // min < x instead of min <= x
-  double max = 0;
-  absl::string_view max_note = "";  // why max, shown after it ("30 days")
-  bool integer = false;
-};
-
-// Reads the number `name`: `fallback` if absent (required if none), then
-// checks it against `rule`.
-absl::StatusOr<double> ReadNumber(const Struct& args, absl::string_view name,
-                                  std::optional<double> fallback,
-                                  const NumberRule& rule) {
-  const Value* v = FindField(args, name);
-  if (v == nullptr) {
-    if (fallback) return *fallback;
-    return absl::InvalidArgumentError(absl::StrCat(name, ": required"));
-  }
-  const absl::string_view what = rule.integer ? "an integer" : "a number";
-  if (v->kind_case() != Value::kNumberValue) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": must be ", what, " (got ", KindName(*v), ")"));
-  }
-  const double x = v->number_value();
-  const bool integral_ok = !rule.integer || std::trunc(x) == x;
-  const bool min_ok = rule.min_exclusive ? x > rule.min : x >= rule.min;
-  if (!std::isfinite(x) || !integral_ok || !min_ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": must be ", rule.integer ? "an integer" : "a finite number",
-        rule.min_exclusive ? " > " : " >= ", FormatNumber(rule.min), " (got ",
-        FormatNumber(x), ")"));
-  }
-  if (x > rule.max) {
-    std::string bound = FormatNumber(rule.max);
-    if (!rule.max_note.empty())
-      absl::StrAppend(&bound, " (", rule.max_note, ")");
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": must be at most ", bound, " (got ", FormatNumber(x), ")"));
-  }
-  return x;
-}
-
-// Reads the string `name`, `fallback` if absent.
-absl::StatusOr<std::string> ReadString(const Struct& args,
-                                       absl::string_view name,
-                                       absl::string_view fallback,
-                                       std::size_t max_length) {
-  const Value* v = FindField(args, name);
-  if (v == nullptr) return std::string(fallback);
-  if (v->kind_case() != Value::kStringValue) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": must be a string (got ", KindName(*v), ")"));
-  }
-  if (v->string_value().size() > max_length) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": must be at most ", max_length, " bytes (got ",
-                     v->string_value().size(), ")"));
-  }
-  return v->string_value();
-}
 
 // [A-Za-z_][A-Za-z0-9_.]*, as a Python exception class name (possibly
 // qualified: "asyncio.TimeoutError").
@@ -202,6 +68,7 @@ bool IsIdentifier(absl::string_view s) {
 
 constexpr NumberRule kSecondsRule{
     .min = 0, .max = kMaxSeconds, .max_note = "30 days"};
+constexpr std::int64_t kDefaultHashBytes = 1024 * 1024;
 
 std::chrono::nanoseconds ToNanos(double seconds) {
   // seconds <= kMaxSeconds, so this does not overflow.
@@ -334,14 +201,11 @@ JobBody HashBody(std::int64_t bytes, std::int64_t rounds) {
 // --- Binders --------------------------------------------------------------
 
 absl::StatusOr<JobBody> BindSleep(const Struct& args) {
-  if (absl::Status s = CheckFields(args, {"seconds", "result"}); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<double> seconds =
-      ReadNumber(args, "seconds", std::nullopt, kSecondsRule);
-  if (!seconds.ok()) return seconds.status();
-  const Value* result = FindField(args, "result");
-  return SleepBody(*seconds, result == nullptr ? NullValue() : *result);
+  Args a(args, {"seconds", "result"});
+  const double seconds = a.Number("seconds", kSecondsRule);
+  Value result = a.AnyOr("result", NullValue());
+  if (!a.ok()) return a.status();
+  return SleepBody(seconds, std::move(result));
 }
 
 // The hot path of the jobs/s benchmark: one lookup, one copy of the value.
@@ -349,83 +213,65 @@ absl::StatusOr<JobBody> BindEcho(const Struct& args) {
   const auto& fields = args.fields();
   auto it = fields.find(std::string_view("value"));
   if (it == fields.end() || fields.size() != 1) {
-    if (absl::Status s = CheckFields(args, {"value"}); !s.ok()) return s;
-    return absl::InvalidArgumentError("value: required");
+    Args a(args, {"value"});
+    a.Any("value");
+    return a.status();  // an unknown field, or value missing
   }
   return EchoBody(it->second);
 }
 
 absl::StatusOr<JobBody> BindFail(const Struct& args) {
-  if (absl::Status s = CheckFields(args, {"type", "message", "after_seconds"});
-      !s.ok()) {
-    return s;
+  Args a(args, {"type", "message", "after_seconds"});
+  std::string type =
+      a.StringOr("type", "RuntimeError", {.max_length = kMaxFailureTypeLength});
+  if (a.ok() && !IsIdentifier(type)) {
+    a.Refuse("type", absl::StrCat("must be an exception class name "
+                                  "([A-Za-z_][A-Za-z0-9_.]*) (got \"",
+                                  absl::CHexEscape(type), "\")"));
   }
-  absl::StatusOr<std::string> type =
-      ReadString(args, "type", "RuntimeError", kMaxFailureTypeLength);
-  if (!type.ok()) return type.status();
-  if (!IsIdentifier(*type)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "type: must be an exception class name ([A-Za-z_][A-Za-z0-9_.]*) "
-        "(got \"",
-        absl::CHexEscape(*type), "\")"));
-  }
-  absl::StatusOr<std::string> message =
-      ReadString(args, "message", "", kMaxFailureMessageLength);
-  if (!message.ok()) return message.status();
-  absl::StatusOr<double> after =
-      ReadNumber(args, "after_seconds", 0.0, kSecondsRule);
-  if (!after.ok()) return after.status();
-  return FailBody(*std::move(type), *std::move(message), *after);
+  std::string message =
+      a.StringOr("message", "", {.max_length = kMaxFailureMessageLength});
+  const double after = a.NumberOr("after_seconds", 0.0, kSecondsRule);
+  if (!a.ok()) return a.status();
+  return FailBody(std::move(type), std::move(message), after);
 }
 
 absl::StatusOr<JobBody> BindFactorial(const Struct& args) {
-  if (absl::Status s = CheckFields(args, {"n", "step_seconds"}); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<double> n = ReadNumber(args, "n", std::nullopt,
-                                        {.min = 0,
-                                         .max = kMaxFactorialN,
-                                         .max_note = "171! overflows a double",
-                                         .integer = true});
-  if (!n.ok()) return n.status();
-  absl::StatusOr<double> step =
-      ReadNumber(args, "step_seconds", 0.0, kSecondsRule);
-  if (!step.ok()) return step.status();
-  return FactorialBody(static_cast<int>(*n), *step);
+  Args a(args, {"n", "step_seconds"});
+  const std::int64_t n = a.Integer(
+      "n",
+      {.min = 0, .max = kMaxFactorialN, .max_note = "171! overflows a double"});
+  const double step = a.NumberOr("step_seconds", 0.0, kSecondsRule);
+  if (!a.ok()) return a.status();
+  return FactorialBody(static_cast<int>(n), step);
 }
 
 absl::StatusOr<JobBody> BindSpin(const Struct& args) {
-  if (absl::Status s = CheckFields(args, {"cpu_ms"}); !s.ok()) return s;
-  absl::StatusOr<double> cpu_ms = ReadNumber(args, "cpu_ms", std::nullopt,
-                                             {.min = 0,
-                                              .min_exclusive = true,
-                                              .max = kMaxSpinMs,
-                                              .max_note = "1 minute"});
-  if (!cpu_ms.ok()) return cpu_ms.status();
-  return SpinBody(*cpu_ms);
+  Args a(args, {"cpu_ms"});
+  const double cpu_ms = a.Number("cpu_ms", {.min = 0,
+                                            .min_exclusive = true,
+                                            .max = kMaxSpinMs,
+                                            .max_note = "1 minute"});
+  if (!a.ok()) return a.status();
+  return SpinBody(cpu_ms);
 }
 
 absl::StatusOr<JobBody> BindBlocking(const Struct& args) {
-  if (absl::Status s = CheckFields(args, {"seconds"}); !s.ok()) return s;
-  absl::StatusOr<double> seconds =
-      ReadNumber(args, "seconds", std::nullopt, kSecondsRule);
-  if (!seconds.ok()) return seconds.status();
-  return BlockingBody(*seconds);
+  Args a(args, {"seconds"});
+  const double seconds = a.Number("seconds", kSecondsRule);
+  if (!a.ok()) return a.status();
+  return BlockingBody(seconds);
 }
 
 absl::StatusOr<JobBody> BindHash(const Struct& args) {
-  if (absl::Status s = CheckFields(args, {"bytes", "rounds"}); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<double> bytes = ReadNumber(
-      args, "bytes", kDefaultHashBytes,
-      {.min = 1, .max = kMaxHashBytes, .max_note = "64 MiB", .integer = true});
-  if (!bytes.ok()) return bytes.status();
-  absl::StatusOr<double> rounds = ReadNumber(
-      args, "rounds", 1.0, {.min = 1, .max = kMaxHashRounds, .integer = true});
-  if (!rounds.ok()) return rounds.status();
-  return HashBody(static_cast<std::int64_t>(*bytes),
-                  static_cast<std::int64_t>(*rounds));
+  Args a(args, {"bytes", "rounds"});
+  const std::int64_t bytes =
+      a.IntegerOr("bytes", kDefaultHashBytes,
+                  {.min = 1, .max = kMaxHashBytes, .max_note = "64 MiB"});
+  const std::int64_t rounds =
+      a.IntegerOr("rounds", 1, {.min = 1, .max = kMaxHashRounds});
+  if (!a.ok()) return a.status();
+  return HashBody(bytes, rounds);
 }
 
 }  // namespace

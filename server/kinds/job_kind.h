@@ -10,6 +10,10 @@
 //   ... const JobKind* k = kinds.Find("sleep"); absl::StatusOr<JobBody> body =
 //   k->bind(args);   // validates, binds
 //
+// Binders read their arguments with Args (server/kinds/args.h), which gives
+// every kind the same messages. Kinds beyond the built-in ones come from
+// DaemonOptions::register_kinds or from plugins (server/kinds/plugin.h).
+//
 // A body returns the job's result as a protobuf Value. It fails by throwing:
 // JobFailure for a typed error (a Python exception class name and message),
 // runtime::CancelledError when cancelled (it may catch it to clean up), any
