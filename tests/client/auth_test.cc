@@ -22,8 +22,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/daemon.h"
-#include "tests/client/process_util.h"
 #include "tests/server/test_ca.h"
+#include "tests/support/process.h"
 
 namespace awaitd::client {
 namespace {
