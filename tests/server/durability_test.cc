@@ -9,10 +9,7 @@
 //     while clients submit, wait and cancel, and restarted, many times; then
 //     every acknowledged job exists, every reported outcome is unchanged and
 //     no job is in an impossible state.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -38,8 +36,7 @@
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/faulty_file_system.h"
 #include "tests/server/http_get.h"
-
-extern char** environ;
+#include "tests/support/process.h"
 
 namespace awaitd::server {
 namespace {
@@ -1346,36 +1343,16 @@ TEST(CrashLoopTest, KilledAndRestartedFiftyTimesLosesNothingAcknowledged) {
   constexpr int kRounds = 50;
   for (int round = 0; round < kRounds; ++round) {
     const std::string port_file = dir + "/port" + std::to_string(round);
-    std::vector<std::string> args = {awaitd,
-                                     "--listen=127.0.0.1:0",
-                                     "--port_file=" + port_file,
-                                     "--metrics_listen=",
-                                     "--workers=2",
-                                     "--log_level=warning",
-                                     "--durability=sync",
-                                     "--data_dir=" + data_dir};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    const std::string err = dir + "/stderr";
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    pid_t pid = -1;
-    ASSERT_EQ(
-        posix_spawn(&pid, awaitd.c_str(), &fa, nullptr, argv.data(), environ),
-        0);
-    posix_spawn_file_actions_destroy(&fa);
-    // Killed whatever happens below (an ASSERT returns early).
-    struct Reaper {
-      pid_t pid;
-      ~Reaper() {
-        kill(pid, SIGKILL);
-        int st = 0;
-        waitpid(pid, &st, 0);
-      }
-    } reaper{pid};
+    // Killed and reaped at the end of the round, whatever happens below (an
+    // ASSERT returns early).
+    ::awaitd::testing::Process daemon({
+        .argv = {awaitd, "--listen=127.0.0.1:0", "--port_file=" + port_file,
+                 "--metrics_listen=", "--workers=2", "--log_level=warning",
+                 "--durability=sync", "--data_dir=" + data_dir},
+        .stdout_to = ::awaitd::testing::Output::Inherit(),
+        .stderr_to = ::awaitd::testing::Output::Append(dir + "/stderr"),
+    });
+    ASSERT_TRUE(daemon.started()) << daemon.error();
     std::string address;
     for (int i = 0; i < 2000 && address.empty(); ++i) {
       std::ifstream in(port_file);
@@ -1501,10 +1478,12 @@ TEST(CrashLoopTest, KilledAndRestartedFiftyTimesLosesNothingAcknowledged) {
       });
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 200));
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0)
-        << "round " << round << ": awaitd exited by itself, status " << status;
-    kill(pid, SIGKILL);
+    const std::optional<::awaitd::testing::ProcessResult> exited =
+        daemon.Wait(std::chrono::milliseconds(0));
+    ASSERT_FALSE(exited.has_value())
+        << "round " << round << ": awaitd exited by itself, "
+        << exited->Describe();
+    daemon.Signal(SIGKILL);
     stop = true;
     for (auto& t : clients) t.join();
   }
