@@ -5,14 +5,12 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -22,13 +20,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/daemon/daemon.h"
-#include "tests/client/process_util.h"
 #include "tests/server/test_ca.h"
+#include "tests/support/process.h"
 
 namespace awaitd::client {
 namespace {
 
 using ::awaitd::server::testing::TestCa;
+using ::awaitd::testing::Process;
 using ::awaitd::testing::ProcessOptions;
 using ::awaitd::testing::ProcessResult;
 using ::awaitd::testing::RunProcess;
@@ -237,17 +236,17 @@ TEST_F(SecuredDaemonTest, AwaitctlTokenFlagsAreChecked) {
 
 // --- The awaitd binary's flags -----------------------------------------------
 
-ProcessResult Awaitd(
-    std::vector<std::string> args,
-    std::function<void(pid_t, const std::string&, const std::string&)>
-        on_output = nullptr) {
+ProcessOptions AwaitdOptions(const std::vector<std::string>& args) {
   ProcessOptions o;
   // No metrics endpoint: the default port would collide between tests.
   o.argv = {AWAITD_PATH, "--metrics_listen=", "--durability=none"};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.timeout = std::chrono::seconds(60);
-  o.on_output = std::move(on_output);
-  return RunProcess(o);
+  return o;
+}
+
+ProcessResult Awaitd(const std::vector<std::string>& args) {
+  return RunProcess(AwaitdOptions(args));
 }
 
 TEST(AwaitdAuthFlagsTest, NonLoopbackListenWithoutAuthIsRefused) {
@@ -274,18 +273,15 @@ TEST(AwaitdAuthFlagsTest, SecuredDaemonServesAwaitctl) {
   chmod(tokens.c_str(), 0600);
   const std::string port_file = Ca()->dir + "/binary.port";
   std::filesystem::remove(port_file);
-  std::atomic<pid_t> pid{0};
-  ProcessResult daemon;
-  std::thread runner([&] {
-    daemon = Awaitd(
-        {"--listen=127.0.0.1:0", "--port_file=" + port_file, "--workers=2",
-         "--tls_cert=" + Ca()->server_cert, "--tls_key=" + Ca()->server_key,
-         "--tls_client_ca=" + Ca()->ca_cert, "--token_file=" + tokens},
-        [&](pid_t p, const std::string&, const std::string&) { pid = p; });
-  });
+  // Killed and reaped at the end if still running.
+  Process process(AwaitdOptions(
+      {"--listen=127.0.0.1:0", "--port_file=" + port_file, "--workers=2",
+       "--tls_cert=" + Ca()->server_cert, "--tls_key=" + Ca()->server_key,
+       "--tls_client_ca=" + Ca()->ca_cert, "--token_file=" + tokens}));
+  ASSERT_TRUE(process.started()) << process.error();
   std::string address;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < deadline && (address.empty() || pid == 0)) {
+  while (absl::Now() < deadline && address.empty()) {
     address = TestCa::Read(port_file);
     if (!address.empty() && address.back() == '\n') {
       address.pop_back();
@@ -315,8 +311,13 @@ TEST(AwaitdAuthFlagsTest, SecuredDaemonServesAwaitctl) {
     EXPECT_EQ(r.exit_code, 0) << r.Describe();
     EXPECT_THAT(r.out, HasSubstr("echo"));
   }
-  if (pid != 0) kill(pid, SIGTERM);
-  runner.join();
+  process.Signal(SIGTERM);
+  std::optional<ProcessResult> ended = process.Wait(std::chrono::seconds(60));
+  if (!ended.has_value()) {
+    ended = process.Kill();
+    ended->timed_out = true;
+  }
+  const ProcessResult& daemon = *ended;
   ASSERT_FALSE(address.empty()) << daemon.Describe();
   EXPECT_EQ(daemon.exit_code, 0) << daemon.Describe();
   EXPECT_THAT(daemon.err, HasSubstr("tls=on mtls=on tokens=1"));

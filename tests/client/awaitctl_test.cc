@@ -30,8 +30,8 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "tests/client/process_util.h"
 #include "tests/server/daemon_fixture.h"
+#include "tests/support/process.h"
 
 namespace awaitd {
 namespace {

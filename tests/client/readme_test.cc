@@ -25,11 +25,10 @@
 //   AWAITD_UPDATE_README=1 ./build/tests/client/client_tests
 //       --gtest_filter=ReadmeTest.*
 // and read the diff before committing it.
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -37,6 +36,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -48,10 +48,15 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/support/process.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using ::awaitd::testing::Output;
+using ::awaitd::testing::Process;
+using ::awaitd::testing::ProcessResult;
+using ::awaitd::testing::RunProcess;
 
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path);
@@ -253,82 +258,56 @@ std::string Compare(const std::vector<std::string>& want,
 // --- Processes ----------------------------------------------------------
 
 // Runs `script` in bash with stdout and stderr into one file, as a terminal
-// shows both; kills it after `timeout`. Returns the output, or nullopt on a
-// timeout.
-std::optional<std::string> RunBash(const std::string& script,
-                                   const std::vector<std::string>& env,
-                                   const fs::path& out_file,
-                                   absl::Duration timeout) {
-  const pid_t pid = fork();
-  if (pid < 0) return std::nullopt;
-  if (pid == 0) {
-    const int fd = open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int null = open("/dev/null", O_RDONLY);
-    if (fd < 0 || null < 0) _exit(127);
-    dup2(null, 0);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    setpgid(0, 0);
-    for (const std::string& e : env) putenv(const_cast<char*>(e.c_str()));
-    execl("/bin/bash", "bash", "--noprofile", "--norc", "-c", script.c_str(),
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  const absl::Time deadline = absl::Now() + timeout;
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (absl::Now() > deadline) {
-      kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return std::nullopt;
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+// shows both, and `env` added to the environment; kills it after `timeout`.
+// Returns the output, or nullopt on a timeout.
+std::optional<std::string> RunBash(
+    const std::string& script,
+    const std::vector<std::pair<std::string, std::string>>& env,
+    const fs::path& out_file, absl::Duration timeout) {
+  const ProcessResult r = RunProcess({
+      .argv = {"/bin/bash", "--noprofile", "--norc", "-c", script},
+      .env = env,
+      .timeout = absl::ToChronoMilliseconds(timeout),
+      .stdout_to = Output::File(out_file.string()),
+      .stderr_to = Output::Stdout(),
+  });
+  if (!r.error.empty() || r.timed_out) return std::nullopt;
   return ReadFile(out_file);
 }
 
 // An awaitd process on its defaults, but on a free port.
 class AwaitdProcess {
  public:
-  explicit AwaitdProcess(const fs::path& dir) {
+  explicit AwaitdProcess(const fs::path& dir)
+      : process_({
+            .argv = {AWAITD_PATH, "--metrics_listen=", "--durability=none",
+                     "--listen=127.0.0.1:0",
+                     "--port_file=" + (dir / "port").string()},
+            .stdout_to = Output::File((dir / "awaitd.err").string()),
+            .stderr_to = Output::Stdout(),
+        }) {
     const fs::path port_file = dir / "port";
-    const fs::path err = dir / "awaitd.err";
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      const std::string port_flag = "--port_file=" + port_file.string();
-      execl(AWAITD_PATH, AWAITD_PATH, "--metrics_listen=", "--durability=none",
-            "--listen=127.0.0.1:0", port_flag.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
     for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
-         absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(20))) {
+         process_.started() && absl::Now() < deadline;
+         absl::SleepFor(absl::Milliseconds(20))) {
       if (fs::exists(port_file)) {
         address_ = std::string(
             absl::StripTrailingAsciiWhitespace(ReadFile(port_file)));
         if (!address_.empty()) return;
       }
     }
-    log_ = ReadFile(err);
+    log_ = process_.started() ? ReadFile(dir / "awaitd.err") : process_.error();
   }
+  // Stopped with SIGTERM (killed if it does not stop within 30 s).
   ~AwaitdProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
+    process_.Signal(SIGTERM);
+    process_.Wait(std::chrono::seconds(30));
   }
   const std::string& address() const { return address_; }
   const std::string& log() const { return log_; }
 
  private:
-  pid_t pid_ = -1;
+  Process process_;
   std::string address_;
   std::string log_;
 };
@@ -369,11 +348,11 @@ TEST(ReadmeTest, WalkthroughCommandsPrintWhatTheReadmeShows) {
                                          << daemon.log();
 
   const std::string awaitctl_dir = fs::path(AWAITCTL_PATH).parent_path();
-  const std::vector<std::string> env = {
-      absl::StrCat("PATH=", awaitctl_dir, ":/usr/bin:/bin"),
-      absl::StrCat("AWAITD_ADDRESS=", daemon.address()),
-      "NO_COLOR=1",
-      "LC_ALL=C.UTF-8",
+  const std::vector<std::pair<std::string, std::string>> env = {
+      {"PATH", absl::StrCat(awaitctl_dir, ":/usr/bin:/bin")},
+      {"AWAITD_ADDRESS", daemon.address()},
+      {"NO_COLOR", "1"},
+      {"LC_ALL", "C.UTF-8"},
   };
   const char* update_env = std::getenv("AWAITD_UPDATE_README");
   const bool update = update_env != nullptr && std::string(update_env) == "1";

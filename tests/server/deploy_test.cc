@@ -2,12 +2,11 @@
 // promtool accepts the scrape config and the rules and passes the rules' unit
 // tests, and every metric the rules and the dashboard query is one a live
 // daemon exports.
-#include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_split.h"
@@ -17,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "server/rpc/metrics.h"
 #include "tests/server/daemon_fixture.h"
+#include "tests/support/process.h"
 
 namespace awaitd::server::testing {
 namespace {
@@ -30,20 +30,21 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Runs a shell command: its exit status and output (stdout + stderr).
-std::pair<int, std::string> Shell(const std::string& cmd) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) {
-    out.append(buf, n);
-  }
-  return {::pclose(p), out};
+// Runs promtool with `args` in `dir` (empty: this process's): its exit
+// status (-1 if it did not run to completion) and output (stdout + stderr).
+std::pair<int, std::string> Promtool(const std::string& dir,
+                                     std::vector<std::string> args) {
+  args.insert(args.begin(), "promtool");
+  const ::awaitd::testing::ProcessResult r = ::awaitd::testing::RunProcess({
+      .argv = args,
+      .working_directory = dir,
+      .stderr_to = ::awaitd::testing::Output::Stdout(),
+  });
+  return {r.exit_code, r.error.empty() ? r.out : r.Describe()};
 }
 
 bool HavePromtool() {
-  return std::system("command -v promtool > /dev/null 2>&1") == 0;
+  return ::awaitd::testing::FindOnPath("promtool").has_value();
 }
 
 TEST(PrometheusDeployTest, PromtoolAcceptsTheScrapeConfigAndRules) {
@@ -51,11 +52,10 @@ TEST(PrometheusDeployTest, PromtoolAcceptsTheScrapeConfigAndRules) {
     GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
   }
   auto [config, config_out] =
-      Shell("cd " + kDeploy + "/prometheus && promtool check config " +
-            "prometheus.yml");
+      Promtool(kDeploy + "/prometheus", {"check", "config", "prometheus.yml"});
   EXPECT_EQ(config, 0) << config_out;
-  auto [rules, rules_out] =
-      Shell("promtool check rules " + kDeploy + "/prometheus/awaitd-rules.yml");
+  auto [rules, rules_out] = Promtool(
+      "", {"check", "rules", kDeploy + "/prometheus/awaitd-rules.yml"});
   EXPECT_EQ(rules, 0) << rules_out;
   EXPECT_THAT(rules_out, ::testing::HasSubstr("SUCCESS"));
 }
@@ -64,9 +64,8 @@ TEST(PrometheusDeployTest, AlertRulesPassTheirUnitTests) {
   if (!HavePromtool()) {
     GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
   }
-  auto [status, out] = Shell("cd " + kDeploy +
-                             "/prometheus && promtool test rules "
-                             "awaitd-rules.test.yml");
+  auto [status, out] = Promtool(kDeploy + "/prometheus",
+                                {"test", "rules", "awaitd-rules.test.yml"});
   EXPECT_EQ(status, 0) << out;
 }
 

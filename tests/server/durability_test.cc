@@ -9,10 +9,7 @@
 //     while clients submit, wait and cancel, and restarted, many times; then
 //     every acknowledged job exists, every reported outcome is unchanged and
 //     no job is in an impossible state.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,12 +19,14 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -38,8 +37,7 @@
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/faulty_file_system.h"
 #include "tests/server/http_get.h"
-
-extern char** environ;
+#include "tests/support/process.h"
 
 namespace awaitd::server {
 namespace {
@@ -97,7 +95,10 @@ class RecoveryTest : public ::testing::Test {
     g_effects = 0;
   }
   void TearDown() override {
-    if (fs_ != nullptr) fs_->no_space = false;
+    if (fs_ != nullptr) {
+      fs_->no_space = false;
+      fs_->ReleaseSyncs();
+    }
     if (jobs_ != nullptr) {
       jobs_->StopAccepting();
       jobs_->CancelAll("test over", absl::Now() + absl::Seconds(5));
@@ -134,7 +135,7 @@ class RecoveryTest : public ::testing::Test {
     runtime_ = std::make_unique<runtime::Runtime>(
         runtime::RuntimeOptions{.workers = 2});
     jobs_ = std::make_unique<JobManager>(*runtime_, kinds_, limits_,
-                                         JobManagerOptions{}, logger_);
+                                         jobs_options_, logger_);
     jobs_->AttachStore(store_.get());
     auto stats = jobs_->Recover();
     EXPECT_TRUE(stats.ok()) << stats.status();
@@ -193,6 +194,7 @@ class RecoveryTest : public ::testing::Test {
   static constexpr std::chrono::milliseconds kRetry{10};
   std::string dir_;
   std::shared_ptr<testing::FaultyFileSystem> fs_;  // optional
+  JobManagerOptions jobs_options_;                 // for Recover()
   JobKindRegistry kinds_;
   LimitRegistry limits_;
   Logger logger_{LogLevel::kError};
@@ -490,6 +492,9 @@ class StoreBeforeReportTest : public RecoveryTest {
   void SetUp() override {
     RecoveryTest::SetUp();
     fs_ = std::make_shared<testing::FaultyFileSystem>();
+    // A Submit waits for a hung disk as long as the test keeps it hung (by
+    // default it would answer UNAVAILABLE after 10 s).
+    jobs_options_.store_timeout = absl::Hours(1);
     Recover();  // an empty store
   }
   JobPtr SubmitOne(const v1::JobSpec& spec) {
@@ -501,12 +506,40 @@ class StoreBeforeReportTest : public RecoveryTest {
   static v1::JobSpec Delayed(const std::string& kind, const std::string& args,
                              int ms) {
     v1::JobSpec spec = Spec(kind, args);
-    spec.mutable_delay()->set_nanos(ms * 1'000'000);
+    spec.mutable_delay()->set_seconds(ms / 1000);
+    spec.mutable_delay()->set_nanos((ms % 1000) * 1'000'000);
     return spec;
   }
-  // The disk is made full within this time of the Submit (else the test
-  // skips: its job started before the disk was full).
+  // The disk is made full within the job's delay of the Submit: kDelayMs,
+  // doubled on each of up to kAttempts tries (300 ms ... 4.8 s).
   static constexpr int kDelayMs = 300;
+  static constexpr int kAttempts = 5;
+  // Submits a job of `kind` with `args`, delayed, and makes the disk full:
+  // the job, not yet started (decided PENDING) once the disk is full, so
+  // its start and all after it are decided on a full disk. A try that
+  // missed that (descheduled past the delay: its job may have started, and
+  // that was stored) lets its job finish on a working disk, resets
+  // g_effects, and tries again with twice the delay; nullptr, with a
+  // failure, if no try was in time.
+  JobPtr SubmitAndFillTheDisk(const std::string& kind,
+                              const std::string& args) {
+    int ms = kDelayMs;
+    for (int attempt = 1; attempt <= kAttempts; ++attempt, ms *= 2) {
+      JobPtr job = SubmitOne(Delayed(kind, args, ms));
+      if (job == nullptr) return nullptr;
+      fs_->no_space = true;
+      if (job->decided_state() == JobState::kPending) return job;
+      fs_->no_space = false;
+      const v1::Job done = AwaitFinal(job->id());
+      EXPECT_GE(done.state(), v1::JOB_STATE_SUCCEEDED)
+          << done.ShortDebugString();
+      g_effects = 0;
+    }
+    ADD_FAILURE() << "the disk was full only after the job's delay in all "
+                  << kAttempts << " tries (" << kDelayMs << " ms to " << ms / 2
+                  << " ms)";
+    return nullptr;
+  }
   static bool AwaitDecided(const JobPtr& job, JobState state) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     while (job->decided_state() != state) {
@@ -518,22 +551,28 @@ class StoreBeforeReportTest : public RecoveryTest {
 };
 
 TEST_F(StoreBeforeReportTest, AJobIsInvisibleUntilStored) {
-  fs_->sync_delay_ms = 300;  // a slow disk: the Submit waits for the sync
+  fs_->HangSyncs();  // a hung disk: the Submit waits for its sync until...
   JobPtr job;
   std::atomic<bool> returned{false};
   std::thread submitter([&] {
     job = SubmitOne(Spec("echo", R"({"value": 1})"));
     returned = true;
   });
+  // ...the test has looked (released and joined on every way out).
+  struct Release {
+    testing::FaultyFileSystem& fs;
+    std::thread& submitter;
+    ~Release() {
+      fs.ReleaseSyncs();
+      if (submitter.joinable()) submitter.join();
+    }
+  } release{*fs_, submitter};
   // Admitted (counted, in the table) and waiting for its sync.
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (jobs_->jobs_not_done() == 0 && absl::Now() < deadline)
     absl::SleepFor(absl::Milliseconds(1));
   ASSERT_EQ(jobs_->jobs_not_done(), 1u);
-  if (returned.load()) {
-    submitter.join();
-    GTEST_SKIP() << "descheduled past the sync: nothing to tell";
-  }
+  ASSERT_FALSE(returned.load()) << "the Submit returned before its sync";
   // Job 1 is in the table, not yet stored: nobody may see it.
   auto found = jobs_->Find(1, "id");
   EXPECT_EQ(found.status().code(), absl::StatusCode::kNotFound)
@@ -541,8 +580,8 @@ TEST_F(StoreBeforeReportTest, AJobIsInvisibleUntilStored) {
   v1::ListResponse listed;
   ASSERT_TRUE(jobs_->List(v1::ListRequest(), &listed).ok());
   EXPECT_EQ(listed.jobs_size(), 0);
+  fs_->ReleaseSyncs();
   submitter.join();
-  fs_->sync_delay_ms = 0;
   ASSERT_NE(job, nullptr);
   EXPECT_EQ(job->id(), 1u);
   EXPECT_TRUE(jobs_->Find(1, "id").ok());
@@ -567,11 +606,8 @@ TEST_F(StoreBeforeReportTest, ACancelThatTakesEffectIsStored) {
 }
 
 TEST_F(StoreBeforeReportTest, AnOutcomeIsPublishedOnlyOnceStored) {
-  JobPtr job = SubmitOne(Delayed("echo", R"({"value": 5})", kDelayMs));
+  JobPtr job = SubmitAndFillTheDisk("echo", R"({"value": 5})");
   ASSERT_NE(job, nullptr);
-  fs_->no_space = true;
-  if (job->decided_state() != JobState::kPending)
-    GTEST_SKIP() << "descheduled past the job's delay: nothing to tell";
   ASSERT_TRUE(AwaitDecided(job, JobState::kSucceeded));
   absl::SleepFor(absl::Milliseconds(100));  // about 10 write attempts
   // Neither RUNNING nor the outcome could be stored: nothing was published.
@@ -602,11 +638,8 @@ TEST_F(StoreBeforeReportTest, AnOutcomeIsPublishedOnlyOnceStored) {
 }
 
 TEST_F(StoreBeforeReportTest, AJobNotRetrySafeRunsOnlyOnceItsRunIsStored) {
-  JobPtr job = SubmitOne(Delayed("effect", "{}", kDelayMs));
+  JobPtr job = SubmitAndFillTheDisk("effect", "{}");
   ASSERT_NE(job, nullptr);
-  fs_->no_space = true;
-  if (job->decided_state() != JobState::kPending)
-    GTEST_SKIP() << "descheduled past the job's delay: nothing to tell";
   ASSERT_TRUE(AwaitDecided(job, JobState::kRunning));
   absl::SleepFor(absl::Milliseconds(200));
   // A crash now finds it PENDING in the store and runs it: so it must not
@@ -624,11 +657,8 @@ TEST_F(StoreBeforeReportTest, AJobNotRetrySafeRunsOnlyOnceItsRunIsStored) {
 }
 
 TEST_F(StoreBeforeReportTest, ACancelWhileItsRunIsStoredEndsItUnrun) {
-  JobPtr job = SubmitOne(Delayed("effect", "{}", kDelayMs));
+  JobPtr job = SubmitAndFillTheDisk("effect", "{}");
   ASSERT_NE(job, nullptr);
-  fs_->no_space = true;
-  if (job->decided_state() != JobState::kPending)
-    GTEST_SKIP() << "descheduled past the job's delay: nothing to tell";
   ASSERT_TRUE(AwaitDecided(job, JobState::kRunning));
   EXPECT_TRUE(jobs_->Cancel(job, "changed my mind"));
   ASSERT_TRUE(AwaitDecided(job, JobState::kCancelled));
@@ -955,38 +985,63 @@ TEST_F(DurableDaemonTest, WaitForOfAnInlineJobAnswersOnceItsOutcomeIsStored) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
   // WaitFor of a spec without a timeout runs the job in the call's own task
   // (RunInline): the answer must still wait for the store.
-  v1::WaitForRequest req;
-  *req.mutable_job()->mutable_spec() =
-      Spec("sleep", R"({"seconds": 1.0, "result": 6})");
   std::atomic<bool> answered{false};
   grpc::Status status;
   v1::WaitForResponse resp;
-  std::thread caller([&] {
-    status = stub_->WaitFor(Ctx().get(), req, &resp);
-    answered = true;
-  });
-  // Accepted and RUNNING (both stored); then the disk fills up.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  bool running = false;
-  while (!running && absl::Now() < deadline) {
-    v1::GetRequest get;
-    get.add_ids(1);
-    v1::GetResponse got;
-    running = stub_->Get(Ctx().get(), get, &got).ok() &&
-              got.jobs(0).state() == v1::JOB_STATE_RUNNING;
-    if (!running) absl::SleepFor(absl::Milliseconds(2));
-  }
-  ASSERT_TRUE(running);
-  fs->no_space = true;
-  if (daemon_->jobs().Find(1, "id").value()->decided_state() !=
-      JobState::kRunning) {
+  std::thread caller;
+  struct Join {  // on every way out: the call ends once the disk works
+    testing::FaultyFileSystem& fs;
+    std::thread& caller;
+    ~Join() {
+      fs.no_space = false;
+      if (caller.joinable()) caller.join();
+    }
+  } join{*fs, caller};
+  // The disk fills up while the job runs, within its run time of the test
+  // seeing it RUNNING. A try that missed that (descheduled past the job's
+  // end: its outcome may have been stored) lets the call end, and tries
+  // again with a job that runs twice as long (1 s ... 8 s).
+  std::uint64_t id = 0;
+  JobPtr job;
+  for (int seconds = 1; seconds <= 8; seconds *= 2) {
+    v1::WaitForRequest req;
+    *req.mutable_job()->mutable_spec() = Spec(
+        "sleep", absl::StrCat(R"({"seconds": )", seconds, R"(, "result": 6})"));
+    answered = false;
+    caller = std::thread([&, req] {
+      status = stub_->WaitFor(Ctx().get(), req, &resp);
+      answered = true;
+    });
+    // Accepted and RUNNING (both stored); then the disk fills up.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    bool running = false;
+    while (!running && absl::Now() < deadline) {
+      v1::ListRequest list;
+      list.set_state(v1::JOB_STATE_RUNNING);
+      v1::ListResponse listed;
+      running = stub_->List(Ctx().get(), list, &listed).ok() &&
+                listed.jobs_size() == 1;
+      if (running) id = listed.jobs(0).id();
+      if (!running) absl::SleepFor(absl::Milliseconds(2));
+    }
+    ASSERT_TRUE(running);
+    fs->no_space = true;
+    job = daemon_->jobs().Find(id, "id").value();
+    if (job->decided_state() == JobState::kRunning) break;
+    job = nullptr;
     fs->no_space = false;
     caller.join();
-    GTEST_SKIP() << "descheduled past the job's end: nothing to tell";
   }
-  absl::SleepFor(absl::Milliseconds(1400));  // it ended about 0.4 s ago
+  ASSERT_NE(job, nullptr) << "the disk was full only after the job's end in "
+                             "all tries (jobs of 1 s to 8 s)";
+  // The job ends on the full disk; then a wrong answer is given time.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (job->decided_state() == JobState::kRunning && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_EQ(job->decided_state(), JobState::kSucceeded);
+  absl::SleepFor(absl::Milliseconds(400));  // it ended about 0.4 s ago
   EXPECT_FALSE(answered.load()) << "answered before the outcome was stored";
-  EXPECT_EQ(GetOk(1).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(GetOk(id).state(), v1::JOB_STATE_RUNNING);
   fs->no_space = false;
   caller.join();
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -999,15 +1054,26 @@ TEST_F(DurableDaemonTest, ACancelTooLateAnswersOnceTheOutcomeIsStored) {
   DaemonOptions o = Durable();
   o.store_file_system = fs;
   ASSERT_NO_FATAL_FAILURE(StartDaemon(o));
-  v1::JobSpec spec = Spec("echo", R"({"value": 8})");
-  spec.mutable_delay()->set_nanos(300'000'000);
-  const std::uint64_t id = SubmitOk({spec})[0];
-  fs->no_space = true;
-  JobPtr job = daemon_->jobs().Find(id, "id").value();
-  if (job->decided_state() != JobState::kPending) {
+  // The disk is made full within the job's delay of the Submit. A try that
+  // missed that (descheduled past the delay: the job may have run, and that
+  // was stored) lets its job finish on a working disk, and tries again with
+  // twice the delay (300 ms ... 4.8 s).
+  std::uint64_t id = 0;
+  JobPtr job;
+  for (int ms = 300; ms <= 4800; ms *= 2) {
+    v1::JobSpec spec = Spec("echo", R"({"value": 8})");
+    spec.mutable_delay()->set_seconds(ms / 1000);
+    spec.mutable_delay()->set_nanos((ms % 1000) * 1'000'000);
+    id = SubmitOk({spec})[0];
+    fs->no_space = true;
+    job = daemon_->jobs().Find(id, "id").value();
+    if (job->decided_state() == JobState::kPending) break;
+    job = nullptr;
     fs->no_space = false;
-    GTEST_SKIP() << "descheduled past the job's delay: nothing to tell";
+    ASSERT_EQ(WaitForOk(id).state(), v1::JOB_STATE_SUCCEEDED);
   }
+  ASSERT_NE(job, nullptr) << "the disk was full only after the job's delay "
+                             "in all tries (300 ms to 4.8 s)";
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (job->decided_state() != JobState::kSucceeded &&
          absl::Now() < deadline) {
@@ -1346,36 +1412,16 @@ TEST(CrashLoopTest, KilledAndRestartedFiftyTimesLosesNothingAcknowledged) {
   constexpr int kRounds = 50;
   for (int round = 0; round < kRounds; ++round) {
     const std::string port_file = dir + "/port" + std::to_string(round);
-    std::vector<std::string> args = {awaitd,
-                                     "--listen=127.0.0.1:0",
-                                     "--port_file=" + port_file,
-                                     "--metrics_listen=",
-                                     "--workers=2",
-                                     "--log_level=warning",
-                                     "--durability=sync",
-                                     "--data_dir=" + data_dir};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    const std::string err = dir + "/stderr";
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    pid_t pid = -1;
-    ASSERT_EQ(
-        posix_spawn(&pid, awaitd.c_str(), &fa, nullptr, argv.data(), environ),
-        0);
-    posix_spawn_file_actions_destroy(&fa);
-    // Killed whatever happens below (an ASSERT returns early).
-    struct Reaper {
-      pid_t pid;
-      ~Reaper() {
-        kill(pid, SIGKILL);
-        int st = 0;
-        waitpid(pid, &st, 0);
-      }
-    } reaper{pid};
+    // Killed and reaped at the end of the round, whatever happens below (an
+    // ASSERT returns early).
+    ::awaitd::testing::Process daemon({
+        .argv = {awaitd, "--listen=127.0.0.1:0", "--port_file=" + port_file,
+                 "--metrics_listen=", "--workers=2", "--log_level=warning",
+                 "--durability=sync", "--data_dir=" + data_dir},
+        .stdout_to = ::awaitd::testing::Output::Inherit(),
+        .stderr_to = ::awaitd::testing::Output::Append(dir + "/stderr"),
+    });
+    ASSERT_TRUE(daemon.started()) << daemon.error();
     std::string address;
     for (int i = 0; i < 2000 && address.empty(); ++i) {
       std::ifstream in(port_file);
@@ -1501,10 +1547,12 @@ TEST(CrashLoopTest, KilledAndRestartedFiftyTimesLosesNothingAcknowledged) {
       });
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 200));
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0)
-        << "round " << round << ": awaitd exited by itself, status " << status;
-    kill(pid, SIGKILL);
+    const std::optional<::awaitd::testing::ProcessResult> exited =
+        daemon.Wait(std::chrono::milliseconds(0));
+    ASSERT_FALSE(exited.has_value())
+        << "round " << round << ": awaitd exited by itself, "
+        << exited->Describe();
+    daemon.Signal(SIGKILL);
     stop = true;
     for (auto& t : clients) t.join();
   }

@@ -5,13 +5,10 @@
 #include "server/rpc/metrics.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -34,12 +31,16 @@
 #include "gtest/gtest.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/http_get.h"
-
-extern char** environ;
+#include "tests/support/process.h"
 
 namespace awaitd::server::testing {
 namespace {
 
+using ::awaitd::testing::FindOnPath;
+using ::awaitd::testing::Output;
+using ::awaitd::testing::Process;
+using ::awaitd::testing::ProcessResult;
+using ::awaitd::testing::RunProcess;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -262,29 +263,19 @@ TEST_F(MetricsTest, RuntimeAndProcessFamilies) {
 }
 
 TEST_F(MetricsTest, PromtoolAcceptsAScrape) {
-  if (std::system("command -v promtool > /dev/null 2>&1") != 0) {
+  if (!FindOnPath("promtool").has_value()) {
     GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
   }
   Submit({Spec("echo", R"({"value": 1})"), Spec("fail")});
   const std::string text = Get().text();
   ASSERT_FALSE(text.empty());
-  const std::string path = ::testing::TempDir() + "/awaitd_scrape_" +
-                           std::to_string(::getpid()) + ".txt";
-  {
-    std::ofstream out(path);
-    out << text;
-  }
-  const std::string cmd = "promtool check metrics < " + path + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string output;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) {
-    output.append(buf, n);
-  }
-  const int status = ::pclose(p);
-  std::filesystem::remove(path);
-  EXPECT_EQ(status, 0) << output;
+  const ProcessResult r = RunProcess({
+      .argv = {"promtool", "check", "metrics"},
+      .stdin_data = text,
+      .stderr_to = Output::Stdout(),
+  });
+  const std::string& output = r.out;
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
   EXPECT_EQ(output, "") << "promtool's complaints:\n" << output;
 }
 
@@ -409,7 +400,7 @@ TEST_F(MetricsAccessTest, LoopbackScrapesNeedNoToken) {
 // A real Prometheus server scrapes the daemon every 250 ms; its query API
 // must come to report what the test did.
 TEST_F(MetricsTest, APrometheusServerScrapesTheDaemon) {
-  if (std::system("command -v prometheus > /dev/null 2>&1") != 0) {
+  if (!FindOnPath("prometheus").has_value()) {
     GTEST_SKIP() << "prometheus not installed (Debian package prometheus)";
   }
   const std::filesystem::path dir =
@@ -439,23 +430,17 @@ TEST_F(MetricsTest, APrometheusServerScrapesTheDaemon) {
   WaitAll(Submit({Spec("echo", R"({"value": 1})"),
                   Spec("echo", R"({"value": 2})"), Spec("fail")}));
 
-  std::vector<std::string> argv_s = {
-      "prometheus", "--config.file=" + (dir / "prometheus.yml").string(),
-      "--storage.tsdb.path=" + (dir / "data").string(),
-      "--web.listen-address=127.0.0.1:" + std::to_string(web_port),
-      "--log.level=warn"};
-  std::vector<char*> argv;
-  for (std::string& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
   const std::string log = (dir / "prometheus.log").string();
-  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  ASSERT_EQ(
-      posix_spawnp(&pid, "prometheus", &fa, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
+  Process prometheus({
+      .argv = {"prometheus",
+               "--config.file=" + (dir / "prometheus.yml").string(),
+               "--storage.tsdb.path=" + (dir / "data").string(),
+               "--web.listen-address=127.0.0.1:" + std::to_string(web_port),
+               "--log.level=warn"},
+      .stdout_to = Output::Inherit(),
+      .stderr_to = Output::File(log),
+  });
+  ASSERT_TRUE(prometheus.started()) << prometheus.error();
 
   // Instant query; the answer names the series and its value ("2").
   const std::string query =
@@ -471,9 +456,9 @@ TEST_F(MetricsTest, APrometheusServerScrapesTheDaemon) {
   const std::string up =
       HttpGet(web_port, "/api/v1/query?query=up%7Bjob%3D%22awaitd%22%7D")
           .value_or("");
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  // Stopped, and given time to stop (else killed, and reaped).
+  prometheus.Signal(SIGTERM);
+  prometheus.Wait(std::chrono::seconds(30));
   std::ifstream log_in(log);
   const std::string prometheus_log((std::istreambuf_iterator<char>(log_in)),
                                    std::istreambuf_iterator<char>());

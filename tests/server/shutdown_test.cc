@@ -6,12 +6,9 @@
 // jobs finish for up to shutdown_grace, cancel the rest, end waiting calls,
 // stop the server. Nothing may hang: every stream and call ends.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,12 +43,16 @@
 #include "common/logger.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/status_checks.h"
-
-extern char** environ;
+#include "tests/support/process.h"
 
 namespace awaitd::server::testing {
 namespace {
 
+using ::awaitd::testing::Output;
+using ::awaitd::testing::Process;
+using ::awaitd::testing::ProcessOptions;
+using ::awaitd::testing::ProcessResult;
+using ::awaitd::testing::RunProcess;
 using checks::Describe;
 using checks::HasStatus;
 using ::testing::HasSubstr;
@@ -762,11 +763,7 @@ class ShutdownProcessTest : public ::testing::Test {
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override {
-    for (pid_t pid : live_) {
-      kill(pid, SIGKILL);
-      int status = 0;
-      waitpid(pid, &status, 0);
-    }
+    live_.clear();  // killed (SIGKILL) and reaped, if still running
     std::filesystem::remove_all(dir_);
   }
 
@@ -774,54 +771,29 @@ class ShutdownProcessTest : public ::testing::Test {
     return (dir_ / name).string();
   }
 
-  // Starts awaitd with `args`, stdout and stderr to files named after
-  // `tag`.
-  pid_t Spawn(const std::vector<std::string>& args, const std::string& tag) {
+  // awaitd with `args`.
+  ProcessOptions Options(const std::vector<std::string>& args) const {
     // No metrics endpoint: its default port would collide between tests.
     // No store either: tests run side by side in one working directory.
-    std::vector<std::string> argv_s = {
-        awaitd_, "--metrics_listen=", "--durability=none"};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string out = PathIn(tag + ".out");
-    const std::string err = PathIn(tag + ".err");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid = -1;
-    const int rc =
-        posix_spawn(&pid, awaitd_.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0) << "posix_spawn: " << rc;
-    if (rc == 0) live_.push_back(pid);
-    return pid;
+    ProcessOptions o;
+    o.argv = {awaitd_, "--metrics_listen=", "--durability=none"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    return o;
   }
 
-  // The raw wait status, or nullopt if it is still running after `timeout`.
-  std::optional<int> WaitExit(pid_t pid, absl::Duration timeout) {
-    if (std::find(live_.begin(), live_.end(), pid) == live_.end()) {
-      return std::nullopt;  // not ours, or already reaped
-    }
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      int status = 0;
-      const pid_t r = waitpid(pid, &status, WNOHANG);
-      if (r == pid) {
-        std::erase(live_, pid);
-        return status;
-      }
-      if (absl::Now() > deadline) return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
+  // Starts awaitd with `args`, stdout and stderr to files named after
+  // `tag`; it is killed at the end of the test if still running.
+  Process& Spawn(const std::vector<std::string>& args, const std::string& tag) {
+    ProcessOptions o = Options(args);
+    o.stdout_to = Output::File(PathIn(tag + ".out"));
+    o.stderr_to = Output::File(PathIn(tag + ".err"));
+    live_.push_back(std::make_unique<Process>(o));
+    EXPECT_TRUE(live_.back()->started()) << live_.back()->error();
+    return *live_.back();
   }
 
   // The address the daemon wrote to `port_file` once listening.
-  std::string AwaitPortFile(const std::string& port_file, pid_t pid) {
+  std::string AwaitPortFile(const std::string& port_file, Process& daemon) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     while (absl::Now() < deadline) {
       std::string text = ReadFile(port_file);
@@ -829,10 +801,8 @@ class ShutdownProcessTest : public ::testing::Test {
         text.pop_back();
         return text;
       }
-      int status = 0;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        std::erase(live_, pid);
-        ADD_FAILURE() << "awaitd exited before listening, status " << status;
+      if (std::optional<ProcessResult> r = daemon.Wait(kNoWait)) {
+        ADD_FAILURE() << "awaitd exited before listening: " << r->Describe();
         return "";
       }
       absl::SleepFor(absl::Milliseconds(10));
@@ -843,30 +813,28 @@ class ShutdownProcessTest : public ::testing::Test {
 
   // Runs awaitd to completion (at most 20 s): its exit code (-1 if killed
   // by a signal or still running) and its stdout + stderr.
-  std::pair<int, std::string> Run(const std::vector<std::string>& args,
-                                  const std::string& tag) {
-    const pid_t pid = Spawn(args, tag);
-    if (pid < 0) return {-1, ""};
-    std::optional<int> status = WaitExit(pid, absl::Seconds(20));
-    const std::string output =
-        ReadFile(PathIn(tag + ".out")) + ReadFile(PathIn(tag + ".err"));
-    if (!status.has_value()) {
-      ADD_FAILURE() << "awaitd still running; output:\n" << output;
+  std::pair<int, std::string> Run(const std::vector<std::string>& args) {
+    ProcessOptions o = Options(args);
+    o.timeout = std::chrono::seconds(20);
+    const ProcessResult r = RunProcess(o);
+    const std::string output = r.out + r.err;
+    if (!r.error.empty() || r.timed_out) {
+      ADD_FAILURE() << "awaitd still running: " << r.Describe();
       return {-1, output};
     }
-    return {WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, output};
+    return {r.exit_code, output};
   }
 
   // Starts a daemon, runs jobs on it, sends it `signo`: it shuts down
   // gracefully and exits 0.
   void ExpectGracefulExitOn(int signo, const char* name) {
     const std::string port_file = PathIn("port");
-    const pid_t pid =
+    Process& daemon =
         Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
                "--shutdown_grace=1s", "--workers=2", "--stall_threshold=0"},
               "daemon");
-    ASSERT_GT(pid, 0);
-    const std::string address = AwaitPortFile(port_file, pid);
+    ASSERT_TRUE(daemon.started());
+    const std::string address = AwaitPortFile(port_file, daemon);
     ASSERT_FALSE(address.empty());
     auto channel =
         grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
@@ -908,13 +876,13 @@ class ShutdownProcessTest : public ::testing::Test {
         [](const v1::WatchResponse&) { return true; }, absl::Seconds(10)));
 
     const absl::Time start = absl::Now();
-    ASSERT_EQ(kill(pid, signo), 0);
-    std::optional<int> status = WaitExit(pid, absl::Seconds(15));
+    ASSERT_TRUE(daemon.Signal(signo));
+    std::optional<ProcessResult> status = daemon.Wait(std::chrono::seconds(15));
     const std::string err = ReadFile(PathIn("daemon.err"));
     ASSERT_TRUE(status.has_value()) << name << " did not stop awaitd:\n" << err;
     const absl::Duration took = absl::Now() - start;
-    EXPECT_TRUE(WIFEXITED(*status)) << "status " << *status << "\n" << err;
-    EXPECT_EQ(WEXITSTATUS(*status), 0) << err;
+    EXPECT_EQ(status->term_signal, 0) << status->Describe() << "\n" << err;
+    EXPECT_EQ(status->exit_code, 0) << err;
     EXPECT_GE(took, absl::Milliseconds(900)) << "it did not wait the grace";
     EXPECT_LT(took, absl::Seconds(1 + 3 + 2)) << err;
     EXPECT_THAT(err, HasSubstr(std::string("event=signal signal=") + name));
@@ -932,21 +900,22 @@ class ShutdownProcessTest : public ::testing::Test {
     }
   }
 
+  static constexpr std::chrono::milliseconds kNoWait{0};
   std::string awaitd_;
   std::filesystem::path dir_;
-  std::vector<pid_t> live_;
+  std::vector<std::unique_ptr<Process>> live_;
 };
 
 // A second SIGTERM or SIGINT during the graceful shutdown exits at once
 // with 128 + the signal (143 for SIGTERM), without waiting for the grace.
 TEST_F(ShutdownProcessTest, SecondSignalDuringGracefulStopExitsAtOnce) {
   const std::string port_file = PathIn("port");
-  const pid_t pid =
+  Process& daemon =
       Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
              "--shutdown_grace=120s", "--workers=2", "--stall_threshold=0"},
             "daemon");
-  ASSERT_GT(pid, 0);
-  const std::string address = AwaitPortFile(port_file, pid);
+  ASSERT_TRUE(daemon.started());
+  const std::string address = AwaitPortFile(port_file, daemon);
   ASSERT_FALSE(address.empty());
   auto stub = v1::Jobs::NewStub(
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
@@ -971,7 +940,7 @@ TEST_F(ShutdownProcessTest, SecondSignalDuringGracefulStopExitsAtOnce) {
     absl::SleepFor(absl::Milliseconds(5));
   }
 
-  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_TRUE(daemon.Signal(SIGTERM));
   // The graceful stop is under way (it would wait 120 s for the job).
   for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
     if (ReadFile(PathIn("daemon.err")).find("event=shutdown_started") !=
@@ -982,14 +951,14 @@ TEST_F(ShutdownProcessTest, SecondSignalDuringGracefulStopExitsAtOnce) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   const absl::Time second = absl::Now();
-  ASSERT_EQ(kill(pid, SIGTERM), 0);
-  std::optional<int> status = WaitExit(pid, absl::Seconds(10));
+  ASSERT_TRUE(daemon.Signal(SIGTERM));
+  std::optional<ProcessResult> status = daemon.Wait(std::chrono::seconds(10));
   const std::string err = ReadFile(PathIn("daemon.err"));
   ASSERT_TRUE(status.has_value()) << "the second SIGTERM did not stop it\n"
                                   << err;
   EXPECT_LT(absl::Now() - second, absl::Seconds(5)) << err;
-  ASSERT_TRUE(WIFEXITED(*status)) << "status " << *status << "\n" << err;
-  EXPECT_EQ(WEXITSTATUS(*status), 128 + SIGTERM) << err;
+  ASSERT_EQ(status->term_signal, 0) << status->Describe() << "\n" << err;
+  EXPECT_EQ(status->exit_code, 128 + SIGTERM) << err;
   EXPECT_THAT(err, HasSubstr("event=signal signal=SIGTERM action=exit_now "
                              "exit_code=143"));
   EXPECT_THAT(err, Not(HasSubstr("event=shutdown_complete")));
@@ -1008,12 +977,12 @@ TEST_F(ShutdownProcessTest, SighupReloadsTheTokenFile) {
   };
   write_tokens("old-token-1d2c\n");
   const std::string port_file = PathIn("port");
-  const pid_t pid =
+  Process& daemon =
       Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
              "--token_file=" + tokens, "--workers=1", "--stall_threshold=0"},
             "daemon");
-  ASSERT_GT(pid, 0);
-  const std::string address = AwaitPortFile(port_file, pid);
+  ASSERT_TRUE(daemon.started());
+  const std::string address = AwaitPortFile(port_file, daemon);
   ASSERT_FALSE(address.empty());
   auto stub = v1::Jobs::NewStub(
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
@@ -1044,7 +1013,7 @@ TEST_F(ShutdownProcessTest, SighupReloadsTheTokenFile) {
   EXPECT_TRUE(list("old-token-1d2c").ok());
 
   write_tokens("# rotated\nnew-token-a\nnew-token-b\n");
-  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(daemon.Signal(SIGHUP));
   ASSERT_TRUE(await_log("event=tokens_reloaded", 1));
   EXPECT_THAT(ReadFile(PathIn("daemon.err")),
               HasSubstr("event=signal signal=SIGHUP"));
@@ -1054,14 +1023,15 @@ TEST_F(ShutdownProcessTest, SighupReloadsTheTokenFile) {
   EXPECT_TRUE(list("new-token-b").ok());
 
   write_tokens("\n");  // no token: refused, the old set stays
-  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(daemon.Signal(SIGHUP));
   ASSERT_TRUE(await_log("event=tokens_reload_failed", 1));
   EXPECT_TRUE(list("new-token-a").ok());
 
-  ASSERT_EQ(kill(pid, SIGTERM), 0);
-  std::optional<int> status = WaitExit(pid, absl::Seconds(15));
+  ASSERT_TRUE(daemon.Signal(SIGTERM));
+  std::optional<ProcessResult> status = daemon.Wait(std::chrono::seconds(15));
   ASSERT_TRUE(status.has_value());
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  EXPECT_TRUE(status->term_signal == 0 && status->exit_code == 0)
+      << status->Describe();
   const std::string err = ReadFile(PathIn("daemon.err"));
   EXPECT_THAT(err, Not(HasSubstr("new-token")));
 }
@@ -1075,7 +1045,7 @@ TEST_F(ShutdownProcessTest, SigintShutsDownGracefullyAndExitsZero) {
 }
 
 TEST_F(ShutdownProcessTest, HelpListsTheFlags) {
-  auto [code, output] = Run({"--help"}, "help");
+  auto [code, output] = Run({"--help"});
   for (const char* flag :
        {"--listen", "--limit", "--result_ttl", "--shutdown_grace",
         "--max_pending_jobs", "--max_finished_jobs", "--port_file"}) {
@@ -1088,7 +1058,7 @@ TEST_F(ShutdownProcessTest, HelpListsTheFlags) {
 // printing the help (its HelpMode handling), and main.cc does not override
 // that.
 TEST_F(ShutdownProcessTest, HelpExitsZero) {
-  auto [code, output] = Run({"--help"}, "help");
+  auto [code, output] = Run({"--help"});
   EXPECT_EQ(code, 0) << output.substr(0, 300);
 }
 
@@ -1112,10 +1082,8 @@ TEST_F(ShutdownProcessTest, BadFlagsExitNonzeroNamingTheFlag) {
       {"--listen=", "--listen"},
       {"stray", "unexpected argument 'stray'"},
   };
-  int n = 0;
   for (const Case& c : cases) {
-    auto [code, output] =
-        Run({"--listen=127.0.0.1:0", c.arg}, "bad" + std::to_string(n++));
+    auto [code, output] = Run({"--listen=127.0.0.1:0", c.arg});
     EXPECT_NE(code, 0) << c.arg << " was accepted:\n" << output;
     EXPECT_NE(code, -1) << c.arg << ": killed or hung:\n" << output;
     EXPECT_THAT(output, HasSubstr(c.needle)) << c.arg;
@@ -1137,7 +1105,7 @@ TEST_F(ShutdownProcessTest, ListeningOnAnAddressInUseFailsClearly) {
   const std::string listen =
       "--listen=127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
 
-  auto [code, output] = Run({listen}, "in_use");
+  auto [code, output] = Run({listen});
   close(fd);
   EXPECT_EQ(code, 1) << output;
   EXPECT_THAT(output, HasSubstr(listen));
@@ -1152,32 +1120,32 @@ TEST_F(ShutdownProcessTest, ListeningOnAnAddressInUseFailsClearly) {
 // separate job tables.
 TEST_F(ShutdownProcessTest, SecondDaemonOnTheSamePortFailsToStart) {
   const std::string port_file = PathIn("first.port");
-  const pid_t first = Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
-                             "--shutdown_grace=0s"},
-                            "first");
-  ASSERT_GT(first, 0);
+  Process& first = Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file,
+                          "--shutdown_grace=0s"},
+                         "first");
+  ASSERT_TRUE(first.started());
   const std::string address = AwaitPortFile(port_file, first);
   ASSERT_FALSE(address.empty());
 
   const std::string second_port_file = PathIn("second.port");
-  const pid_t second =
+  Process& second =
       Spawn({"--listen=" + address, "--port_file=" + second_port_file,
              "--shutdown_grace=0s"},
             "second");
-  ASSERT_GT(second, 0);
-  std::optional<int> status = WaitExit(second, absl::Seconds(5));
+  ASSERT_TRUE(second.started());
+  std::optional<ProcessResult> status = second.Wait(std::chrono::seconds(5));
   const std::string err = ReadFile(PathIn("second.err"));
   EXPECT_TRUE(status.has_value()) << "a second daemon is serving " << address
                                   << " next to the first (port file: \""
                                   << ReadFile(second_port_file) << "\"):\n"
                                   << err;
   if (status.has_value()) {
-    EXPECT_TRUE(WIFEXITED(*status));
-    EXPECT_EQ(WEXITSTATUS(*status), 1);
+    EXPECT_EQ(status->term_signal, 0) << status->Describe();
+    EXPECT_EQ(status->exit_code, 1);
     EXPECT_THAT(err, HasSubstr("cannot listen"));
   }
-  for (pid_t pid : {first, second}) kill(pid, SIGTERM);
-  for (pid_t pid : {first, second}) WaitExit(pid, absl::Seconds(10));
+  for (Process* p : {&first, &second}) p->Signal(SIGTERM);
+  for (Process* p : {&first, &second}) p->Wait(std::chrono::seconds(10));
 }
 
 }  // namespace
@@ -1212,9 +1180,9 @@ TEST_F(ShutdownProcessTest, FlagfileConfiguresAUnixSocketDaemon) {
     flags << "--listen=unix:" << sock << "\n--port_file=" << port_file
           << "\n--limit=db:3,http:5\n--reflection=false\n--workers=1\n";
   }
-  const pid_t pid = Spawn({"--flagfile=" + PathIn("flags")}, "daemon");
-  ASSERT_GT(pid, 0);
-  const std::string address = AwaitPortFile(port_file, pid);
+  Process& daemon = Spawn({"--flagfile=" + PathIn("flags")}, "daemon");
+  ASSERT_TRUE(daemon.started());
+  const std::string address = AwaitPortFile(port_file, daemon);
   EXPECT_EQ(address, "unix:" + sock);
   auto channel =
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
@@ -1228,25 +1196,25 @@ TEST_F(ShutdownProcessTest, FlagfileConfiguresAUnixSocketDaemon) {
   EXPECT_EQ(limits.limits(0).permits(), 3u);
   EXPECT_EQ(limits.limits(1).name(), "http");
   EXPECT_EQ(CallReflection(channel), grpc::StatusCode::UNIMPLEMENTED);
-  ASSERT_EQ(kill(pid, SIGTERM), 0);
-  std::optional<int> status = WaitExit(pid, absl::Seconds(15));
+  ASSERT_TRUE(daemon.Signal(SIGTERM));
+  std::optional<ProcessResult> status = daemon.Wait(std::chrono::seconds(15));
   ASSERT_TRUE(status.has_value());
-  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  EXPECT_EQ(status->exit_code, 0);
 }
 
 TEST_F(ShutdownProcessTest, ReflectionIsServedByDefault) {
   const std::string port_file = PathIn("port");
-  const pid_t pid =
+  Process& daemon =
       Spawn({"--listen=127.0.0.1:0", "--port_file=" + port_file, "--workers=1"},
             "daemon");
-  ASSERT_GT(pid, 0);
-  const std::string address = AwaitPortFile(port_file, pid);
+  ASSERT_TRUE(daemon.started());
+  const std::string address = AwaitPortFile(port_file, daemon);
   ASSERT_FALSE(address.empty());
   auto channel =
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   EXPECT_NE(CallReflection(channel), grpc::StatusCode::UNIMPLEMENTED);
-  ASSERT_EQ(kill(pid, SIGTERM), 0);
-  ASSERT_TRUE(WaitExit(pid, absl::Seconds(15)).has_value());
+  ASSERT_TRUE(daemon.Signal(SIGTERM));
+  ASSERT_TRUE(daemon.Wait(std::chrono::seconds(15)).has_value());
 }
 
 }  // namespace

@@ -4,9 +4,6 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -23,12 +20,15 @@
 #include "awaitd/v1/jobs.grpc.pb.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/rpc_test_util.h"
-
-extern char** environ;
+#include "tests/support/process.h"
 
 namespace awaitd::server::testing {
 namespace {
 
+using ::awaitd::testing::Output;
+using ::awaitd::testing::Process;
+using ::awaitd::testing::ProcessResult;
+using ::awaitd::testing::RunProcess;
 using ::testing::HasSubstr;
 
 // Polls `pred` (about every millisecond) until it holds or `timeout_s` passed;
@@ -353,18 +353,15 @@ TEST(StreamFlagsTest, BadValuesAreRefusedNamingTheFlag) {
        {"--max_streams_per_connection=0", "--max_watch_backlog=-1",
         "--max_concurrent_streams=0", "--keepalive_time=0s",
         "--grpc_memory_bytes=0"}) {
-    // `timeout`: a daemon that accepted the value would serve forever.
-    const std::string cmd = "timeout 20 " + awaitd +
-                            " --listen=127.0.0.1:0 --durability=none"
-                            " --metrics_listen= " +
-                            flag + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[512];
-    while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    const int st = pclose(p);
-    EXPECT_NE(st, 0) << flag;
+    // The timeout: a daemon that accepted the value would serve forever.
+    const ProcessResult r = RunProcess({
+        .argv = {awaitd, "--listen=127.0.0.1:0", "--durability=none",
+                 "--metrics_listen=", flag},
+        .timeout = std::chrono::seconds(20),
+        .stderr_to = Output::Stdout(),
+    });
+    const std::string& out = r.out;
+    EXPECT_NE(r.exit_code, 0) << flag;
     EXPECT_THAT(out, HasSubstr(flag.substr(0, flag.find('=')))) << out;
   }
 }
@@ -377,29 +374,15 @@ TEST(StreamFlagsTest, MaxStreamsPerConnectionFlagReachesTheService) {
        ("awaitd_streams_port_" + std::to_string(getpid())))
           .string();
   std::filesystem::remove(port_file);
-  std::vector<std::string> args = {awaitd,
-                                   "--listen=127.0.0.1:0",
-                                   "--port_file=" + port_file,
-                                   "--metrics_listen=",
-                                   "--durability=none",
-                                   "--workers=1",
-                                   "--log_level=warning",
-                                   "--max_streams_per_connection=1"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  ASSERT_EQ(
-      posix_spawn(&pid, awaitd.c_str(), nullptr, nullptr, argv.data(), environ),
-      0);
-  struct Reaper {
-    pid_t pid;
-    ~Reaper() {
-      kill(pid, SIGKILL);
-      int st = 0;
-      waitpid(pid, &st, 0);
-    }
-  } reaper{pid};
+  // Killed and reaped at the end of the test.
+  Process daemon({
+      .argv = {awaitd, "--listen=127.0.0.1:0", "--port_file=" + port_file,
+               "--metrics_listen=", "--durability=none", "--workers=1",
+               "--log_level=warning", "--max_streams_per_connection=1"},
+      .stdout_to = Output::Inherit(),
+      .stderr_to = Output::Inherit(),
+  });
+  ASSERT_TRUE(daemon.started()) << daemon.error();
   std::string address;
   for (int i = 0; i < 4000 && address.empty(); ++i) {
     std::ifstream in(port_file);

@@ -4,13 +4,10 @@
 // progress, stop pinging while they are all blocked.
 #include "server/daemon/systemd.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -32,12 +29,17 @@
 #include "runtime/runtime.h"
 #include "server/daemon/daemon.h"
 #include "tests/server/daemon_fixture.h"
+#include "tests/support/process.h"
 
 extern char** environ;
 
 namespace awaitd::server::testing {
 namespace {
 
+using ::awaitd::testing::Output;
+using ::awaitd::testing::Process;
+using ::awaitd::testing::ProcessOptions;
+using ::awaitd::testing::ProcessResult;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -307,47 +309,26 @@ TEST(SystemdBinaryTest, NotifiesReadyWatchdogAndStoppingOnSigterm) {
   NotifySocket sock(dir + "/notify");
   const std::string port_file = dir + "/port";
 
-  std::vector<std::string> env_s = {"NOTIFY_SOCKET=" + sock.name(),
-                                    "WATCHDOG_USEC=300000"};
+  ProcessOptions o;
+  o.argv = {awaitd,
+            "--metrics_listen=",
+            "--durability=none",
+            "--listen=127.0.0.1:0",
+            "--port_file=" + port_file,
+            "--workers=2",
+            "--shutdown_grace=1s"};
+  o.env = {{"NOTIFY_SOCKET", sock.name()}, {"WATCHDOG_USEC", "300000"}};
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string_view v(*e);
-    if (v.rfind("NOTIFY_SOCKET=", 0) == 0 || v.rfind("WATCHDOG_", 0) == 0) {
-      continue;
+    if (v.rfind("WATCHDOG_", 0) == 0) {
+      o.unset_env.emplace_back(v.substr(0, v.find('=')));
     }
-    env_s.emplace_back(v);
   }
-  std::vector<std::string> argv_s = {awaitd,
-                                     "--metrics_listen=",
-                                     "--durability=none",
-                                     "--listen=127.0.0.1:0",
-                                     "--port_file=" + port_file,
-                                     "--workers=2",
-                                     "--shutdown_grace=1s"};
-  std::vector<char*> argv, envp;
-  for (std::string& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (std::string& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
   const std::string log = dir + "/stderr";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  ASSERT_EQ(
-      posix_spawn(&pid, awaitd.c_str(), &fa, nullptr, argv.data(), envp.data()),
-      0);
-  posix_spawn_file_actions_destroy(&fa);
-  struct Reaper {
-    pid_t pid;
-    bool reaped = false;
-    ~Reaper() {
-      if (!reaped) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-    }
-  } reaper{pid};
+  o.stdout_to = Output::Inherit();
+  o.stderr_to = Output::File(log);
+  Process daemon(o);  // killed and reaped at the end if still running
+  ASSERT_TRUE(daemon.started()) << daemon.error();
 
   std::optional<std::string> ready = sock.Next(absl::Seconds(20));
   ASSERT_TRUE(ready.has_value()) << ReadFile(log);
@@ -360,18 +341,14 @@ TEST(SystemdBinaryTest, NotifiesReadyWatchdogAndStoppingOnSigterm) {
   EXPECT_EQ(sock.Next(absl::Seconds(2)), "WATCHDOG=1");
   EXPECT_EQ(sock.Next(absl::Seconds(2)), "WATCHDOG=1");
 
-  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  ASSERT_TRUE(daemon.Signal(SIGTERM));
   EXPECT_EQ(sock.NextStartingWith("STOPPING=1", absl::Seconds(10)),
             "STOPPING=1\nSTATUS=shutting down");
-  int status = 0;
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (::waitpid(pid, &status, WNOHANG) != pid) {
-    ASSERT_LT(absl::Now(), deadline) << "awaitd did not exit on SIGTERM";
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  reaper.reaped = true;
-  ASSERT_TRUE(WIFEXITED(status)) << status;
-  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFile(log);
+  const std::optional<ProcessResult> status =
+      daemon.Wait(std::chrono::seconds(20));
+  ASSERT_TRUE(status.has_value()) << "awaitd did not exit on SIGTERM";
+  ASSERT_EQ(status->term_signal, 0) << status->Describe();
+  EXPECT_EQ(status->exit_code, 0) << ReadFile(log);
   EXPECT_THAT(ReadFile(log), HasSubstr("event=watchdog_started"));
 }
 

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/client/process_util.h"
+#include "tests/support/process.h"
 
 namespace awaitd::server::testing {
 
