@@ -1,6 +1,6 @@
-// store_bench: the durable job store (server/store/store.h) alone, without gRPC:
-// what a Submit of a batch costs with each --durability, and the latency of
-// a single-job commit with sync.
+// store_bench: the durable job store (server/store/store.h) alone, without
+// gRPC: what a Submit of a batch costs with each --durability, and the latency
+// of a single-job commit with sync.
 //
 //   store_bench [--dir=PATH] [--jobs=N] [--batch=K] [--committers=C]
 //               [--single=M]

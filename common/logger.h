@@ -14,8 +14,8 @@
 #include <string_view>
 #include <utility>
 
-#include "runtime/log.h"
 #include "common/strings.h"
+#include "runtime/log.h"
 
 namespace awaitd {
 

@@ -20,9 +20,9 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/signal_set.hpp"
+#include "common/strings.h"
 #include "server/daemon/daemon.h"
 #include "server/daemon/flags.h"
-#include "common/strings.h"
 #include "server/daemon/systemd.h"
 
 int main(int argc, char** argv) {
@@ -95,9 +95,8 @@ int main(int argc, char** argv) {
   if (!daemon.ok()) {
     awaitd::TimestampedStderrSink(
         awaitd::LogLevel::kError,
-        awaitd::StrCat(
-            "component=server event=start_failed error=",
-            awaitd::LogQuote(daemon.status().ToString())));
+        awaitd::StrCat("component=server event=start_failed error=",
+                       awaitd::LogQuote(daemon.status().ToString())));
     return 1;
   }
   const awaitd::Logger& logger = (*daemon)->logger();

@@ -14,8 +14,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
-#include "runtime/time.h"
 #include "common/strings.h"
+#include "runtime/time.h"
 
 namespace awaitd::server {
 

@@ -31,8 +31,8 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "runtime/runtime.h"
 #include "common/logger.h"
+#include "runtime/runtime.h"
 
 namespace awaitd::server {
 

@@ -23,9 +23,9 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "common/strings.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/support/status.h"
-#include "common/strings.h"
 
 namespace awaitd::server {
 

@@ -17,12 +17,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "civetweb.h"
+#include "common/strings.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
-#include "common/strings.h"
 
 namespace awaitd::server {
 

@@ -38,8 +38,8 @@
 #include "runtime/runtime.h"
 #include "server/jobs/job_manager.h"
 #include "server/jobs/job_stats.h"
-#include "server/rpc/jobs_service.h"
 #include "server/jobs/limits.h"
+#include "server/rpc/jobs_service.h"
 
 struct mg_connection;
 struct mg_context;

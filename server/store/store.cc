@@ -9,6 +9,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "common/logger.h"
+#include "common/strings.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
@@ -17,8 +19,6 @@
 #include "rocksdb/options.h"
 #include "rocksdb/perf_level.h"
 #include "rocksdb/write_batch.h"
-#include "common/logger.h"
-#include "common/strings.h"
 
 namespace awaitd::server {
 namespace {

@@ -19,13 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/logger.h"
 #include "runtime/runtime.h"
 #include "runtime/time.h"
 #include "server/daemon/daemon.h"
-#include "server/kinds/job_kind.h"
 #include "server/jobs/job_manager.h"
 #include "server/jobs/limits.h"
-#include "common/logger.h"
+#include "server/kinds/job_kind.h"
 #include "tests/runtime/test_util.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/rpc_test_util.h"

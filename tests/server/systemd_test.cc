@@ -1,7 +1,7 @@
-// systemd integration (server/daemon/systemd.h): the sd_notify datagrams a Type=notify
-// unit relies on, read from a NOTIFY_SOCKET the test creates, in process and
-// from the awaitd binary; and the watchdog's rule: ping while the loops make
-// progress, stop pinging while they are all blocked.
+// systemd integration (server/daemon/systemd.h): the sd_notify datagrams a
+// Type=notify unit relies on, read from a NOTIFY_SOCKET the test creates, in
+// process and from the awaitd binary; and the watchdog's rule: ping while the
+// loops make progress, stop pinging while they are all blocked.
 #include "server/daemon/systemd.h"
 
 #include <poll.h>
