@@ -53,7 +53,13 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   // declared yet would be failed as unrunnable.
   AWAITD_RETURN_IF_ERROR(RestoreLimits(*store, &rec.stats));
   AWAITD_RETURN_IF_ERROR(store->ForEachJob([&](StoredJob&& r) {
-    RecoverLeaf(std::move(r), rec);
+    ++rec.stats.jobs;
+    rec.max_id = std::max(rec.max_id, r.id());
+    if (r.type() == StoredJob::LEAF) {
+      RecoverLeaf(std::move(r), rec);
+    } else {
+      rec.groups.push_back(std::move(r));
+    }
     return absl::OkStatus();
   }));
   if (rec.max_id >= next_id_.load(std::memory_order_relaxed))
@@ -79,16 +85,9 @@ absl::StatusOr<JobManager::RecoveryStats> JobManager::Recover() {
   return rec.stats;
 }
 
-// A stored job as the store lists it: a group is set aside for
-// RecoverGroup; a leaf goes back into the table, finished as it was,
-// failed or cancelled as the restart decides, or to run again.
+// A stored leaf, back into the table: finished as it was, failed or
+// cancelled as the restart decides, or to run again.
 void JobManager::RecoverLeaf(StoredJob&& r, Recovery& rec) {
-  ++rec.stats.jobs;
-  rec.max_id = std::max(rec.max_id, r.id());
-  if (r.type() != StoredJob::LEAF) {
-    rec.groups.push_back(std::move(r));
-    return;
-  }
   const JobState state = static_cast<JobState>(r.state());
   const std::string at = StrCat("stored job ", r.id());
   Prepared p;

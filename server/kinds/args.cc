@@ -45,6 +45,10 @@ const Value* Args::Find(std::string_view name) const {
   return it == args_.fields().end() ? nullptr : &it->second;
 }
 
+bool Args::Absent(std::string_view name) const {
+  return status_.ok() && Find(name) == nullptr;
+}
+
 void Args::Refuse(std::string_view name, std::string_view message) {
   if (status_.ok()) {
     status_ = absl::InvalidArgumentError(StrCat(name, ": ", message));
@@ -115,10 +119,7 @@ double Args::Number(std::string_view name, const NumberRule& rule) {
 
 double Args::NumberOr(std::string_view name, double fallback,
                       const NumberRule& rule) {
-  bool absent;
-  if (Field(name, /*required=*/false, &absent) == nullptr) {
-    return absent ? fallback : 0;
-  }
+  if (Absent(name)) return fallback;
   return ReadNumber(name, /*required=*/false, rule, /*integer=*/false)
       .value_or(0);
 }
@@ -130,10 +131,7 @@ std::int64_t Args::Integer(std::string_view name, const NumberRule& rule) {
 
 std::int64_t Args::IntegerOr(std::string_view name, std::int64_t fallback,
                              const NumberRule& rule) {
-  bool absent;
-  if (Field(name, /*required=*/false, &absent) == nullptr) {
-    return absent ? fallback : 0;
-  }
+  if (Absent(name)) return fallback;
   return static_cast<std::int64_t>(
       ReadNumber(name, /*required=*/false, rule, /*integer=*/true).value_or(0));
 }
@@ -164,10 +162,7 @@ std::string Args::String(std::string_view name, const StringRule& rule) {
 
 std::string Args::StringOr(std::string_view name, std::string_view fallback,
                            const StringRule& rule) {
-  bool absent;
-  if (Field(name, /*required=*/false, &absent) == nullptr) {
-    return absent ? std::string(fallback) : std::string();
-  }
+  if (Absent(name)) return std::string(fallback);
   return String(name, rule);
 }
 
@@ -178,10 +173,7 @@ bool Args::Bool(std::string_view name) {
 }
 
 bool Args::BoolOr(std::string_view name, bool fallback) {
-  bool absent;
-  if (Field(name, /*required=*/false, &absent) == nullptr) {
-    return absent && fallback;
-  }
+  if (Absent(name)) return fallback;
   return Bool(name);
 }
 

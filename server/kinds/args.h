@@ -96,6 +96,8 @@ class Args {
   void Refuse(std::string_view name, std::string_view message);
 
  private:
+  // No earlier error, and no field `name`: an ...Or reader's fallback.
+  bool Absent(std::string_view name) const;
   // The field if present and the reader has no error; `*absent` tells the
   // two apart.
   const google::protobuf::Value* Field(std::string_view name, bool required,
